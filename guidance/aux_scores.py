@@ -1,0 +1,119 @@
+"""Auxiliary score models trained on the particles: VSD's camera-conditioned LoRA and DMD's full fake score."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .losses import add_noise
+from .teachers import unet_eps
+
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+ADAPTER = "vsd"
+
+
+def denoise_train_step(eps_fn, params, opt: torch.optim.Optimizer, x0: torch.Tensor, cond: torch.Tensor,
+                       alphas_cumprod: torch.Tensor, generator: torch.Generator | None = None, **kw) -> float:
+    """One step of the plain denoising loss ||eps_fn(x_t, t, cond) - eps||^2, t ~ U[0, T) (Ho et al. 2020, eq. 14)."""
+    x0 = x0.detach()
+    t = torch.randint(0, len(alphas_cumprod), (x0.shape[0],), generator=generator).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator).to(x0)
+    loss = F.mse_loss(eps_fn(add_noise(x0, noise, t, alphas_cumprod), t, cond, **kw), noise)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    return loss.item()
+
+
+class CameraEmbedding(torch.nn.Module):
+    """Flattened 4x4 camera-to-world [B,16] -> time-embedding offset [B,D]; zero-initialised output layer."""
+
+    def __init__(self, dim: int, hidden: int = 64):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(16, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, dim))
+        torch.nn.init.zeros_(self.net[-1].weight)
+        torch.nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, camera: torch.Tensor) -> torch.Tensor:
+        return self.net(camera)
+
+
+class LoraScore:
+    """VSD's eps_lora(x_t, t, y, c): a peft LoRA adapter on the teacher UNet + camera MLP on the time embedding.
+
+    The adapter is scaled to 1 only inside `eps`; elsewhere its scale is 0, so teacher passes are bit-identical.
+    """
+
+    def __init__(self, teacher, rank: int = 4, lr: float = 1e-4, camera_dropout: float = 0.1):
+        from peft import LoraConfig
+
+        self.teacher, self.unet = teacher, teacher.unet
+        self.unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=True,
+                                         target_modules=LORA_TARGETS), adapter_name=ADAPTER)
+        self.unet.set_adapters([ADAPTER], [0.0])  # off: the teacher's passes see base weights + 0 * LoRA
+        dim = self.unet.time_embedding.linear_2.out_features
+        self.camera = CameraEmbedding(dim).to(self.unet.device, torch.float32)
+        lora = [p for n, p in self.unet.named_parameters() if "lora_" in n]
+        for p in lora:
+            p.data = p.data.float()
+            p.requires_grad_(True)
+        self.params = lora + list(self.camera.parameters())
+        self.opt = torch.optim.AdamW(self.params, lr=lr)
+        self.camera_dropout = camera_dropout
+        self.alphas_cumprod = teacher.alphas_cumprod
+
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, camera: torch.Tensor | None = None,
+            **kw) -> torch.Tensor:
+        """eps with the LoRA adapter on; camera [B,16] or None (dropped)."""
+        # Scale 1 / 0 rather than peft's enable/disable, which would flip requires_grad before backward runs.
+        self.unet.set_adapters([ADAPTER], [1.0])
+        old = self.unet.class_embedding
+        try:
+            if camera is not None:
+                self.unet.class_embedding = self.camera
+                kw["class_labels"] = camera.to(self.unet.device, torch.float32)
+            return unet_eps(self.unet, self.teacher.prediction_type, self.alphas_cumprod, x_t, t, cond, **kw)
+        finally:
+            self.unet.class_embedding = old
+            self.unet.set_adapters([ADAPTER], [0.0])
+
+    def train_step(self, x0: torch.Tensor, cond: torch.Tensor, camera: torch.Tensor | None = None,
+                   generator: torch.Generator | None = None) -> float:
+        """One LoRA step on detached renders; the camera is dropped for the whole batch with p = camera_dropout."""
+        if camera is not None and torch.rand((), generator=generator).item() < self.camera_dropout:
+            camera = None
+        return denoise_train_step(self.eps, self.params, self.opt, x0, cond, self.alphas_cumprod, generator,
+                                  camera=camera)
+
+    def save(self, out_dir: str | Path) -> None:
+        """LoRA in the diffusers format (loadable by `pipe.load_lora_weights`) + camera MLP as safetensors."""
+        from diffusers import StableDiffusionPipeline
+        from diffusers.utils import convert_state_dict_to_diffusers
+        from peft.utils import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        state = convert_state_dict_to_diffusers(get_peft_model_state_dict(self.unet, adapter_name=ADAPTER))
+        StableDiffusionPipeline.save_lora_weights(str(out_dir), unet_lora_layers=state, safe_serialization=True)
+        save_file({k: v.contiguous() for k, v in self.camera.state_dict().items()},
+                  str(Path(out_dir) / "camera_embedding.safetensors"))
+
+
+class FakeScore:
+    """DMD / Diff-Instruct fake score: a full trainable copy of the teacher UNet (initialised from it)."""
+
+    def __init__(self, teacher, lr: float = 1e-4, betas=(0.0, 0.999)):
+        self.teacher = teacher
+        self.unet = copy.deepcopy(teacher.unet).float().requires_grad_(True).train()
+        self.alphas_cumprod = teacher.alphas_cumprod
+        self.params = list(self.unet.parameters())
+        self.opt = torch.optim.AdamW(self.params, lr=lr, betas=betas, weight_decay=0.0)
+
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, **kw) -> torch.Tensor:
+        return unet_eps(self.unet, self.teacher.prediction_type, self.alphas_cumprod, x_t, t, cond, **kw)
+
+    def train_step(self, x0: torch.Tensor, cond: torch.Tensor, camera=None,
+                   generator: torch.Generator | None = None) -> float:
+        return denoise_train_step(self.eps, self.params, self.opt, x0, cond, self.alphas_cumprod, generator)

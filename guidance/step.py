@@ -1,0 +1,134 @@
+"""The one guidance step shared by the 3D loop and the generator-distillation loop.
+
+Every method is `grad = w(t) * (eps_teacher_cfg - eps_baseline)`; only the baseline (and w) differ:
+SDS: the sampled noise; NFSD: 0 / eps(x_t; y_neg); VSD: a LoRA score of the renders;
+DMD / Diff-Instruct: a full "fake" score of the generator's samples.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .losses import add_noise, cfg_combine, score_distillation_grad, target_loss, x0_from_eps
+from .schedules import weighting
+
+NEGATIVE_PROMPT = ("unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, dark, "
+                   "low-resolution, gloomy")
+
+
+@dataclass
+class GuidanceConfig:
+    """Settings of a guidance loss (defaults per method in configs/)."""
+
+    method: str = "sds"            # sds | nfsd | vsd | dmd | diff_instruct
+    cfg_scale: float = 100.0       # diffusers convention; see guidance.teachers
+    weighting: str = "sds"         # sds | uniform | snr_inv ; dmd uses its own normaliser
+    t_min: float = 0.02
+    t_max: float = 0.98
+    grad_clip: float = 0.0         # 0 = off; elementwise clamp of grad
+    negative_prompt: str = NEGATIVE_PROMPT
+    nfsd_t_switch: int = 200       # NFSD: delta_D = eps(x_t; null) below it, eps(null) - eps(neg) above
+    aux_cfg_scale: float = 1.0     # CFG on the auxiliary (LoRA / fake) score
+    aux_lr: float = 1e-4
+    aux_rank: int = 4              # LoRA rank (VSD)
+    aux_updates: int = 1           # auxiliary updates per guidance step (DMD2 TTUR uses 5-10)
+    camera_dropout: float = 0.1    # VSD: drop the camera condition with this probability
+
+
+@dataclass
+class Prompts:
+    """Prompt embeddings for a batch: cond / uncond [B,L,D], negative [B,L,D] or None."""
+
+    cond: torch.Tensor
+    uncond: torch.Tensor
+    negative: torch.Tensor | None = None
+
+
+@dataclass
+class GuidanceOutput:
+    loss: torch.Tensor        # scalar; d loss / d x0 = grad / B
+    grad: torch.Tensor        # [B,C,h,w]
+    x_t: torch.Tensor
+    eps_cfg: torch.Tensor
+    eps_baseline: torch.Tensor
+    w: torch.Tensor           # [B]
+
+
+def teacher_cfg(teacher, x_t, t, prompts: Prompts, scale: float, extra_negative: bool = False, **kw):
+    """One batched teacher pass: eps_cfg, plus eps(x_t; negative) when asked (NFSD)."""
+    conds = [prompts.cond, prompts.uncond] + ([prompts.negative] if extra_negative else [])
+    if scale == 1.0 and not extra_negative:
+        return teacher.eps(x_t, t, prompts.cond, **kw), None
+    n = len(conds)
+    kw = {k: v.repeat(n, *[1] * (v.dim() - 1)) if torch.is_tensor(v) else v for k, v in kw.items()}
+    eps = teacher.eps(x_t.repeat(n, *[1] * (x_t.dim() - 1)), t.repeat(n), torch.cat(conds), **kw).chunk(n)
+    return cfg_combine(eps[1], eps[0], scale), (eps[1], eps[2]) if extra_negative else None
+
+
+def _sds(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw):
+    eps_cfg, _ = teacher_cfg(teacher, x_t, t, prompts, cfg.cfg_scale)
+    return eps_cfg, noise
+
+
+def _nfsd(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw):
+    """Katzir et al. 2024 eq. 8: delta_D + s delta_C = eps_cfg - baseline, baseline = [t >= switch] eps(x_t; y_neg)."""
+    if prompts.negative is None:
+        raise ValueError("NFSD needs a negative prompt embedding (Prompts.negative)")
+    eps_cfg, (eps_u, eps_neg) = teacher_cfg(teacher, x_t, t, prompts, cfg.cfg_scale, extra_negative=True)
+    far = (t >= cfg.nfsd_t_switch).view(-1, *[1] * (x_t.dim() - 1))
+    return eps_cfg, torch.where(far, eps_neg, torch.zeros_like(eps_neg))
+
+
+def _auxiliary(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw):
+    """VSD (Wang et al. 2023, eq. 9) and DMD / Diff-Instruct: the baseline is a learned score of the particles."""
+    if aux is None:
+        raise ValueError(f"method {cfg.method!r} needs an auxiliary score model")
+    eps_cfg, _ = teacher_cfg(teacher, x_t, t, prompts, cfg.cfg_scale)
+    eps_aux, _ = teacher_cfg(aux, x_t, t, prompts, cfg.aux_cfg_scale, **aux_kw)
+    return eps_cfg, eps_aux
+
+
+METHODS = {"sds": _sds, "nfsd": _nfsd, "vsd": _auxiliary, "dmd": _auxiliary, "diff_instruct": _auxiliary}
+
+
+def method_weight(cfg: GuidanceConfig, alphas_cumprod, x0, x_t, t, eps_cfg) -> torch.Tensor:
+    """w(t) [B]; DMD normalises by mean_CHW |x0 - x0_hat_real| (Yin et al. 2024, eq. 8), i.e. w = (s/a) / that."""
+    if cfg.method != "dmd":
+        return weighting(cfg.weighting, alphas_cumprod, t).to(x0)
+    abar = alphas_cumprod.to(x0.device)[t].to(x0)
+    norm = (x0 - x0_from_eps(x_t, eps_cfg, t, alphas_cumprod)).abs().flatten(1).mean(1).clamp(min=1e-6)
+    return ((1 - abar) / abar).sqrt() / norm
+
+
+def guidance_step(teacher, x0: torch.Tensor, prompts: Prompts, t: torch.Tensor, noise: torch.Tensor,
+                  cfg: GuidanceConfig, aux=None, **aux_kw) -> GuidanceOutput:
+    """Score-distillation loss on model-space samples x0 [B,C,h,w] at timesteps t [B] with noise [B,C,h,w]."""
+    if cfg.method not in METHODS:
+        raise ValueError(f"unknown guidance method {cfg.method!r} (choose from {', '.join(METHODS)})")
+    with torch.no_grad():
+        x_t = add_noise(x0.detach(), noise, t, teacher.alphas_cumprod)
+        eps_cfg, eps_base = METHODS[cfg.method](teacher, aux, x0.detach(), x_t, t, noise, prompts, cfg, aux_kw)
+        w = method_weight(cfg, teacher.alphas_cumprod, x0.detach(), x_t, t, eps_cfg)
+        grad = score_distillation_grad(w, eps_cfg, eps_base, cfg.grad_clip)
+    return GuidanceOutput(target_loss(x0, grad), grad, x_t, eps_cfg, eps_base, w)
+
+
+def score_distillation_step(teacher, x0: torch.Tensor, prompts: Prompts, cfg: GuidanceConfig,
+                            generator: torch.Generator | None = None, t_max: float | None = None, aux=None,
+                            aux_x0: torch.Tensor | None = None, **aux_kw) -> GuidanceOutput:
+    """The step both loops call (3D scenes and generators): sample t and noise, guidance_step, then update aux.
+
+    The auxiliary score (VSD LoRA / DMD fake score) takes `cfg.aux_updates` denoising steps on the detached
+    particles `aux_x0` (default: x0), as ProlificDreamer (1 step) and DMD2 (TTUR, 5-10 steps) do.
+    """
+    B = x0.shape[0]
+    t = sample_timesteps(B, cfg.t_min, cfg.t_max if t_max is None else t_max, len(teacher.alphas_cumprod),
+                         generator, x0.device)
+    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+    out = guidance_step(teacher, x0, prompts, t, noise, cfg, aux=aux, **aux_kw)
+    if aux is not None and hasattr(aux, "train_step"):
+        particles = (x0 if aux_x0 is None else aux_x0).detach()
+        for _ in range(cfg.aux_updates):
+            aux.train_step(particles, prompts.cond, generator=generator, **aux_kw)
+    return out

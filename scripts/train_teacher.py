@@ -1,0 +1,117 @@
+"""Train the embedded shapes-world teacher from scratch (pixel-space, text-conditioned DDPM).
+
+    python scripts/train_teacher.py --out dreamer/assets/shapes-teacher [--steps 2400]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from dreamer.shapes.render import random_views, render_shapes
+from dreamer.shapes.teacher_spec import MAX_TOKENS, TEXT_ENCODER, TeacherTrainConfig, scheduler_config, unet_config
+from dreamer.shapes.world import catalogue, view_prompt
+from guidance.text import TextEncoder
+
+
+def build_dataset(cfg: TeacherTrainConfig, g: torch.Generator):
+    """Render views_per_prompt random views of every catalogue entry: uint8 images [N,3,R,R] and prompt strings."""
+    cat = catalogue()
+    specs = [s for s in cat for _ in range(cfg.views_per_prompt)]
+    v = random_views(len(specs), g)
+    imgs, prompts = [], []
+    for i in range(0, len(specs), 512):
+        sl = slice(i, i + 512)
+        rgb, _ = render_shapes(specs[sl], v["elev"][sl], v["azim"][sl], v["dist"][sl], v["fov"][sl], cfg.resolution)
+        imgs.append((rgb * 255).round().to(torch.uint8))
+    for s, e, a in zip(specs, v["elev"].tolist(), v["azim"].tolist()):
+        prompts.append(view_prompt(s.prompt, e, a))
+    return torch.cat(imgs), prompts
+
+
+def save_teacher(out: Path, unet, cfg: TeacherTrainConfig, card: dict) -> None:
+    from diffusers import DDPMScheduler
+
+    out.mkdir(parents=True, exist_ok=True)
+    unet.to(torch.float16).save_pretrained(out / "unet", safe_serialization=True)
+    unet.to(torch.float32)
+    DDPMScheduler(**scheduler_config()).save_pretrained(out / "scheduler")
+    (out / "teacher.json").write_text(json.dumps({
+        "text_encoder": TEXT_ENCODER, "max_length": MAX_TOKENS, "use_attention_mask": True,
+        "default_cfg": cfg.default_cfg, "resolution": cfg.resolution}, indent=2))
+    (out / "training.json").write_text(json.dumps(card, indent=2))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", default="dreamer/assets/shapes-teacher")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = TeacherTrainConfig()
+    if args.steps:
+        cfg.steps = args.steps
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    t_start = time.time()
+    g = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    images, prompts = build_dataset(cfg, g)
+    print(f"dataset {tuple(images.shape)} in {time.time() - t_start:.0f}s", flush=True)
+    enc = TextEncoder.load(TEXT_ENCODER, max_length=MAX_TOKENS, use_attention_mask=True)
+    uniq = sorted(set(prompts))
+    table = enc.encode(uniq + [""])  # [U+1, L, 384]; last row is the unconditional prompt
+    pid = torch.tensor([uniq.index(p) for p in prompts])
+    del enc
+
+    unet = UNet2DConditionModel(**unet_config(cfg.resolution))
+    ema = copy.deepcopy(unet).requires_grad_(False)
+    sched = DDPMScheduler(**scheduler_config())
+    abar = sched.alphas_cumprod
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
+    lr_at = lambda s: cfg.lr * min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * s / cfg.steps))  # noqa: E731
+    losses = []
+    for step in range(cfg.steps):
+        idx = torch.randint(0, len(images), (cfg.batch_size,), generator=g)
+        x0 = images[idx].float() / 127.5 - 1.0
+        cond_id = torch.where(torch.rand(cfg.batch_size, generator=g) < cfg.cfg_dropout, len(uniq), pid[idx])
+        t = torch.randint(0, 1000, (cfg.batch_size,), generator=g)
+        eps = torch.randn(x0.shape, generator=g)
+        a = abar[t].sqrt()[:, None, None, None]
+        s = (1 - abar[t]).sqrt()[:, None, None, None]
+        pred = unet(a * x0 + s * eps, t, table[cond_id]).sample
+        loss = F.mse_loss(pred, eps)
+        for pg in opt.param_groups:
+            pg["lr"] = lr_at(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        d = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), unet.parameters()):
+                pe.lerp_(p, 1 - d)
+        losses.append(loss.item())
+        if step % 50 == 0 or step == cfg.steps - 1:
+            avg = sum(losses[-50:]) / len(losses[-50:])
+            print(f"step {step} loss {avg:.4f} lr {lr_at(step):.2e} elapsed {time.time() - t_start:.0f}s", flush=True)
+        if (step + 1) % 250 == 0 or step == cfg.steps - 1:
+            card = {"command": f"python scripts/train_teacher.py --out {args.out} --steps {cfg.steps}",
+                    "config": cfg.to_dict(), "steps_done": step + 1,
+                    "final_loss_avg_last_100": sum(losses[-100:]) / len(losses[-100:]),
+                    "wall_seconds": round(time.time() - t_start, 1), "threads": args.threads,
+                    "loss_curve_every_50": [round(sum(losses[i:i + 50]) / len(losses[i:i + 50]), 5)
+                                            for i in range(0, len(losses), 50)]}
+            save_teacher(Path(args.out), ema, cfg, card)
+    print(f"done in {time.time() - t_start:.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
