@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .losses import add_noise, cfg_combine, score_distillation_grad, target_loss, x0_from_eps
-from .schedules import weighting
+from .schedules import sample_timesteps, weighting
 
 NEGATIVE_PROMPT = ("unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, dark, "
                    "low-resolution, gloomy")

@@ -75,6 +75,7 @@ class DiffusersTeacher:
         self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
         self.default_cfg = default_cfg
         self.latent_scale = float(vae.config.scaling_factor) if vae is not None else 1.0
+        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1
         self._prompt_cache: dict[str, torch.Tensor] = {}
 
     @classmethod

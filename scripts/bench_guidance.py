@@ -38,7 +38,8 @@ def main() -> None:
     teacher = DiffusersTeacher.from_pretrained(args.teacher or DEFAULT_TEACHER)
     B, res = args.batch, teacher.unet.config.sample_size
     g = torch.Generator().manual_seed(0)
-    rgb = torch.rand(B, 3, res * (8 if teacher.vae else 1), res * (8 if teacher.vae else 1), generator=g)
+    size = res * teacher.vae_scale_factor
+    rgb = torch.rand(B, 3, size, size, generator=g)
     prompts = Prompts(teacher.encode_prompt(["a red cube, front view"] * B), teacher.encode_prompt([""] * B),
                       teacher.encode_prompt([GuidanceConfig().negative_prompt] * B))
     cam = torch.randn(B, 16, generator=g)

@@ -1,0 +1,267 @@
+"""Generator distillation (DMD / DMD2, Yin et al. 2024a,b; Diff-Instruct, Luo et al. 2023) on a frozen teacher.
+
+Every iteration: z, y -> x0 = G (backward-simulated when few-step) -> guidance.score_distillation_step (the same
+step as the 3D loop; the fake score takes its TTUR updates inside it) -> generator loss (+ DMD1 regression) -> Adam.
+
+    python -m dreamer.distill --config configs/distill-dmd.yaml --out runs/dmd [key=value ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from guidance import FakeScore, GuidanceConfig, Prompts, score_distillation_step, teacher_cfg, x0_from_eps
+
+from .config import ConfigError, apply_overrides, dump_yaml, from_dict, load_config_dict
+from .fewstep import check_timesteps, rollout, uniform_timesteps
+from .generator import Generator, make_generator, save_generator
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class DistillConfig:
+    """A distillation recipe (configs/distill-*.yaml)."""
+
+    method: str = "dmd"                  # dmd | diff_instruct | sds (see METHODS)
+    teacher: str | None = None           # None: the embedded shapes teacher; else a diffusers folder / hub id
+    steps: int = 1000                    # generator updates
+    batch: int = 8
+    lr_gen: float = 1e-5
+    lr_fake: float = 1e-5
+    fake_updates: int = 5                # TTUR: fake-score steps per generator step (DMD2: 5; Diff-Instruct: 1)
+    cfg_scale: float | None = None       # teacher CFG for the real score; None: the teacher's default
+    fake_cfg_scale: float = 1.0
+    t_min: float = 0.02                  # DMD: t ~ U[20, 980]
+    t_max: float = 0.98
+    weighting: str = "sds"               # w(t) for un-normalised methods (diff_instruct, sds)
+    grad_clip: float = 0.0
+    regression_weight: float = 0.0       # DMD1 lambda (0.25) on teacher ODE pairs, MSE; 0 = off
+    regression_pairs: int = 2            # pairs per prompt
+    regression_ddim_steps: int = 50
+    timesteps: list[int] = field(default_factory=lambda: [999])  # few-step schedule; [0] = t*
+    lora_rank: int = 0                   # > 0: train a LoRA adapter only
+    prompts: list[str] = field(default_factory=list)  # empty: every catalogue prompt of the shapes world
+    uncond_prompt: str = ""
+    resolution: int | None = None        # pixels; None: the teacher UNet's sample size (x VAE factor)
+    seed: int = 0
+    adam_betas: tuple[float, float] = (0.0, 0.999)
+    weight_decay: float = 0.0
+    max_grad_norm: float = 10.0          # generator gradient-norm clip; 0 = off
+    device: str = "cpu"
+    dtype: str = "float32"               # teacher dtype (float16 / bfloat16 on GPUs)
+    log_every: int = 10
+    save_every: int = 0                  # 0: save at the end only
+    threads: int = 1                     # torch CPU threads
+
+
+# name -> (guidance method, needs a fake score)
+METHODS = {"dmd": ("dmd", True), "diff_instruct": ("diff_instruct", True), "sds": ("sds", False)}
+
+
+def validate(cfg: DistillConfig) -> DistillConfig:
+    """Raise ConfigError on values the dataclass types cannot catch."""
+    if cfg.method not in METHODS:
+        raise ConfigError(f"'method' must be one of {', '.join(METHODS)}, got {cfg.method!r}")
+    try:
+        check_timesteps(cfg.timesteps)
+    except ValueError as e:
+        raise ConfigError(f"'timesteps': {e}") from None
+    if not 0 <= cfg.t_min < cfg.t_max <= 1:
+        raise ConfigError(f"need 0 <= t_min < t_max <= 1, got {cfg.t_min}, {cfg.t_max}")
+    for k in ("steps", "batch", "fake_updates", "regression_pairs", "regression_ddim_steps"):
+        if getattr(cfg, k) < (0 if k == "fake_updates" else 1):
+            raise ConfigError(f"'{k}' must be positive, got {getattr(cfg, k)}")
+    if min(cfg.lr_gen, cfg.lr_fake, cfg.regression_weight, cfg.lora_rank) < 0:
+        raise ConfigError("learning rates, regression_weight and lora_rank must be >= 0")
+    return cfg
+
+
+def load_distill_config(name_or_path: str | Path, overrides: list[str] = ()) -> DistillConfig:
+    """YAML recipe (with `base:` inheritance) + key=value overrides -> validated DistillConfig."""
+    data = apply_overrides(load_config_dict(name_or_path, CONFIG_DIR), list(overrides))
+    return validate(from_dict(DistillConfig, data))
+
+
+def guidance_config(cfg: DistillConfig, default_cfg: float = 1.0) -> GuidanceConfig:
+    """The GuidanceConfig of a distillation method: DMD = normalised gradient, Diff-Instruct = w(t)-weighted."""
+    return GuidanceConfig(method=METHODS[cfg.method][0], cfg_scale=default_cfg if cfg.cfg_scale is None
+                          else cfg.cfg_scale, weighting=cfg.weighting, t_min=cfg.t_min, t_max=cfg.t_max,
+                          grad_clip=cfg.grad_clip, aux_cfg_scale=cfg.fake_cfg_scale, aux_lr=cfg.lr_fake,
+                          aux_updates=cfg.fake_updates)
+
+
+def default_prompts() -> list[str]:
+    from .shapes.world import catalogue
+
+    return [s.prompt for s in catalogue()]
+
+
+# ----------------------------------------------------------------------------------------------- teacher DDIM
+def ddim_sample(teacher, cond: torch.Tensor, uncond: torch.Tensor, cfg: float, steps: int, z: torch.Tensor,
+                clip: float | None = None) -> torch.Tensor:
+    """Deterministic DDIM (Song et al. 2021, eta = 0) with CFG over teacher.alphas_cumprod; z [B,C,h,w] -> x0."""
+    prompts = Prompts(cond, uncond)
+    ac = teacher.alphas_cumprod
+
+    def denoise(x, t):
+        eps, _ = teacher_cfg(teacher, x, t, prompts, cfg)
+        return x0_from_eps(x, eps, t, ac)
+
+    with torch.no_grad():
+        return rollout(denoise, z, uniform_timesteps(steps, len(ac)), ac, ddim=True, clip=clip)
+
+
+def teacher_clip(teacher) -> float | None:
+    """The clip_sample range of a pixel-space teacher (None for latent teachers or clip_sample off)."""
+    sc = getattr(teacher, "scheduler", None)
+    if sc is None or getattr(teacher, "vae", None) is not None or not sc.config.get("clip_sample", False):
+        return None
+    return float(sc.config.get("clip_sample_range", 1.0))
+
+
+def regression_pairs(teacher, gen: Generator, conds: torch.Tensor, uncond: torch.Tensor, cfg: DistillConfig,
+                     scale: float, g: torch.Generator, chunk: int = 64) -> tuple[torch.Tensor, ...]:
+    """DMD1 regression data: noise z [N,C,h,w] and teacher ODE outputs x0 [N,C,h,w] for prompt indices [N]."""
+    idx = torch.arange(len(conds)).repeat_interleave(cfg.regression_pairs)
+    z = torch.randn(gen.sample_shape(len(idx)), generator=g)
+    out = []
+    for i in range(0, len(idx), chunk):
+        c = conds[idx[i:i + chunk]]                                             # [b,L,D]
+        out.append(ddim_sample(teacher, c, uncond.expand(len(c), -1, -1), scale, cfg.regression_ddim_steps,
+                               z[i:i + chunk], teacher_clip(teacher)))
+    return z, torch.cat(out), idx
+
+
+# ----------------------------------------------------------------------------------------------- the loop
+@dataclass
+class DistillState:
+    """Everything that changes during training."""
+
+    gen: Generator
+    fake: object | None                  # FakeScore (or any .eps / .train_step model)
+    opt: torch.optim.Optimizer
+    conds: torch.Tensor                  # [P,L,D] prompt embeddings
+    uncond: torch.Tensor                 # [1,L,D]
+    rng: torch.Generator
+    pairs: tuple | None = None           # (z, x0, prompt idx) for the regression loss
+    step: int = 0
+
+
+def generator_batch(state: DistillState, cfg: DistillConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """x0 = G(x_{t_k}, t_k, y) with grad; x_{t_k} from the student's own k earlier steps (DMD2 backward simulation)."""
+    gen, g = state.gen, state.rng
+    idx = torch.randint(0, len(state.conds), (cfg.batch,), generator=g)
+    cond = state.conds[idx]                                                    # [B,L,D]
+    z = torch.randn(gen.sample_shape(cfg.batch), generator=g)                 # [B,C,h,w]
+    k = int(torch.randint(0, len(gen.timesteps), (), generator=g))
+    with torch.no_grad():
+        x_t = rollout(lambda x, t: gen.x0(x, t, cond), z, gen.timesteps, gen.alphas_cumprod, g, until=k,
+                      clip=gen.clip)
+    t = torch.full((cfg.batch,), gen.timesteps[k], dtype=torch.long)
+    return gen.x0(x_t, t, cond), cond
+
+
+def distill_step(state: DistillState, teacher, cfg: DistillConfig, gcfg: GuidanceConfig) -> dict:
+    """One generator update (and cfg.fake_updates fake-score updates inside score_distillation_step)."""
+    x0, cond = generator_batch(state, cfg)
+    prompts = Prompts(cond, state.uncond.expand(len(cond), -1, -1))
+    out = score_distillation_step(teacher, x0, prompts, gcfg, state.rng, aux=state.fake)
+    loss = out.loss
+    reg = torch.zeros(())
+    if cfg.regression_weight > 0 and state.pairs is not None:
+        z, x_ref, pidx = state.pairs
+        j = torch.randint(0, len(z), (cfg.batch,), generator=state.rng)
+        t = torch.full((cfg.batch,), state.gen.t_star, dtype=torch.long)
+        reg = F.mse_loss(state.gen.x0(z[j], t, state.conds[pidx[j]]), x_ref[j])
+        loss = loss + cfg.regression_weight * reg
+    state.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    gnorm = (torch.nn.utils.clip_grad_norm_(state.gen.params, cfg.max_grad_norm) if cfg.max_grad_norm > 0
+             else torch.zeros(()))
+    state.opt.step()
+    state.step += 1
+    return {"step": state.step, "loss": out.loss.item(), "reg": reg.item(), "grad_norm": float(gnorm),
+            "grad_abs": out.grad.abs().mean().item()}
+
+
+def init_state(teacher, cfg: DistillConfig, teacher_ref: str | None = None) -> DistillState:
+    """Generator (teacher copy), fake score, optimiser, prompt embeddings and (if asked) regression pairs."""
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    prompts = cfg.prompts or default_prompts()
+    meta = {"teacher": teacher_ref or cfg.teacher or "embedded", "text_encoder": _text_encoder_ref(teacher_ref),
+            "method": cfg.method, "prompts": prompts}
+    gen = make_generator(teacher, cfg.timesteps, cfg.lora_rank, meta)
+    if cfg.resolution:
+        vae = getattr(teacher, "vae", None)
+        gen.size = cfg.resolution // (2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1)
+    fake = FakeScore(teacher, lr=cfg.lr_fake, betas=tuple(cfg.adam_betas)) if METHODS[cfg.method][1] else None
+    opt = torch.optim.AdamW(gen.params, lr=cfg.lr_gen, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
+    conds = teacher.encode_prompt(prompts)
+    uncond = teacher.encode_prompt([cfg.uncond_prompt])
+    state = DistillState(gen, fake, opt, conds, uncond, g)
+    if cfg.regression_weight > 0:
+        state.pairs = regression_pairs(teacher, gen, conds, uncond, cfg,
+                                       guidance_config(cfg, teacher.default_cfg).cfg_scale, g)
+    return state
+
+
+def _text_encoder_ref(teacher_ref: str | None) -> str | None:
+    from .teachers import DEFAULT_TEACHER
+
+    folder = Path(teacher_ref) if teacher_ref not in (None, "", "embedded", "shapes") else DEFAULT_TEACHER
+    meta = folder / "teacher.json"
+    if meta.is_file():
+        return json.loads(meta.read_text()).get("text_encoder")
+    return str(folder / "text_encoder") if (folder / "text_encoder").is_dir() else teacher_ref
+
+
+def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log=print) -> Generator:
+    """Train a generator per `cfg`, save it (diffusers folder) to out_dir with config.yaml and log.jsonl."""
+    from .teachers import load_teacher
+
+    torch.set_num_threads(cfg.threads)
+    validate(cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dump_yaml(cfg, out / "config.yaml")
+    teacher = teacher if teacher is not None else load_teacher(cfg.teacher, dtype=cfg.dtype, device=cfg.device)
+    state = init_state(teacher, cfg, cfg.teacher)
+    gcfg = guidance_config(cfg, teacher.default_cfg)
+    t0 = time.perf_counter()
+    with open(out / "log.jsonl", "a") as f:
+        while state.step < cfg.steps:
+            m = distill_step(state, teacher, cfg, gcfg)
+            m["time_s"] = round(time.perf_counter() - t0, 2)
+            f.write(json.dumps(m) + "\n")
+            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+                f.flush()
+                log(json.dumps(m))
+            if cfg.save_every and state.step % cfg.save_every == 0:
+                save_generator(state.gen, out / "generator", teacher.scheduler)
+    save_generator(state.gen, out / "generator", teacher.scheduler)
+    return state.gen
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="distill-dmd", help="config name in configs/ or a YAML path")
+    ap.add_argument("--out", required=True, help="run folder; the generator lands in OUT/generator")
+    ap.add_argument("overrides", nargs="*", help="key=value overrides, e.g. steps=100 batch=4")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_distill_config(args.config, args.overrides)
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}")
+    distill(cfg, args.out)
+
+
+if __name__ == "__main__":
+    main()

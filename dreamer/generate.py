@@ -1,0 +1,158 @@
+"""The text-to-3D loop: random cameras -> render -> teacher space -> shared guidance step -> optimizer steps."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import renderers as R
+from guidance import LoraScore, Prompts, score_distillation_step
+
+from .config import dump_yaml
+from .generate_config import GenerateConfig
+from .scenes import SCENES
+from .shapes.world import view_prompt
+from .teachers import load_teacher
+
+CKPT = "checkpoint.pt"
+
+
+def regularisers(cfg: GenerateConfig, out: dict) -> dict[str, torch.Tensor]:
+    """Weighted regulariser terms for this render (only the non-zero ones)."""
+    r, terms = cfg.reg, {}
+    if r.opacity_entropy > 0:
+        terms["opacity_entropy"] = r.opacity_entropy * R.opacity_entropy(out["alpha"])
+    if r.orientation > 0 and out.get("normals") is not None:
+        terms["orientation"] = r.orientation * R.orientation_loss(out["weights"], out["normals"], out["dirs"])
+    if r.scale > 0 and "scales" in out:
+        terms["scale"] = r.scale * R.gaussian_scale_reg(out["scales"], r.scale_max)
+    return terms
+
+
+class Run:
+    """Everything a generate run owns; `step()` advances it by one iteration (state passed explicitly)."""
+
+    def __init__(self, cfg: GenerateConfig, teacher=None):
+        if not cfg.prompt.strip():
+            raise ValueError("empty prompt: give a text prompt, e.g. dreamer generate \"a red cube\"")
+        if cfg.renderer not in SCENES:
+            raise ValueError(f"unknown renderer {cfg.renderer!r} (choose from {', '.join(SCENES)})")
+        self.cfg = cfg
+        torch.manual_seed(cfg.train.seed)  # library initialisers (peft LoRA, hash grid) draw from the global RNG
+        self.gen = torch.Generator().manual_seed(cfg.train.seed)
+        self.teacher = teacher or load_teacher(cfg.teacher or None, dtype=cfg.teacher_dtype, device=cfg.device)
+        self.scene = SCENES[cfg.renderer](getattr(cfg, cfg.renderer), self.gen, cfg.device)
+        g = cfg.guidance
+        self.aux = LoraScore(self.teacher, g.aux_rank, g.aux_lr, g.camera_dropout) if g.method == "vsd" else None
+        self.uncond = self.teacher.encode_prompt([""])
+        self.negative = self.teacher.encode_prompt([g.negative_prompt]) if g.method == "nfsd" else None
+        self.base_lrs = [[pg["lr"] for pg in o.param_groups] for o in self.scene.optimizers]
+        self.step_i = 0
+        self.history: dict[str, list[float]] = {"loss": []}
+
+    def prompts_for(self, cams: R.Cameras) -> Prompts:
+        B = len(cams)
+        texts = [view_prompt(self.cfg.prompt, float(e), float(a)) if self.cfg.camera.view_prompts else self.cfg.prompt
+                 for e, a in zip(cams.elevation, cams.azimuth)]
+        neg = None if self.negative is None else self.negative.expand(B, -1, -1)
+        return Prompts(self.teacher.encode_prompt(texts), self.uncond.expand(B, -1, -1), neg)
+
+    def to_teacher(self, rgb: torch.Tensor) -> torch.Tensor:
+        """Render rgb [B,3,H,W] -> teacher model space at the teacher's resolution."""
+        size = self.teacher.unet.config.sample_size * self.teacher.vae_scale_factor
+        if rgb.shape[-1] != size:
+            rgb = F.interpolate(rgb, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return self.teacher.encode(rgb)
+
+    def step(self) -> dict:
+        c, i = self.cfg, self.step_i
+        cam = c.camera
+        cams = R.sample_orbit_cameras(cam.batch, cam.elev_range, cam.azim_range, cam.dist_range, cam.fov_range,
+                                      cam.resolution, cam.resolution, self.gen, device=c.device)
+        out = self.scene.render(cams, i, self.gen)
+        x0 = self.to_teacher(out["rgb"])
+        aux_kw = {"camera": R.camera_vector(cams)} if self.aux is not None else {}
+        g = score_distillation_step(self.teacher, x0, self.prompts_for(cams), c.guidance, self.gen,
+                                    t_max=c.train.t_max(i), aux=self.aux, **aux_kw)
+        regs = regularisers(c, out)
+        loss = g.loss + sum(regs.values())
+        scale = c.train.lr_scale(i)
+        for opt, base in zip(self.scene.optimizers, self.base_lrs):
+            for pg, lr in zip(opt.param_groups, base):
+                pg["lr"] = lr * scale
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for opt in self.scene.optimizers:
+            opt.step()
+        stats = self.scene.post_step(i, cams, self.gen)
+        rec = {"loss": loss.item(), "guidance": g.loss.item(), **{k: v.item() for k, v in regs.items()}}
+        for k, v in rec.items():
+            self.history.setdefault(k, []).append(v)
+        self.step_i += 1
+        self.last_rgb = out["rgb"].detach()
+        return {**rec, **stats}
+
+    def state_dict(self) -> dict:
+        sd = {"step": self.step_i, "gen": self.gen.get_state(), "scene": self.scene.state_dict(),
+              "history": self.history}
+        if self.aux is not None:
+            sd["aux"] = {"lora": {n: p.detach().clone() for n, p in self.teacher.unet.named_parameters()
+                                  if "lora_" in n},
+                         "camera": self.aux.camera.state_dict(), "opt": self.aux.opt.state_dict()}
+        return sd
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.step_i, self.history = sd["step"], sd["history"]
+        self.gen.set_state(sd["gen"])
+        self.scene.load_state_dict(sd["scene"])
+        self.base_lrs = [[pg["lr"] for pg in o.param_groups] for o in self.scene.optimizers]
+        if self.aux is not None:
+            params = dict(self.teacher.unet.named_parameters())
+            with torch.no_grad():
+                for n, v in sd["aux"]["lora"].items():
+                    params[n].copy_(v)
+            self.aux.camera.load_state_dict(sd["aux"]["camera"])
+            self.aux.opt.load_state_dict(sd["aux"]["opt"])
+
+    def save(self, out_dir: Path) -> None:
+        tmp = out_dir / (CKPT + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(out_dir / CKPT)
+
+
+def generate(cfg: GenerateConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+             teacher=None, stop_after: int | None = None) -> Run:
+    """Run the loop into out_dir (previews, checkpoint, resolved config); exporting is dreamer.outputs.export_run."""
+    from tqdm import tqdm
+
+    from .video import image_grid, save_png
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    run = Run(cfg, teacher)
+    if resume:
+        if not (out_dir / CKPT).is_file():
+            raise FileNotFoundError(f"--resume: no {CKPT} in {out_dir}")
+        run.load_state_dict(torch.load(out_dir / CKPT, weights_only=True))
+    dump_yaml(cfg, out_dir / "config.yaml")
+    t0 = time.time()
+    last = cfg.train.steps if stop_after is None else min(cfg.train.steps, stop_after)
+    bar = tqdm(range(run.step_i, last), initial=run.step_i, total=cfg.train.steps, disable=not progress,
+               desc="generate", unit="step", dynamic_ncols=True)
+    for i in bar:
+        rec = run.step()
+        bar.set_postfix(loss=f"{rec['loss']:.4f}", n=rec.get("n", ""))
+        if cfg.train.preview_every and (i + 1) % cfg.train.preview_every == 0:
+            save_png(image_grid(run.last_rgb.clamp(0, 1), nrow=run.last_rgb.shape[0]),
+                     out_dir / f"preview_{i + 1:05d}.png")
+        if cfg.train.checkpoint_every and (i + 1) % cfg.train.checkpoint_every == 0:
+            run.save(out_dir)
+    run.save(out_dir)
+    timing = {"train_seconds": round(time.time() - t0, 2), "steps": run.step_i}
+    (out_dir / "timing.json").write_text(json.dumps(timing))
+    return run

@@ -1,0 +1,83 @@
+"""Run outputs: mesh (GLB/OBJ/PLY), 3DGS .ply, turntable mp4/gif, metrics vs ground truth, HTML report."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+import renderers as R
+
+from .export import extract_mesh, save_mesh
+from .report import write_report
+from .video import write_video
+
+EVAL_VIEWS = 8
+
+
+@torch.no_grad()
+def render_views(scene, cams: R.Cameras) -> torch.Tensor:
+    """rgb [N,3,H,W] of a scene from cameras, one at a time (no grad)."""
+    return torch.cat([scene.render(cams[i:i + 1], step=10 ** 9)["rgb"].clamp(0, 1) for i in range(len(cams))])
+
+
+def evaluate_against_ground_truth(prompt: str, mesh, scene, resolution: int = 32) -> dict:
+    """Shapes-world prompts only: Chamfer / IoU / colour error of the mesh, accuracy and PSNR of 8 views."""
+    from .shapes.evaluator import ShapesEvaluator
+    from .shapes.metrics import mesh_report, psnr
+    from .shapes.render import render_shapes
+    from .shapes.world import parse_prompt
+
+    spec = parse_prompt(prompt)
+    if spec is None:
+        return {}
+    cams = R.turntable_cameras(EVAL_VIEWS, elevation=20.0, distance=2.1, fov=42.0, width=resolution,
+                               height=resolution)
+    ours = render_views(scene, cams)
+    gt, _ = render_shapes([spec] * EVAL_VIEWS, cams.elevation, cams.azimuth, cams.distance,
+                          torch.full((EVAL_VIEWS,), 42.0), resolution)
+    ev = ShapesEvaluator.load()
+    rep = mesh_report(mesh, spec) if mesh is not None else {}
+    return {**rep, "prompt_accuracy_8_views": ev.prompt_accuracy(ours, [spec] * EVAL_VIEWS),
+            "psnr_8_views": psnr(ours, gt)}
+
+
+def export_run(run, out_dir: str | Path) -> dict:
+    """Write every output of a finished (or resumed) run into out_dir; returns the metrics dict."""
+    from .video import image_grid, save_png
+
+    out_dir = Path(out_dir)
+    cfg, scene = run.cfg, run.scene
+    files: dict[str, str] = {}
+    mesh = None
+    try:
+        mesh = extract_mesh(scene.density_fn, scene.color_fn, bound=1.0, res=cfg.export.mesh_resolution,
+                            threshold=scene.export_threshold)
+        files.update({k: str(v.name) for k, v in save_mesh(mesh, out_dir, "mesh").items()})
+    except Exception as e:  # an empty field must not lose the rest of the outputs
+        files["mesh_error"] = str(e)
+    if scene.kind == "gaussians":
+        R.save_3dgs_ply(out_dir / "gaussians.ply", scene.params.detach())
+        files["gaussians_ply"] = "gaussians.ply"
+    ex = cfg.export
+    cams = R.turntable_cameras(ex.turntable_frames, ex.turntable_elevation, 2.1, 42.0, ex.turntable_resolution,
+                               ex.turntable_resolution)
+    frames = (render_views(scene, cams).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    write_video(list(frames), out_dir / "turntable.mp4", out_dir / "turntable.gif", fps=12)
+    save_png(image_grid(torch.from_numpy(frames[:: max(1, len(frames) // 8)][:8]).permute(0, 3, 1, 2) / 255.0, nrow=8),
+             out_dir / "views.png")
+    files.update(video="turntable.mp4", gif="turntable.gif")
+    timing = json.loads((out_dir / "timing.json").read_text()) if (out_dir / "timing.json").exists() else {}
+    metrics = {"prompt": cfg.prompt, "renderer": cfg.renderer, "method": cfg.guidance.method, **timing,
+               "final_loss": run.history["loss"][-1] if run.history["loss"] else None}
+    if mesh is not None:
+        metrics.update(vertices=len(mesh.vertices), faces=len(mesh.faces))
+    if ex.evaluate:
+        metrics.update(evaluate_against_ground_truth(cfg.prompt, mesh, scene))
+    metrics["files"] = files
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    previews = sorted(out_dir.glob("preview_*.png"))[-6:] + [out_dir / "views.png"]
+    write_report(out_dir, f"dreamer: {cfg.prompt}", {k: v for k, v in metrics.items() if k != "files"},
+                 {k: v for k, v in run.history.items() if v}, previews, out_dir / "turntable.gif",
+                 out_dir / "mesh.glb" if "glb" in files else None)
+    return metrics

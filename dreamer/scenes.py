@@ -1,0 +1,171 @@
+"""3D particle families for the generate loop: Gaussian splats and a hash-grid NeRF, behind one small interface.
+
+A scene renders cameras to rgb [B,3,H,W] in [0,1] on a white background, owns its optimizer(s), has a
+post-step hook (densification / occupancy update), exposes density and colour fields for mesh export, and
+round-trips through state_dict for checkpoints.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+import renderers as R
+
+
+@dataclass
+class GaussianSceneConfig:
+    """Gaussian splats (3DGS parameterisation; lrs in the spirit of GaussianDreamer / DreamGaussian)."""
+
+    n_init: int = 1500
+    init_radius: float = 0.45
+    init_opacity: float = 0.1
+    lr_means: float = 2e-3
+    lr_scales: float = 5e-3
+    lr_quats: float = 1e-3
+    lr_opacity: float = 5e-2
+    lr_colors: float = 2.5e-2
+    densify_from: int = 100
+    densify_until: int = 300
+    densify_every: int = 50
+    grow_grad2d: float = 2e-4
+    prune_opacity: float = 0.01
+    max_gaussians: int = 6000
+    backend: str = "auto"            # auto | torch | gsplat
+    export_threshold: float = 0.5    # level of the opacity-weighted mixture density for marching cubes
+
+
+@dataclass
+class NeRFSceneConfig:
+    """Hash-grid NeRF (threestudio-like, shrunk for CPU)."""
+
+    levels: int = 8
+    log2_table_size: int = 15
+    max_resolution: int = 128
+    hidden: int = 32
+    lr: float = 1e-2
+    n_samples: int = 48
+    shading: str = "albedo"          # albedo | lambertian | textureless
+    lambertian_from: int = 100       # use random-light Lambertian shading after this step (if shading=lambertian)
+    blob_density: float = 10.0
+    blob_radius: float = 0.5
+    occupancy_every: int = 16
+    export_threshold: float = 10.0   # density level for marching cubes
+
+
+class GaussianScene:
+    """Gaussian splats rendered by renderers.rasterize (gsplat on CUDA, tile-binned torch on CPU)."""
+
+    kind = "gaussians"
+
+    def __init__(self, cfg: GaussianSceneConfig, generator: torch.Generator, device="cpu"):
+        self.cfg = cfg
+        self.params = R.init_gaussians_ball(cfg.n_init, cfg.init_radius, generator, opacity=cfg.init_opacity,
+                                            device=device).requires_grad_(True)
+        self.opt = R.make_optimizer(self.params, {"means": cfg.lr_means, "log_scales": cfg.lr_scales,
+                                                  "quats": cfg.lr_quats, "opacity_logits": cfg.lr_opacity,
+                                                  "sh0": cfg.lr_colors, "shN": cfg.lr_colors / 20})
+        self.densify_cfg = R.DensifyConfig(grow_grad2d=cfg.grow_grad2d, prune_opa=cfg.prune_opacity,
+                                           scene_scale=cfg.init_radius, refine_start=cfg.densify_from,
+                                           refine_stop=cfg.densify_until, refine_every=cfg.densify_every,
+                                           reset_every=10 ** 9, max_gaussians=cfg.max_gaussians)
+        self.densify_state = R.DensifyState.zeros(len(self.params), device)
+        self._last = None
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.opt]
+
+    def render(self, cams: R.Cameras, step: int, generator: torch.Generator | None = None) -> dict:
+        """-> dict(rgb [B,3,H,W], alpha [B,1,H,W], reg inputs)."""
+        means, quats, scales, opac, colors = R.activate(self.params)
+        bg = torch.ones(3, device=means.device)
+        out = R.rasterize(means, quats, scales, opac, colors, cams, background=bg, backend=self.cfg.backend)
+        self._last = out
+        return dict(rgb=out["rgb"].permute(0, 3, 1, 2), alpha=out["alpha"].permute(0, 3, 1, 2), scales=scales,
+                    opacities=opac)
+
+    def post_step(self, step: int, cams: R.Cameras, generator: torch.Generator | None = None) -> dict:
+        """Accumulate view-space gradients and densify / prune on schedule (call after optimizer.step)."""
+        out = self._last
+        self.densify_state = R.update_densify_state(self.densify_state, out["means2d"], out["radii"],
+                                                    cams.width, cams.height)
+        self.densify_state, stats = R.densify_and_prune(self.params, self.opt, self.densify_state,
+                                                        self.densify_cfg, step + 1, generator)
+        return stats
+
+    def density_fn(self, points: torch.Tensor) -> torch.Tensor:
+        return R.gaussians_density(self.params.detach(), points)
+
+    def color_fn(self, points: torch.Tensor) -> torch.Tensor:
+        return R.gaussians_color(self.params.detach(), points)
+
+    @property
+    def export_threshold(self) -> float:
+        return self.cfg.export_threshold
+
+    def state_dict(self) -> dict:
+        return {"params": {k: v.detach().clone() for k, v in self.params.as_dict().items()},
+                "opt": self.opt.state_dict(), "densify": (self.densify_state.grad2d, self.densify_state.count)}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.params = R.GaussianParams(**sd["params"]).requires_grad_(True)
+        self.opt = R.make_optimizer(self.params, {g["name"]: g["lr"] for g in self.opt.param_groups})
+        self.opt.load_state_dict(sd["opt"])
+        self.densify_state = R.DensifyState(*sd["densify"])
+
+
+class NeRFScene:
+    """Hash-grid NeRF with a torch occupancy grid, rendered by renderers.render_nerf."""
+
+    kind = "nerf"
+
+    def __init__(self, cfg: NeRFSceneConfig, generator: torch.Generator, device="cpu"):
+        self.cfg = cfg
+        grid = R.HashGridConfig(n_levels=cfg.levels, n_features=2, log2_table_size=cfg.log2_table_size,
+                                base_resolution=16, max_resolution=cfg.max_resolution)
+        self.field = R.NeRFField(R.NeRFConfig(grid=grid, hidden=cfg.hidden, blob_density=cfg.blob_density,
+                                              blob_radius=cfg.blob_radius)).to(device)
+        self.occupancy = R.OccupancyGrid(bound=1.0, resolution=32).to(device)
+        self.opt = torch.optim.Adam(self.field.parameters(), lr=cfg.lr, betas=(0.9, 0.99), eps=1e-15)
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.opt]
+
+    def render(self, cams: R.Cameras, step: int, generator: torch.Generator | None = None) -> dict:
+        shading = self.cfg.shading if step >= self.cfg.lambertian_from else "albedo"
+        rc = R.NeRFRenderConfig(n_samples=self.cfg.n_samples, shading=shading)
+        light = R.random_light_dirs(cams, generator) if shading != "albedo" else None
+        bg = torch.ones(3, device=cams.device)
+        out = R.render_nerf(self.field, cams, rc, background=bg, light_dirs=light, occupancy=self.occupancy,
+                            generator=generator)
+        return dict(rgb=out["rgb"].permute(0, 3, 1, 2), alpha=out["alpha"].permute(0, 3, 1, 2),
+                    weights=out["weights"], normals=out.get("normals"), dirs=out["dirs"])
+
+    def post_step(self, step: int, cams: R.Cameras, generator: torch.Generator | None = None) -> dict:
+        if (step + 1) % self.cfg.occupancy_every == 0:
+            self.occupancy.update(self.field.density, generator)
+        return {"occupied": float(self.occupancy.occupied.float().mean())}
+
+    def density_fn(self, points: torch.Tensor) -> torch.Tensor:
+        return self.field.density(points)
+
+    def color_fn(self, points: torch.Tensor) -> torch.Tensor:
+        return self.field(points)[1]
+
+    @property
+    def export_threshold(self) -> float:
+        return self.cfg.export_threshold
+
+    def state_dict(self) -> dict:
+        return {"field": self.field.state_dict(), "occupancy": self.occupancy.state_dict(),
+                "opt": self.opt.state_dict()}
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.field.load_state_dict(sd["field"])
+        self.occupancy.load_state_dict(sd["occupancy"])
+        self.opt.load_state_dict(sd["opt"])
+
+
+SCENES = {"gaussians": GaussianScene, "nerf": NeRFScene}

@@ -1,0 +1,126 @@
+"""The distillation loop end to end on the tiny SD teacher, recipes, DDIM, and the one-formula guard."""
+import copy
+import inspect
+import re
+
+import pytest
+import torch
+
+import dreamer.distill as distill_mod
+import dreamer.fewstep as fewstep_mod
+import dreamer.generator as generator_mod
+from dreamer.config import ConfigError
+from dreamer.distill import (DistillConfig, ddim_sample, distill, distill_step, guidance_config, init_state,
+                             load_distill_config, validate)
+from dreamer.generator import load_generator
+from guidance import DiffusersTeacher, gaussian_teacher
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_sd_dir):
+    torch.set_num_threads(1)
+    return DiffusersTeacher.from_pretrained(tiny_sd_dir)
+
+
+def _cfg(method, **kw):
+    base = dict(method=method, steps=2, batch=2, fake_updates=2, lr_gen=1e-3, lr_fake=1e-3, cfg_scale=3.0,
+                prompts=["a red cube", "a blue sphere"], timesteps=[999, 499], threads=1, log_every=1)
+    return DistillConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("method", ["dmd", "diff_instruct"])
+def test_loop_updates_generator_and_fake_not_teacher(teacher, tiny_sd_dir, method):
+    cfg = _cfg(method, teacher=str(tiny_sd_dir), regression_weight=0.25 if method == "dmd" else 0.0,
+               regression_pairs=1, regression_ddim_steps=3)
+    before_teacher = copy.deepcopy(teacher.unet.state_dict())
+    state = init_state(teacher, cfg, str(tiny_sd_dir))
+    gen0 = [p.detach().clone() for p in state.gen.params]
+    fake0 = [p.detach().clone() for p in state.fake.params]
+    gcfg = guidance_config(cfg, teacher.default_cfg)
+    assert gcfg.method == method and gcfg.aux_updates == 2
+    for _ in range(2):
+        m = distill_step(state, teacher, cfg, gcfg)
+        assert m["grad_norm"] > 0 and all(torch.isfinite(torch.tensor(v)) for v in m.values())
+    if method == "dmd":
+        assert state.pairs is not None and m["reg"] > 0
+    assert any(not torch.equal(a, p) for a, p in zip(gen0, state.gen.params))
+    assert any(not torch.equal(a, p) for a, p in zip(fake0, state.fake.params))
+    for k, v in teacher.unet.state_dict().items():
+        assert torch.equal(v, before_teacher[k]), k
+    assert not any(p.requires_grad for p in teacher.unet.parameters())
+
+
+def test_distill_writes_loadable_generator(teacher, tiny_sd_dir, tmp_path):
+    gen = distill(_cfg("dmd", teacher=str(tiny_sd_dir)), tmp_path, teacher=teacher, log=lambda s: None)
+    assert (tmp_path / "config.yaml").is_file() and len((tmp_path / "log.jsonl").read_text().splitlines()) == 2
+    loaded = load_generator(tmp_path / "generator")
+    assert loaded.timesteps == [999, 499] and loaded.meta["method"] == "dmd"
+    assert loaded.meta["teacher"] == str(tiny_sd_dir)
+    for a, b in zip(gen.unet.state_dict().values(), loaded.unet.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_ddim_matches_diffusers_scheduler():
+    """Our DDIM (eta=0) equals diffusers' DDIMScheduler with trailing spacing on an exact Gaussian teacher."""
+    from diffusers import DDIMScheduler
+
+    teacher = gaussian_teacher(torch.tensor([0.3, -0.2]).view(2, 1, 1), 0.5)
+    teacher.alphas_cumprod = teacher.alphas_cumprod.float()
+    betas = 1 - teacher.alphas_cumprod / torch.cat([torch.ones(1), teacher.alphas_cumprod[:-1]])
+    sched = DDIMScheduler(num_train_timesteps=1000, trained_betas=betas.numpy(), clip_sample=False,
+                          set_alpha_to_one=True, timestep_spacing="trailing")
+    cond = teacher.encode_prompt([""] * 8)
+    z = torch.randn(8, 2, 1, 1, generator=torch.Generator().manual_seed(0))
+    for steps in (1, 4, 10):
+        sched.set_timesteps(steps)
+        x = z.clone()
+        for t in sched.timesteps:
+            x = sched.step(teacher.eps(x, t.expand(8), cond), t, x, eta=0.0).prev_sample
+        ours = ddim_sample(teacher, cond, cond, 1.0, steps, z)
+        assert torch.allclose(ours, x, atol=1e-4), steps
+
+
+def test_ddim_50_samples_the_gaussian():
+    mu, std = torch.tensor([0.5, -1.0]).view(2, 1, 1), 0.3
+    teacher = gaussian_teacher(mu, std)
+    teacher.alphas_cumprod = teacher.alphas_cumprod.float()
+    cond = teacher.encode_prompt([""] * 4000)
+    x = ddim_sample(teacher, cond, cond, 1.0, 50, torch.randn(4000, 2, 1, 1))
+    assert torch.allclose(x.mean(0), mu, atol=0.03) and torch.allclose(x.std(0), torch.full_like(mu, std), atol=0.03)
+
+
+@pytest.mark.parametrize("name", ["distill-dmd", "distill-diff-instruct", "distill-dmd-sd15", "distill-dmd-sd21"])
+def test_recipes_load_and_validate(name):
+    cfg = load_distill_config(name)
+    assert cfg.method in distill_mod.METHODS
+    if "sd" in name.split("-")[-1]:
+        assert cfg.lr_gen == cfg.lr_fake == 1e-5 and cfg.cfg_scale == 1.75 and cfg.fake_updates >= 5
+        assert (cfg.t_min, cfg.t_max) == (0.02, 0.98) and cfg.resolution in (512, 768)
+    assert load_distill_config(name, ["steps=3"]).steps == 3
+
+
+def test_recipe_dmd_sd21_inherits():
+    cfg = load_distill_config("distill-dmd-sd21")
+    assert cfg.resolution == 768 and "2-1" in cfg.teacher and cfg.cfg_scale == 1.75
+
+
+@pytest.mark.parametrize("bad", [["method=gan"], ["timesteps=[499, 999]"], ["t_min=0.9", "t_max=0.1"],
+                                 ["stepz=3"], ["batch=0"]])
+def test_bad_configs_rejected(bad):
+    with pytest.raises(ConfigError):
+        load_distill_config("distill-dmd", bad)
+
+
+def test_validate_accepts_defaults():
+    assert validate(DistillConfig()).method == "dmd"
+
+
+def test_one_gradient_formula():
+    """The loop calls guidance.score_distillation_step and writes no eps-difference / x0-difference of its own."""
+    src = inspect.getsource(distill_mod)
+    assert "from guidance import" in src and "score_distillation_step(" in inspect.getsource(distill_mod.distill_step)
+    for mod in (distill_mod, generator_mod, fewstep_mod):
+        code = inspect.getsource(mod)
+        assert not re.search(r"eps\w*\s*-\s*\w*eps", code), mod.__name__
+        assert "score_distillation_grad" not in code and "target_loss" not in code
+        assert not re.search(r"p_real|p_fake|x0_real|x0_fake", code)
