@@ -48,13 +48,16 @@ def _largest_component(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
 
 def extract_mesh(density_fn: DensityFn, color_fn: ColorFn | None = None, bound: float = 1.0, res: int = 96,
                  threshold: float = 10.0, chunk: int = 65536, keep_largest: bool = True,
-                 device: str | torch.device = "cpu") -> trimesh.Trimesh:
-    """Marching-cubes the `threshold` level set of `density_fn` in [-bound,bound]^3 into a vertex-coloured mesh."""
+                 device: str | torch.device = "cpu", grid: np.ndarray | None = None) -> trimesh.Trimesh:
+    """Marching-cubes the `threshold` level set of `density_fn` in [-bound,bound]^3 into a vertex-coloured mesh.
+
+    `grid` [res,res,res] may carry the density already sampled on linspace(-bound, bound, res)^3.
+    """
     from skimage.measure import marching_cubes
 
     if res < 2:
         raise ExportError(f"mesh resolution must be >= 2, got {res}")
-    sigma = density_grid(density_fn, bound, res, chunk, device)  # [R,R,R]
+    sigma = density_grid(density_fn, bound, res, chunk, device) if grid is None else np.asarray(grid, np.float32)
     if not np.isfinite(sigma).all():
         raise ExportError("density field contains NaN/inf values; cannot extract a mesh")
     lo, hi = float(sigma.min()), float(sigma.max())

@@ -46,7 +46,7 @@ class TrainConfig:
 
 @dataclass
 class ExportConfig:
-    mesh_resolution: int = 96
+    mesh_resolution: int = 64
     turntable_frames: int = 36
     turntable_elevation: float = 20.0
     turntable_resolution: int = 64

@@ -51,8 +51,9 @@ def export_run(run, out_dir: str | Path) -> dict:
     files: dict[str, str] = {}
     mesh = None
     try:
-        mesh = extract_mesh(scene.density_fn, scene.color_fn, bound=1.0, res=cfg.export.mesh_resolution,
-                            threshold=scene.export_threshold)
+        res = cfg.export.mesh_resolution
+        mesh = extract_mesh(scene.density_fn, scene.color_fn, bound=1.0, res=res, threshold=scene.export_threshold,
+                            grid=scene.density_grid(res))
         files.update({k: str(v.name) for k, v in save_mesh(mesh, out_dir, "mesh").items()})
     except Exception as e:  # an empty field must not lose the rest of the outputs
         files["mesh_error"] = str(e)

@@ -100,6 +100,10 @@ class GaussianScene:
     def color_fn(self, points: torch.Tensor) -> torch.Tensor:
         return R.gaussians_color(self.params.detach(), points)
 
+    def density_grid(self, res: int, bound: float = 1.0):
+        """Density on linspace(-bound, bound, res)^3 by local splatting (fast path for mesh export)."""
+        return R.gaussians_density_grid(self.params.detach(), res, bound).numpy()
+
     @property
     def export_threshold(self) -> float:
         return self.cfg.export_threshold
@@ -153,6 +157,11 @@ class NeRFScene:
 
     def color_fn(self, points: torch.Tensor) -> torch.Tensor:
         return self.field(points)[1]
+
+    def density_grid(self, res: int, bound: float = 1.0):
+        from .export import density_grid
+
+        return density_grid(self.density_fn, bound, res)
 
     @property
     def export_threshold(self) -> float:

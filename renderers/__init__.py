@@ -2,7 +2,8 @@
 
 from .cameras import (Cameras, camera_vector, focal_from_fov, look_at, opencv_viewmats, orbit_position,
                       rays_from_cameras, sample_orbit_cameras, turntable_cameras)
-from .gaussians import (GaussianParams, activate, gaussians_color, gaussians_density, init_gaussians_ball,
+from .gaussians import (GaussianParams, activate, gaussians_color, gaussians_density, gaussians_density_grid,
+                        init_gaussians_ball,
                         init_gaussians_from_points, load_3dgs_ply, make_optimizer, rgb_to_sh0, save_3dgs_ply,
                         sh0_to_rgb)
 from .gaussians_densify import (DensifyConfig, DensifyState, densify_and_prune, edit_gaussians, reset_opacity,
@@ -19,7 +20,7 @@ from .volume import OccupancyGrid, composite, composite_nerfacc, ray_aabb, strat
 __all__ = [
     "Cameras", "camera_vector", "focal_from_fov", "look_at", "opencv_viewmats", "orbit_position",
     "rays_from_cameras", "sample_orbit_cameras", "turntable_cameras",
-    "GaussianParams", "activate", "gaussians_color", "gaussians_density", "init_gaussians_ball",
+    "GaussianParams", "activate", "gaussians_color", "gaussians_density", "gaussians_density_grid", "init_gaussians_ball",
     "init_gaussians_from_points", "load_3dgs_ply", "make_optimizer", "rgb_to_sh0", "save_3dgs_ply", "sh0_to_rgb",
     "DensifyConfig", "DensifyState", "densify_and_prune", "edit_gaussians", "reset_opacity",
     "update_densify_state",

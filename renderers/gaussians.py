@@ -12,7 +12,7 @@ from .gaussians_raster import quat_to_rotmat
 from .sh import SH_C0 as _C0
 
 __all__ = ["GaussianParams", "activate", "init_gaussians_ball", "init_gaussians_from_points",
-           "rgb_to_sh0", "sh0_to_rgb", "gaussians_density", "gaussians_color", "save_3dgs_ply",
+           "rgb_to_sh0", "sh0_to_rgb", "gaussians_density", "gaussians_density_grid", "gaussians_color", "save_3dgs_ply",
            "load_3dgs_ply", "make_optimizer"]
 
 PARAM_NAMES = ("means", "log_scales", "quats", "opacity_logits", "sh0", "shN")
@@ -128,6 +128,32 @@ def _weights(p: GaussianParams, points: torch.Tensor, chunk: int) -> list[torch.
 def gaussians_density(p: GaussianParams, points: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
     """Opacity-weighted Gaussian mixture density at points [P,3] -> [P]."""
     return torch.cat([w.sum(-1) for w in _weights(p, points, chunk)])
+
+
+@torch.no_grad()
+def gaussians_density_grid(p: GaussianParams, res: int = 96, bound: float = 1.0, n_sigma: float = 3.0,
+                           max_half: int = 12, chunk: int = 256) -> torch.Tensor:
+    """gaussians_density on the grid linspace(-bound, bound, res)^3 -> [res,res,res] (x,y,z), by local splatting.
+
+    Each Gaussian adds its weight to voxels within n_sigma of its largest scale (at most max_half voxels away),
+    so the cost is N * window^3 instead of N * res^3; beyond that window a Gaussian's weight is dropped.
+    """
+    h = 2 * bound / (res - 1)
+    half = int(min(max(math.ceil(n_sigma * torch.exp(p.log_scales).max().item() / h), 1), max_half))
+    off = torch.arange(-half, half + 1, device=p.means.device)
+    offs = torch.stack(torch.meshgrid(off, off, off, indexing="ij"), -1).reshape(-1, 3)   # [K,3]
+    icov, opa = _inv_cov(p), torch.sigmoid(p.opacity_logits)
+    grid = torch.zeros(res ** 3, dtype=p.means.dtype, device=p.means.device)
+    for s in range(0, len(p), chunk):
+        mu = p.means[s:s + chunk]
+        idx = torch.round((mu + bound) / h).long()[:, None] + offs[None]                  # [n,K,3]
+        d = (idx * h - bound) - mu[:, None]                                                 # [n,K,3]
+        q = torch.einsum("nki,nij,nkj->nk", d, icov[s:s + chunk], d)
+        w = opa[s:s + chunk, None] * torch.exp(-0.5 * q)                                    # [n,K]
+        ok = ((idx >= 0) & (idx < res)).all(-1)
+        lin = (idx[..., 0] * res + idx[..., 1]) * res + idx[..., 2]
+        grid.index_add_(0, lin[ok], w[ok])
+    return grid.reshape(res, res, res)
 
 
 def gaussians_color(p: GaussianParams, points: torch.Tensor, chunk: int = 2048) -> torch.Tensor:

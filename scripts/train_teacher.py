@@ -52,6 +52,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="dreamer/assets/shapes-teacher")
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--stop-at", type=int, default=None,
+                    help="stop after this many steps of the --steps schedule (checkpoints are saved every 250)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -78,7 +80,7 @@ def main() -> None:
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     lr_at = lambda s: cfg.lr * min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * s / cfg.steps))  # noqa: E731
     losses = []
-    for step in range(cfg.steps):
+    for step in range(min(cfg.steps, args.stop_at or cfg.steps)):
         idx = torch.randint(0, len(images), (cfg.batch_size,), generator=g)
         x0 = images[idx].float() / 127.5 - 1.0
         cond_id = torch.where(torch.rand(cfg.batch_size, generator=g) < cfg.cfg_dropout, len(uniq), pid[idx])
@@ -102,8 +104,9 @@ def main() -> None:
         if step % 50 == 0 or step == cfg.steps - 1:
             avg = sum(losses[-50:]) / len(losses[-50:])
             print(f"step {step} loss {avg:.4f} lr {lr_at(step):.2e} elapsed {time.time() - t_start:.0f}s", flush=True)
-        if (step + 1) % 250 == 0 or step == cfg.steps - 1:
-            card = {"command": f"python scripts/train_teacher.py --out {args.out} --steps {cfg.steps}",
+        if (step + 1) % 250 == 0 or step == cfg.steps - 1 or step + 1 == args.stop_at:
+            card = {"command": f"python scripts/train_teacher.py --out {args.out} --steps {cfg.steps}"
+                               + (f" --stop-at {args.stop_at}" if args.stop_at else ""),
                     "config": cfg.to_dict(), "steps_done": step + 1,
                     "final_loss_avg_last_100": sum(losses[-100:]) / len(losses[-100:]),
                     "wall_seconds": round(time.time() - t_start, 1), "threads": args.threads,

@@ -125,3 +125,15 @@ def test_densify_and_prune_keeps_adam_state_consistent():
     out["rgb"].mean().backward()
     opt.step()
     assert state.grad2d.shape == (len(p),)
+
+
+def test_density_grid_splatting_matches_the_exact_mixture():
+    from renderers import gaussians_density, gaussians_density_grid, init_gaussians_ball
+
+    p = init_gaussians_ball(64, 0.5, torch.Generator().manual_seed(0), opacity=0.5)
+    res = 24
+    axis = torch.linspace(-1, 1, res)
+    pts = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    exact = gaussians_density(p, pts).reshape(res, res, res)
+    fast = gaussians_density_grid(p, res, 1.0, n_sigma=6.0)
+    assert torch.allclose(fast, exact, atol=1e-6)

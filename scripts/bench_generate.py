@@ -1,0 +1,64 @@
+"""Text-to-3D benchmark on the shapes world: each recipe on each prompt, quality vs ground truth.  Prints JSON.
+
+    python scripts/bench_generate.py [--recipes gaussians-sds nerf-sds ...] [--prompts "a red cube" ...]
+                                     [--out runs/bench] [key=value overrides applied to every recipe]
+Per run: loop wall time, steps, Chamfer (fraction of GT bbox diagonal), IoU, colour error, PSNR of 8 views vs
+GT renders, prompt accuracy of 8 views (shapes evaluator); per recipe: medians.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from dreamer.cli import _generate_config, _slug
+from dreamer.generate import generate
+from dreamer.outputs import export_run
+
+DEFAULT_PROMPTS = ["a red cube", "a blue sphere", "a green cylinder", "a yellow cone", "a purple torus",
+                   "an orange pyramid", "a blue cube", "a green sphere", "a red cylinder", "a purple cone",
+                   "a yellow torus", "a red pyramid"]
+KEYS = ("train_seconds", "chamfer", "iou", "colour_error", "psnr_8_views", "prompt_accuracy_8_views")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipes", nargs="+", default=["gaussians-sds"])
+    ap.add_argument("--prompts", nargs="+", default=DEFAULT_PROMPTS)
+    ap.add_argument("--out", default="runs/bench")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    results, summary = [], {}
+    for recipe in args.recipes:
+        rows = []
+        for prompt in args.prompts:
+            cfg = _generate_config(recipe, prompt, None, ["train.preview_every=0"] + args.overrides)
+            out = Path(args.out) / f"{recipe}" / _slug(prompt)
+            t0 = time.time()
+            run = generate(cfg, out, progress=False)
+            m = export_run(run, out)
+            m["total_seconds"] = round(time.time() - t0, 1)
+            row = {"recipe": recipe, "prompt": prompt, "steps": m.get("steps"), "total_seconds": m["total_seconds"],
+                   **{k: m.get(k) for k in KEYS}}
+            row["colour_ok"] = row["colour_error"] is not None and row["colour_error"] < 0.25
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+        med = {k: statistics.median([r[k] for r in rows if r[k] is not None]) for k in KEYS
+               if any(r[k] is not None for r in rows)}
+        med["colour_ok_fraction"] = sum(r["colour_ok"] for r in rows) / len(rows)
+        med["chamfer_le_0.05_fraction"] = sum((r["chamfer"] or 1) <= 0.05 for r in rows) / len(rows)
+        summary[recipe] = med
+        results += rows
+    print(json.dumps({"threads": args.threads, "overrides": args.overrides, "median": summary, "runs": results},
+                     indent=2))
+
+
+if __name__ == "__main__":
+    main()
