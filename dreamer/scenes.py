@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 import renderers as R
@@ -101,8 +102,18 @@ class GaussianScene:
         return R.gaussians_color(self.params.detach(), points)
 
     def density_grid(self, res: int, bound: float = 1.0):
-        """Density on linspace(-bound, bound, res)^3 by local splatting (fast path for mesh export)."""
-        return R.gaussians_density_grid(self.params.detach(), res, bound).numpy()
+        """Density on linspace(-bound, bound, res)^3 by local splatting, with enclosed cavities filled.
+
+        Splats of an opaque object sit on its surface, so the mixture density is a shell; voxels that the
+        thresholded shell encloses are raised to 2x the export threshold so marching cubes yields the solid.
+        """
+        from scipy.ndimage import binary_fill_holes
+
+        grid = R.gaussians_density_grid(self.params.detach(), res, bound).numpy()
+        thr = self.cfg.export_threshold
+        filled = binary_fill_holes(grid > thr)
+        grid[filled] = np.maximum(grid[filled], 2 * thr)
+        return grid
 
     @property
     def export_threshold(self) -> float:

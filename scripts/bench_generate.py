@@ -24,6 +24,7 @@ DEFAULT_PROMPTS = ["a red cube", "a blue sphere", "a green cylinder", "a yellow 
                    "an orange pyramid", "a blue cube", "a green sphere", "a red cylinder", "a purple cone",
                    "a yellow torus", "a red pyramid"]
 KEYS = ("train_seconds", "chamfer", "iou", "colour_error", "psnr_8_views", "prompt_accuracy_8_views")
+FLAGS = ("colour_correct",)
 
 
 def main() -> None:
@@ -46,13 +47,14 @@ def main() -> None:
             m = export_run(run, out)
             m["total_seconds"] = round(time.time() - t0, 1)
             row = {"recipe": recipe, "prompt": prompt, "steps": m.get("steps"), "total_seconds": m["total_seconds"],
-                   **{k: m.get(k) for k in KEYS}}
-            row["colour_ok"] = row["colour_error"] is not None and row["colour_error"] < 0.25
+                   **{k: m.get(k) for k in KEYS + FLAGS}}
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
         med = {k: statistics.median([r[k] for r in rows if r[k] is not None]) for k in KEYS
                if any(r[k] is not None for r in rows)}
-        med["colour_ok_fraction"] = sum(r["colour_ok"] for r in rows) / len(rows)
+        med["colour_correct_fraction"] = sum(bool(r["colour_correct"]) for r in rows) / len(rows)
+        med["chamfer_le_0.05_and_colour_fraction"] = sum((r["chamfer"] or 1) <= 0.05 and bool(r["colour_correct"])
+                                                         for r in rows) / len(rows)
         med["chamfer_le_0.05_fraction"] = sum((r["chamfer"] or 1) <= 0.05 for r in rows) / len(rows)
         summary[recipe] = med
         results += rows

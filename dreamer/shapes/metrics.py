@@ -181,6 +181,14 @@ def colour_error(mesh, spec: ShapeSpec, n: int = 20000, seed: int = 0) -> float:
     return float(np.linalg.norm(cols - np.asarray(spec.rgb)[None], axis=1).mean())
 
 
+def nearest_colour(mesh, n: int = 20000, seed: int = 0) -> str:
+    """Catalogue colour name nearest (RGB L2) to the median surface colour: "correct colour" = this matches."""
+    from .world import COLOURS
+
+    med = np.median(surface_colours(mesh, n, seed), axis=0)
+    return min(COLOURS, key=lambda c: float(np.linalg.norm(med - np.asarray(COLOURS[c]))))
+
+
 def psnr(a, b, max_mse_floor: float = 1e-10) -> float:
     """PSNR (dB) of images in [0,1]; for batches [B,C,H,W] the mean of per-image PSNRs (capped at 100 dB)."""
     a = torch.as_tensor(a, dtype=torch.float64)
@@ -193,11 +201,13 @@ def psnr(a, b, max_mse_floor: float = 1e-10) -> float:
 
 
 def mesh_report(mesh, spec: ShapeSpec, res: int = 64, n: int = 20000) -> dict:
-    """Chamfer (vs gt_mesh), volumetric IoU (vs the exact SDF solid) and colour error (None if uncoloured)."""
+    """Chamfer (vs gt_mesh), volumetric IoU (vs the exact SDF solid), colour error and whether the nearest
+    catalogue colour is the prompt's (both None if uncoloured)."""
     try:
         col = colour_error(mesh, spec, n=n)
+        match = nearest_colour(mesh, n) == spec.colour
     except ValueError:
-        col = None
+        col, match = None, None
     return {"chamfer": chamfer_distance(mesh, gt_mesh(spec.shape), n=n),
             "iou": volumetric_iou_sdf(mesh, spec.shape, res=res),
-            "colour_error": col}
+            "colour_error": col, "colour_correct": match}
