@@ -85,13 +85,15 @@ def cmd_export(a) -> None:
 
 
 def cmd_distill(a) -> None:
-    from .distill import distill_cli
+    from .distill import distill, load_distill_config
 
-    distill_cli(a.config, a.teacher, a.out, a.overrides, CONFIG_DIR)
+    cfg = load_distill_config(a.config, list(a.overrides) + ([f"teacher={a.teacher}"] if a.teacher else []))
+    distill(cfg, a.out)
+    print(f"done: {a.out}/generator (sample with: dreamer sample PROMPT --generator {a.out}/generator --steps 1)")
 
 
 def cmd_sample(a) -> None:
-    from .distill import sample_cli
+    from .generator import sample_cli
 
     sample_cli(a.prompt, a.generator, a.steps, a.n, a.out, a.seed)
     print(f"wrote {a.out}")

@@ -53,3 +53,13 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path, capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert main(["export", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_cli_distill_then_sample(tiny_sd_dir, tmp_path):
+    out = tmp_path / "d"
+    assert main(["distill", "--teacher", str(tiny_sd_dir), "--out", str(out), "steps=2", "batch=2",
+                 "regression_weight=0", "prompts=[a red cube, a blue cone]", "resolution=16", "save_every=0"]) == 0
+    assert (out / "generator" / "unet" / "config.json").is_file()
+    assert main(["sample", "a red cube", "--generator", str(out / "generator"), "--steps", "2", "-n", "2",
+                 "--out", str(tmp_path / "g.png")]) == 0
+    assert (tmp_path / "g.png").stat().st_size > 0
