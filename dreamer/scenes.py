@@ -33,7 +33,8 @@ class GaussianSceneConfig:
     prune_opacity: float = 0.01
     max_gaussians: int = 6000
     backend: str = "auto"            # auto | torch | gsplat
-    export_threshold: float = 0.5    # level of the opacity-weighted mixture density for marching cubes
+    export_threshold: float = 0.2    # level of the opacity-weighted mixture density for marching cubes
+    export_smooth: float = 1.0       # Gaussian blur (voxels at 64^3) of the density before marching cubes
 
 
 @dataclass
@@ -107,9 +108,11 @@ class GaussianScene:
         Splats of an opaque object sit on its surface, so the mixture density is a shell; voxels that the
         thresholded shell encloses are raised to 2x the export threshold so marching cubes yields the solid.
         """
-        from scipy.ndimage import binary_fill_holes
+        from scipy.ndimage import binary_fill_holes, gaussian_filter
 
         grid = R.gaussians_density_grid(self.params.detach(), res, bound).numpy()
+        if self.cfg.export_smooth > 0:  # in voxels of a 64^3 grid
+            grid = gaussian_filter(grid, self.cfg.export_smooth * res / 64)
         thr = self.cfg.export_threshold
         filled = binary_fill_holes(grid > thr)
         grid[filled] = np.maximum(grid[filled], 2 * thr)
