@@ -98,9 +98,10 @@ def guidance_config(cfg: DistillConfig, default_cfg: float = 1.0) -> GuidanceCon
 
 
 def default_prompts() -> list[str]:
-    from .shapes.world import catalogue
+    """Every shapes-world prompt with each view suffix (the embedded teacher's training prompts)."""
+    from .shapes.world import VIEW_SUFFIXES, catalogue
 
-    return [s.prompt for s in catalogue()]
+    return [f"{s.prompt}, {v}" for s in catalogue() for v in VIEW_SUFFIXES]
 
 
 # ----------------------------------------------------------------------------------------------- teacher DDIM

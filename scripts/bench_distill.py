@@ -18,7 +18,7 @@ from dreamer.distill import ddim_sample, teacher_clip
 from dreamer.generator import generate, load_generator
 from dreamer.shapes.evaluator import ShapesEvaluator, diversity, frechet_distance
 from dreamer.shapes.render import random_views, render_shapes
-from dreamer.shapes.world import catalogue
+from dreamer.shapes.world import catalogue_prompts
 from dreamer.teachers import load_teacher
 
 
@@ -51,8 +51,7 @@ def main() -> None:
 
     teacher = load_teacher(args.teacher)
     evaluator = ShapesEvaluator.load()
-    specs = [s for s in catalogue() for _ in range(args.n_per_prompt)]
-    prompts = [s.prompt for s in specs]
+    specs, prompts = catalogue_prompts(args.n_per_prompt)  # view-suffixed, as the teacher was trained
     cond = teacher.encode_prompt(prompts)                                     # [N,L,D]
     uncond = teacher.encode_prompt([""])
     res = teacher.unet.config.sample_size

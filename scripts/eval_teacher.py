@@ -32,7 +32,7 @@ def main() -> None:
     from dreamer.distill import ddim_sample, teacher_clip
     from dreamer.shapes.evaluator import ShapesEvaluator, diversity, frechet_distance
     from dreamer.shapes.render import random_views, render_shapes
-    from dreamer.shapes.world import catalogue
+    from dreamer.shapes.world import catalogue_prompts
     from dreamer.teachers import load_teacher
     from guidance import Prompts, teacher_cfg
 
@@ -53,10 +53,10 @@ def main() -> None:
             if i >= 2:
                 fwd.append(time.perf_counter() - t0)
 
-    specs = [s for s in catalogue() for _ in range(args.n_per_prompt)]
+    specs, texts = catalogue_prompts(args.n_per_prompt)  # view-suffixed, as the teacher was trained
     g = torch.Generator().manual_seed(args.seed)
     z = torch.randn(len(specs), 3, res, res, generator=g)
-    cond, uncond = teacher.encode_prompt([s.prompt for s in specs]), teacher.encode_prompt([""] * len(specs))
+    cond, uncond = teacher.encode_prompt(texts), teacher.encode_prompt([""] * len(specs))
     t0 = time.perf_counter()
     imgs = torch.cat([teacher.decode(ddim_sample(teacher, cond[i:i + 72], uncond[i:i + 72], scale, args.steps,
                                                  z[i:i + 72], teacher_clip(teacher)))

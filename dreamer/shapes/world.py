@@ -77,6 +77,15 @@ def view_prompt(prompt: str, elevation_deg: float, azimuth_deg: float) -> str:
     return f"{prompt}, {view_suffix(elevation_deg, azimuth_deg)}"
 
 
+VIEW_SUFFIXES = ("front view", "side view", "back view", "overhead view")
+
+
+def catalogue_prompts(n_per_prompt: int = 1) -> tuple[list[ShapeSpec], list[str]]:
+    """Every catalogue entry n times, with view suffixes cycling front/side/back/overhead (the teacher's prompts)."""
+    specs = [s for s in catalogue() for _ in range(n_per_prompt)]
+    return specs, [f"{s.prompt}, {VIEW_SUFFIXES[i % len(VIEW_SUFFIXES)]}" for i, s in enumerate(specs)]
+
+
 # ---------------------------------------------------------------- SDFs (p: [..., 3] -> [...])
 
 def _len2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
