@@ -1,6 +1,6 @@
 """Differentiable renderers: cameras, 3D Gaussians, hash-grid NeRF. Knows nothing of diffusion."""
 
-from .cameras import (Cameras, camera_vector, focal_from_fov, look_at, opencv_viewmats, orbit_position,
+from .cameras import (Cameras, camera_vector, focal_from_fov, look_at, opencv_viewmats, orbit_cameras, orbit_position,
                       rays_from_cameras, sample_orbit_cameras, turntable_cameras)
 from .gaussians import (GaussianParams, activate, gaussians_color, gaussians_density, gaussians_density_grid,
                         init_gaussians_ball,
@@ -18,7 +18,7 @@ from .regularizers import gaussian_scale_reg, opacity_entropy, opacity_l1, orien
 from .volume import OccupancyGrid, composite, composite_nerfacc, ray_aabb, stratified_samples
 
 __all__ = [
-    "Cameras", "camera_vector", "focal_from_fov", "look_at", "opencv_viewmats", "orbit_position",
+    "Cameras", "camera_vector", "focal_from_fov", "look_at", "opencv_viewmats", "orbit_cameras", "orbit_position",
     "rays_from_cameras", "sample_orbit_cameras", "turntable_cameras",
     "GaussianParams", "activate", "gaussians_color", "gaussians_density", "gaussians_density_grid", "init_gaussians_ball",
     "init_gaussians_from_points", "load_3dgs_ply", "make_optimizer", "rgb_to_sh0", "save_3dgs_ply", "sh0_to_rgb",

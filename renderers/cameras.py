@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import torch
 
 __all__ = [
-    "Cameras", "look_at", "orbit_position", "sample_orbit_cameras", "turntable_cameras",
+    "Cameras", "look_at", "orbit_position", "orbit_cameras", "sample_orbit_cameras", "turntable_cameras",
     "camera_vector", "rays_from_cameras", "opencv_viewmats", "focal_from_fov",
 ]
 
@@ -102,7 +102,8 @@ def orbit_position(elevation: torch.Tensor, azimuth: torch.Tensor, distance: tor
     return torch.stack([torch.cos(e) * torch.sin(a), torch.sin(e), torch.cos(e) * torch.cos(a)], -1) * distance[:, None]
 
 
-def _make(elev, azim, dist, fov, width, height) -> Cameras:
+def orbit_cameras(elev, azim, dist, fov, width, height) -> Cameras:
+    """Cameras at given orbit angles (degrees) [B], distances [B] and vertical fovs (degrees) [B]."""
     c2w = look_at(orbit_position(elev, azim, dist))
     f = focal_from_fov(fov, height)  # fov is vertical; square pixels
     return Cameras(c2w=c2w, fx=f.clone(), fy=f.clone(), cx=torch.full_like(f, width / 2),
@@ -125,7 +126,7 @@ def sample_orbit_cameras(batch: int, elev_range=(-10.0, 45.0), azim_range=(-180.
     elev = elev_range[0] + u() * (elev_range[1] - elev_range[0])
     dist = dist_range[0] + u() * (dist_range[1] - dist_range[0])
     fov = fov_range[0] + u() * (fov_range[1] - fov_range[0])
-    return _make(elev, azim, dist, fov, width, height)
+    return orbit_cameras(elev, azim, dist, fov, width, height)
 
 
 def turntable_cameras(n: int, elevation: float = 15.0, distance: float = 2.2, fov: float = 45.0,
@@ -134,7 +135,7 @@ def turntable_cameras(n: int, elevation: float = 15.0, distance: float = 2.2, fo
     azim = torch.arange(n, device=device, dtype=torch.float32) * (360.0 / n)
     azim = torch.where(azim > 180, azim - 360, azim)
     full = lambda v: torch.full((n,), float(v), device=device)  # noqa: E731
-    return _make(full(elevation), azim, full(distance), full(fov), width, height)
+    return orbit_cameras(full(elevation), azim, full(distance), full(fov), width, height)
 
 
 def camera_vector(cams: Cameras) -> torch.Tensor:

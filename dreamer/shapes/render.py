@@ -5,27 +5,11 @@ import math
 
 import torch
 
+from renderers.cameras import orbit_cameras, rays_from_cameras
+
 from .world import SHAPES, ShapeSpec, sdf
 
 BOUND_R = 0.8  # every primitive lies inside this sphere
-
-
-def orbit_rays(elev: torch.Tensor, azim: torch.Tensor, dist: torch.Tensor, fov_deg: torch.Tensor,
-               res: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pinhole rays for orbit cameras (degrees): origins [B,3], dirs [B,res,res,3], cam axes [B,3,3]."""
-    e, a = torch.deg2rad(elev), torch.deg2rad(azim)
-    eye = torch.stack([e.cos() * a.sin(), e.sin(), e.cos() * a.cos()], -1) * dist[:, None]
-    fwd = -eye / eye.norm(dim=-1, keepdim=True)
-    up0 = torch.tensor([0.0, 1.0, 0.0]).expand_as(fwd)
-    right = torch.linalg.cross(fwd, up0)
-    right = right / right.norm(dim=-1, keepdim=True).clamp(min=1e-8)
-    up = torch.linalg.cross(right, fwd)
-    half = torch.tan(torch.deg2rad(fov_deg) / 2)  # [B]
-    s = (torch.arange(res, dtype=torch.float32) + 0.5) / res * 2 - 1  # pixel centres in [-1, 1]
-    px = s[None, None, :] * half[:, None, None]          # x to the right
-    py = -s[None, :, None] * half[:, None, None]         # row 0 is the top
-    d = fwd[:, None, None] + px[..., None] * right[:, None, None] + py[..., None] * up[:, None, None]
-    return eye, d / d.norm(dim=-1, keepdim=True), torch.stack([right, up, fwd], 1)
 
 
 def _trace(shape: str, o: torch.Tensor, d: torch.Tensor, iters: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,7 +41,10 @@ def render_shapes(specs: list[ShapeSpec], elev, azim, dist, fov_deg, res: int = 
     B = len(specs)
     as_t = lambda v: torch.as_tensor(v, dtype=torch.float32).expand(B).clone()  # noqa: E731
     hi = res * supersample
-    eye, dirs, axes = orbit_rays(as_t(elev), as_t(azim), as_t(dist), as_t(fov_deg), hi)
+    cams = orbit_cameras(as_t(elev), as_t(azim), as_t(dist), as_t(fov_deg), hi, hi)
+    _, dirs = rays_from_cameras(cams)                                       # [B,hi,hi,3]
+    eye = cams.c2w[:, :3, 3]
+    axes = torch.stack([cams.c2w[:, :3, 0], cams.c2w[:, :3, 1], -cams.c2w[:, :3, 2]], 1)  # right, up, forward
     rgb = torch.ones(B, hi, hi, 3)
     mask = torch.zeros(B, hi, hi)
     # Light from the camera's upper left, so every view is lit.
