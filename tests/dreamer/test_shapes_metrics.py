@@ -102,3 +102,29 @@ def test_mesh_report_gt():
     r = mesh_report(_coloured("cube", spec.rgb), spec, res=24, n=2000)
     assert r["chamfer"] == 0.0 and r["iou"] > 0.99 and r["colour_error"] < 0.01
     assert mesh_report(gt_mesh("cube"), spec, res=16, n=500)["colour_error"] is None
+
+
+def test_nearest_colour_and_report_flag():
+    import numpy as np
+    import trimesh
+
+    from dreamer.shapes.metrics import mesh_report, nearest_colour
+    from dreamer.shapes.world import COLOURS, ShapeSpec, gt_mesh
+
+    m = gt_mesh("cube")
+    for name, rgb in COLOURS.items():
+        shaded = 0.8 * np.asarray(rgb)  # a darker (shaded) surface still reads as its own colour
+        vc = np.concatenate([np.tile((shaded * 255).round(), (len(m.vertices), 1)), np.full((len(m.vertices), 1), 255)], 1)
+        mc = trimesh.Trimesh(m.vertices, m.faces, vertex_colors=vc.astype(np.uint8), process=False)
+        assert nearest_colour(mc) == name
+    rep = mesh_report(mc, ShapeSpec("cube", "orange"), res=16, n=2000)
+    assert rep["colour_correct"] is True and rep["chamfer"] < 1e-3 and rep["iou"] > 0.9
+
+
+def test_catalogue_prompts_cycle_view_suffixes():
+    from dreamer.shapes.world import catalogue_prompts, parse_prompt
+
+    specs, prompts = catalogue_prompts(4)
+    views = ("front view", "side view", "back view", "overhead view")
+    assert len(specs) == 144 and prompts[:4] == [f"{specs[0].prompt}, {v}" for v in views]
+    assert all(parse_prompt(p) == s for s, p in zip(specs, prompts))
