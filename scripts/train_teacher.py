@@ -32,7 +32,7 @@ def build_dataset(cfg: TeacherTrainConfig, g: torch.Generator):
         imgs.append((rgb * 255).round().to(torch.uint8))
     for s, e, a in zip(specs, v["elev"].tolist(), v["azim"].tolist()):
         prompts.append(view_prompt(s.prompt, e, a))
-    return torch.cat(imgs), prompts
+    return torch.cat(imgs), prompts, [s.prompt for s in specs]
 
 
 def save_teacher(out: Path, unet, cfg: TeacherTrainConfig, card: dict) -> None:
@@ -65,12 +65,14 @@ def main() -> None:
     t_start = time.time()
     g = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    images, prompts = build_dataset(cfg, g)
+    images, prompts, bare = build_dataset(cfg, g)
     print(f"dataset {tuple(images.shape)} in {time.time() - t_start:.0f}s", flush=True)
     enc = TextEncoder.load(TEXT_ENCODER, max_length=MAX_TOKENS, use_attention_mask=True)
-    uniq = sorted(set(prompts))
+    uniq = sorted(set(prompts) | set(bare))
     table = enc.encode(uniq + [""])  # [U+1, L, 384]; last row is the unconditional prompt
-    pid = torch.tensor([uniq.index(p) for p in prompts])
+    index = {p: i for i, p in enumerate(uniq)}
+    pid = torch.tensor([index[p] for p in prompts])       # "a red cube, side view"
+    pid_bare = torch.tensor([index[p] for p in bare])     # "a red cube"
     del enc
 
     unet = UNet2DConditionModel(**unet_config(cfg.resolution))
@@ -83,13 +85,15 @@ def main() -> None:
     for step in range(min(cfg.steps, args.stop_at or cfg.steps)):
         idx = torch.randint(0, len(images), (cfg.batch_size,), generator=g)
         x0 = images[idx].float() / 127.5 - 1.0
-        cond_id = torch.where(torch.rand(cfg.batch_size, generator=g) < cfg.cfg_dropout, len(uniq), pid[idx])
+        cond_id = torch.where(torch.rand(cfg.batch_size, generator=g) < cfg.bare_prompt, pid_bare[idx], pid[idx])
+        cond_id = torch.where(torch.rand(cfg.batch_size, generator=g) < cfg.cfg_dropout, len(uniq), cond_id)
         t = torch.randint(0, 1000, (cfg.batch_size,), generator=g)
         eps = torch.randn(x0.shape, generator=g)
         a = abar[t].sqrt()[:, None, None, None]
         s = (1 - abar[t]).sqrt()[:, None, None, None]
         pred = unet(a * x0 + s * eps, t, table[cond_id]).sample
-        loss = F.mse_loss(pred, eps)
+        target = a * eps - s * x0 if sched.config.prediction_type == "v_prediction" else eps
+        loss = F.mse_loss(pred, target)
         for pg in opt.param_groups:
             pg["lr"] = lr_at(step)
         opt.zero_grad(set_to_none=True)
