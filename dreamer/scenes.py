@@ -6,7 +6,7 @@ round-trips through state_dict for checkpoints.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
