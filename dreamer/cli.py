@@ -69,15 +69,13 @@ def cmd_generate(a) -> None:
 def cmd_export(a) -> None:
     import torch
 
-    from .config import apply_overrides, from_dict, load_config_dict
     from .generate import CKPT, Run
-    from .generate_config import GenerateConfig
     from .outputs import export_run
 
     run_dir = Path(a.run_dir)
     if not (run_dir / CKPT).is_file() or not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (needs config.yaml and {CKPT})")
-    cfg = from_dict(GenerateConfig, apply_overrides(load_config_dict(run_dir / "config.yaml", CONFIG_DIR), a.overrides))
+    cfg = _generate_config(run_dir / "config.yaml", None, None, a.overrides)
     run = Run(cfg)
     run.load_state_dict(torch.load(run_dir / CKPT, weights_only=True))
     export_run(run, run_dir)
