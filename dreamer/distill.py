@@ -1,7 +1,10 @@
-"""Generator distillation (DMD / DMD2, Yin et al. 2024a,b; Diff-Instruct, Luo et al. 2023) on a frozen teacher.
+"""Generator distillation on a frozen teacher: one config, one table of trainers (TRAINERS), one generator format.
 
-Every iteration: z, y -> x0 = G (backward-simulated when few-step) -> guidance.score_distillation_step (the same
-step as the 3D loop; the fake score takes its TTUR updates inside it) -> generator loss (+ DMD1 regression) -> Adam.
+Score distillation (DMD / DMD2, Yin et al. 2024a,b; Diff-Instruct, Luo et al. 2023): every iteration z, y -> x0 = G
+(backward-simulated when few-step) -> guidance.score_distillation_step (the same step as the 3D loop; the fake score
+takes its TTUR updates inside it) -> generator loss (+ DMD1 regression) -> Adam. The regression / adversarial
+trainers of the seed documents live in dreamer/trainers/ (guidance, progressive, consistency, noise-matching LoRA,
+knowledge distillation, reflow, ADD) and share the teacher, generator, sampler and run folder.
 
     python -m dreamer.distill --config configs/distill-dmd.yaml --out runs/dmd [key=value ...]
 """
@@ -9,18 +12,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from guidance import FakeScore, GuidanceConfig, Prompts, score_distillation_step, teacher_cfg, x0_from_eps
+from guidance import FakeScore, GuidanceConfig, Prompts, score_distillation_step
 
 from .config import ConfigError, apply_overrides, dump_yaml, from_dict, load_config_dict
-from .fewstep import check_timesteps, rollout, uniform_timesteps
-from .generator import Generator, make_generator, save_generator
+from .fewstep import check_timesteps, rollout
+from .generator import Generator, make_generator
+from .trainers import guidance_distill
+from .trainers.common import (Run, base_teacher_ref, ddim_sample, default_prompts, load_any_teacher,  # noqa: F401
+                              regression_pairs, teacher_clip)
+from .trainers.guidance_distill import GuidanceDistillSettings
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -29,7 +35,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 class DistillConfig:
     """A distillation recipe (configs/distill-*.yaml)."""
 
-    method: str = "dmd"                  # dmd | diff_instruct | sds (see METHODS)
+    method: str = "dmd"                  # a key of TRAINERS
     teacher: str | None = None           # None: the embedded shapes teacher; else a diffusers folder / hub id
     steps: int = 1000                    # generator updates
     batch: int = 8
@@ -59,6 +65,9 @@ class DistillConfig:
     log_every: int = 10
     save_every: int = 0                  # 0: save at the end only
     threads: int = 1                     # torch CPU threads
+    data: str = "shapes"                 # regression trainers' x0 pool: shapes (GT renders) | teacher (DDIM samples)
+    data_size: int = 2304                # images in that pool
+    guidance_distill: GuidanceDistillSettings = field(default_factory=GuidanceDistillSettings)
 
 
 # name -> (guidance method, needs a fake score)
@@ -67,8 +76,10 @@ METHODS = {"dmd": ("dmd", True), "diff_instruct": ("diff_instruct", True), "sds"
 
 def validate(cfg: DistillConfig) -> DistillConfig:
     """Raise ConfigError on values the dataclass types cannot catch."""
-    if cfg.method not in METHODS:
-        raise ConfigError(f"'method' must be one of {', '.join(METHODS)}, got {cfg.method!r}")
+    if cfg.method not in TRAINERS:
+        raise ConfigError(f"'method' must be one of {', '.join(TRAINERS)}, got {cfg.method!r}")
+    if cfg.data not in ("shapes", "teacher") or cfg.data_size < 1:
+        raise ConfigError(f"'data' must be shapes or teacher with data_size >= 1, got {cfg.data!r}, {cfg.data_size}")
     try:
         check_timesteps(cfg.timesteps)
     except ValueError as e:
@@ -95,49 +106,6 @@ def guidance_config(cfg: DistillConfig, default_cfg: float = 1.0) -> GuidanceCon
                           else cfg.cfg_scale, weighting=cfg.weighting, t_min=cfg.t_min, t_max=cfg.t_max,
                           grad_clip=cfg.grad_clip, aux_cfg_scale=cfg.fake_cfg_scale, aux_lr=cfg.lr_fake,
                           aux_updates=cfg.fake_updates)
-
-
-def default_prompts() -> list[str]:
-    """Every shapes-world prompt with each view suffix (the embedded teacher's training prompts)."""
-    from .shapes.world import VIEW_SUFFIXES, catalogue
-
-    return [f"{s.prompt}, {v}" for s in catalogue() for v in VIEW_SUFFIXES]
-
-
-# ----------------------------------------------------------------------------------------------- teacher DDIM
-def ddim_sample(teacher, cond: torch.Tensor, uncond: torch.Tensor, cfg: float, steps: int, z: torch.Tensor,
-                clip: float | None = None) -> torch.Tensor:
-    """Deterministic DDIM (Song et al. 2021, eta = 0) with CFG over teacher.alphas_cumprod; z [B,C,h,w] -> x0."""
-    prompts = Prompts(cond, uncond)
-    ac = teacher.alphas_cumprod
-
-    def denoise(x, t):
-        eps, _ = teacher_cfg(teacher, x, t, prompts, cfg)
-        return x0_from_eps(x, eps, t, ac)
-
-    with torch.no_grad():
-        return rollout(denoise, z, uniform_timesteps(steps, len(ac)), ac, ddim=True, clip=clip)
-
-
-def teacher_clip(teacher) -> float | None:
-    """The clip_sample range of a pixel-space teacher (None for latent teachers or clip_sample off)."""
-    sc = getattr(teacher, "scheduler", None)
-    if sc is None or getattr(teacher, "vae", None) is not None or not sc.config.get("clip_sample", False):
-        return None
-    return float(sc.config.get("clip_sample_range", 1.0))
-
-
-def regression_pairs(teacher, gen: Generator, conds: torch.Tensor, uncond: torch.Tensor, cfg: DistillConfig,
-                     scale: float, g: torch.Generator, chunk: int = 64) -> tuple[torch.Tensor, ...]:
-    """DMD1 regression data: noise z [N,C,h,w] and teacher ODE outputs x0 [N,C,h,w] for prompt indices [N]."""
-    idx = torch.arange(len(conds)).repeat_interleave(cfg.regression_pairs)
-    z = torch.randn(gen.sample_shape(len(idx)), generator=g)
-    out = []
-    for i in range(0, len(idx), chunk):
-        c = conds[idx[i:i + chunk]]                                             # [b,L,D]
-        out.append(ddim_sample(teacher, c, uncond.expand(len(c), -1, -1), scale, cfg.regression_ddim_steps,
-                               z[i:i + chunk], teacher_clip(teacher)))
-    return z, torch.cat(out), idx
 
 
 # ----------------------------------------------------------------------------------------------- the loop
@@ -197,9 +165,7 @@ def init_state(teacher, cfg: DistillConfig, teacher_ref: str | None = None) -> D
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     prompts = cfg.prompts or default_prompts()
-    meta = {"teacher": teacher_ref or cfg.teacher or "embedded", "text_encoder": _text_encoder_ref(teacher_ref),
-            "method": cfg.method, "prompts": prompts}
-    gen = make_generator(teacher, cfg.timesteps, cfg.lora_rank, meta)
+    gen = make_generator(teacher, cfg.timesteps, cfg.lora_rank, run_meta(cfg, teacher_ref, prompts))
     if cfg.resolution:
         vae = getattr(teacher, "vae", None)
         gen.size = cfg.resolution // (2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1)
@@ -214,6 +180,12 @@ def init_state(teacher, cfg: DistillConfig, teacher_ref: str | None = None) -> D
     return state
 
 
+def run_meta(cfg: DistillConfig, teacher_ref: str | None, prompts: list[str] | None = None) -> dict:
+    """What generator.json records about a run: teacher, its text encoder, the method, the prompts."""
+    return {"teacher": teacher_ref or cfg.teacher or "embedded", "text_encoder": _text_encoder_ref(teacher_ref),
+            "method": cfg.method, "prompts": prompts or cfg.prompts or default_prompts()}
+
+
 def _text_encoder_ref(teacher_ref: str | None) -> str | None:
     from .teachers import DEFAULT_TEACHER
 
@@ -224,31 +196,47 @@ def _text_encoder_ref(teacher_ref: str | None) -> str | None:
     return str(folder / "text_encoder") if (folder / "text_encoder").is_dir() else teacher_ref
 
 
-def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log=print) -> Generator:
-    """Train a generator per `cfg`, save it (diffusers folder) to out_dir with config.yaml and log.jsonl."""
-    from .teachers import load_teacher
+def train_score(teacher, cfg: DistillConfig, run: Run, data=None) -> Generator:
+    """DMD / Diff-Instruct / SDS generator training through guidance.score_distillation_step."""
+    state = init_state(teacher, cfg, run.meta.get("teacher"))
+    gcfg = guidance_config(cfg, teacher.default_cfg)
+    while state.step < cfg.steps:
+        m = distill_step(state, teacher, cfg, gcfg)
+        run.log({k: v for k, v in m.items() if k != "step"}, last=state.step == cfg.steps)
+        run.maybe_save(state.gen, state.step)
+    return state.gen
 
+
+# The one table: method name -> trainer(teacher, cfg, run, data=None) -> Generator.
+TRAINERS = {
+    "dmd": train_score,
+    "diff_instruct": train_score,
+    "sds": train_score,
+    "guidance": guidance_distill.train,
+}
+
+
+def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log=print) -> Generator:
+    """Train a generator per `cfg`, save it (diffusers folder) to out_dir with config.yaml and log.jsonl.
+
+    cfg.teacher may also be a distilled generator folder (e.g. a guidance-distilled model), used as the teacher.
+    """
     torch.set_num_threads(cfg.threads)
     validate(cfg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dump_yaml(cfg, out / "config.yaml")
-    teacher = teacher if teacher is not None else load_teacher(cfg.teacher, dtype=cfg.dtype, device=cfg.device)
-    state = init_state(teacher, cfg, cfg.teacher)
-    gcfg = guidance_config(cfg, teacher.default_cfg)
-    t0 = time.perf_counter()
-    with open(out / "log.jsonl", "a") as f:
-        while state.step < cfg.steps:
-            m = distill_step(state, teacher, cfg, gcfg)
-            m["time_s"] = round(time.perf_counter() - t0, 2)
-            f.write(json.dumps(m) + "\n")
-            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
-                f.flush()
-                log(json.dumps(m))
-            if cfg.save_every and state.step % cfg.save_every == 0:
-                save_generator(state.gen, out / "generator", teacher.scheduler)
-    save_generator(state.gen, out / "generator", teacher.scheduler)
-    return state.gen
+    teacher = teacher if teacher is not None else load_any_teacher(cfg.teacher, dtype=cfg.dtype, device=cfg.device)
+    ref = base_teacher_ref(teacher, cfg.teacher)
+    if cfg.lora_rank > 0 and getattr(teacher, "gen", None) is not None:
+        raise ConfigError("lora_rank > 0 needs a diffusers teacher (the LoRA base), not a generator folder")
+    meta = run_meta(cfg, ref)
+    if ref != cfg.teacher and cfg.teacher is not None:
+        meta["init"] = str(cfg.teacher)
+    run = Run(out, cfg, teacher.scheduler, log, meta)
+    gen = TRAINERS[cfg.method](teacher, cfg, run)
+    run.save(gen)
+    return gen
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,17 +9,16 @@ from typing import Callable
 
 import torch
 
-from guidance.losses import add_noise
-
 Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t [B,...], t [B]) -> x0_hat [B,...]
 DEFAULT_TIMESTEPS = (999, 749, 499, 249)
 
 
 def uniform_timesteps(n: int, T: int = 1000) -> list[int]:
-    """n trailing-spaced timesteps T-1, T-1-T//n, ... (4 -> [999, 749, 499, 249]; 50 -> [999, 979, ..., 19])."""
+    """n trailing-spaced timesteps round(T (n - i) / n) - 1 (diffusers "trailing"): 4 -> [999, 749, 499, 249],
+    50 -> [999, 979, ..., 19]; uniform_timesteps(2n)[::2] == uniform_timesteps(n) (progressive halving)."""
     if not 1 <= n <= T:
         raise ValueError(f"number of steps must be in [1, {T}], got {n}")
-    return [T - 1 - i * (T // n) for i in range(n)]
+    return [int(T * (n - i) / n + 0.5) - 1 for i in range(n)]
 
 
 def step_schedule(n: int, trained: list[int] | tuple[int, ...] | None = None, T: int = 1000) -> list[int]:
@@ -42,6 +41,26 @@ def _full(t: int, x: torch.Tensor) -> torch.Tensor:
     return torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
 
 
+def alpha_sigma(t: torch.Tensor, alphas_cumprod: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """(a_t, s_t) broadcast to `like`; t < 0 stands for clean data (a = 1, s = 0)."""
+    abar = alphas_cumprod.to(like.device)[t.clamp(min=0)].to(like)
+    abar = torch.where(t.to(like.device) < 0, torch.ones_like(abar), abar).view(-1, *[1] * (like.dim() - 1))
+    return abar.sqrt(), (1 - abar).sqrt()
+
+
+def renoise(x: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, alphas_cumprod: torch.Tensor,
+            generator: torch.Generator | None = None, ddim: bool = False) -> torch.Tensor:
+    """One sampler step x_t -> x_{t'} = a' x0_hat + s' n: n = eps_hat = (x_t - a x0_hat) / s (DDIM, Song et al. 2021,
+    eq. 12, eta = 0) or fresh N(0, I) (multistep consistency sampling, Song et al. 2023, Alg. 1); t' < 0 -> x0_hat."""
+    if ddim:
+        a, s = alpha_sigma(t, alphas_cumprod, x)
+        noise = (x - a * x0) / s
+    else:
+        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    a2, s2 = alpha_sigma(t_next, alphas_cumprod, x)
+    return a2 * x0 + s2 * noise
+
+
 def rollout(denoise: Denoise, z: torch.Tensor, timesteps: list[int], alphas_cumprod: torch.Tensor,
             generator: torch.Generator | None = None, ddim: bool = False, until: int | None = None,
             clip: float | None = None) -> torch.Tensor:
@@ -60,11 +79,5 @@ def rollout(denoise: Denoise, z: torch.Tensor, timesteps: list[int], alphas_cump
             x0 = x0.clamp(-clip, clip)
         if i + 1 == len(timesteps):
             return x0
-        t_next = _full(timesteps[i + 1], x)
-        if ddim:
-            abar = alphas_cumprod.to(x.device)[t].view(-1, *[1] * (x.dim() - 1)).to(x)
-            noise = (x - abar.sqrt() * x0) / (1 - abar).sqrt()          # eps_hat implied by x0_hat
-        else:
-            noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-        x = add_noise(x0, noise, t_next, alphas_cumprod)
+        x = renoise(x, x0, t, _full(timesteps[i + 1], x), alphas_cumprod, generator, ddim)
     return x

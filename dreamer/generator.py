@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,9 @@ class Generator:
     lora_rank: int = 0                     # 0: full fine-tuning
     size: int | None = None                # model-space spatial size; None: the UNet's sample_size
     meta: dict = field(default_factory=dict)  # teacher ref, text encoder ref, training method, ...
+    sampler: str = "renoise"               # renoise (DMD2, consistency, LCM) | ddim (progressive, guidance, reflow)
+    guidance: float | None = None          # CFG scale fed to a guidance-conditioned UNet (time_cond_proj_dim)
+    boundary: float = 0.0                  # > 0: consistency skip-scaling with this timestep factor (LCM: 10)
 
     @property
     def params(self) -> list[torch.nn.Parameter]:
@@ -45,10 +49,30 @@ class Generator:
     def t_star(self) -> int:
         return int(self.timesteps[0])
 
-    def x0(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """G(x_t, t, y): x_t [B,C,h,w], t [B] int, cond [B,L,D] -> x0_hat [B,C,h,w] (Tweedie from eps_G)."""
-        eps = unet_eps(self.unet, self.prediction_type, self.alphas_cumprod, x_t, t, cond)
-        return x0_from_eps(x_t, eps, t, self.alphas_cumprod)
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, w: torch.Tensor | None = None,
+            **kw) -> torch.Tensor:
+        """eps_G(x_t, t, y[, w]) [B,C,h,w]; w [B] (default self.guidance) only for a guidance-conditioned UNet."""
+        dim = getattr(self.unet.config, "time_cond_proj_dim", None)
+        if dim:
+            if w is None:
+                if self.guidance is None:
+                    raise ValueError("this UNet takes a guidance scale: set Generator.guidance or pass w")
+                w = torch.full((x_t.shape[0],), float(self.guidance))
+            kw["timestep_cond"] = guidance_embedding(w.to(x_t.device), dim).to(x_t)
+        return unet_eps(self.unet, self.prediction_type, self.alphas_cumprod, x_t, t, cond, **kw)
+
+    def x0(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        """G(x_t, t, y): x_t [B,C,h,w], t [B] int, cond [B,L,D] -> x0_hat [B,C,h,w] (Tweedie from eps_G).
+
+        With `boundary` > 0 it is the consistency function f = c_skip(t) x_t + c_out(t) x0_hat (Song et al. 2023,
+        eq. 3; LCM scalings), so f(x, 0) = x by construction.
+        """
+        x0 = x0_from_eps(x_t, self.eps(x_t, t, cond, w), t, self.alphas_cumprod)
+        if self.boundary > 0:
+            c_skip, c_out = boundary_scalings(t, self.boundary, x_t)
+            x0 = c_skip * x_t + c_out * x0
+        return x0
+
 
     def sample_shape(self, n: int) -> tuple[int, ...]:
         c, r = self.unet.config.in_channels, self.size or self.unet.config.sample_size
@@ -56,9 +80,45 @@ class Generator:
         return (n, c, r, r)
 
 
-def make_generator(teacher, timesteps=DEFAULT_TIMESTEPS, lora_rank: int = 0, meta: dict | None = None) -> Generator:
-    """Deep-copy the teacher UNet (float32, trainable); lora_rank > 0 trains a peft LoRA adapter only."""
+def boundary_scalings(t: torch.Tensor, scale: float, like: torch.Tensor, sigma_data: float = 0.5):
+    """LCM's c_skip = sd^2 / ((k t)^2 + sd^2), c_out = k t / sqrt((k t)^2 + sd^2) (Luo et al. 2023, eq. 9; Song et al.
+    2023, app. C), broadcast to `like`; c_skip(0) = 1 and c_out(0) = 0 exactly."""
+    kt = (scale * t.to(like.device, torch.float64)).view(-1, *[1] * (like.dim() - 1))
+    den = kt ** 2 + sigma_data ** 2
+    return (sigma_data ** 2 / den).to(like), (kt / den.sqrt()).to(like)
+
+
+def guidance_embedding(w: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding of the CFG scale w [B] -> [B, dim] (Meng et al. 2023 condition the student on w; w * 1000
+    as in LCM); fed to the UNet's time embedding through `timestep_cond`."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / max(half - 1, 1))
+    arg = (w.float() * 1000.0)[:, None] * freqs.to(w.device)[None]              # [B, half]
+    return torch.cat([arg.sin(), arg.cos()], -1)
+
+
+def with_guidance_input(unet, dim: int = 256):
+    """A copy of a UNet2DConditionModel with a guidance-scale input (time_cond_proj_dim, zero-initialised), so the
+    new model starts as exactly the conditional teacher; a UNet that already has one is returned unchanged."""
+    if getattr(unet.config, "time_cond_proj_dim", None):
+        return unet
+    from diffusers import UNet2DConditionModel
+
+    new = UNet2DConditionModel.from_config({**unet.config, "time_cond_proj_dim": dim})
+    missing, unexpected = new.load_state_dict(unet.state_dict(), strict=False)
+    if missing != ["time_embedding.cond_proj.weight"] or unexpected:
+        raise ValueError(f"unexpected UNet layout when adding a guidance input: {missing} {unexpected}")
+    torch.nn.init.zeros_(new.time_embedding.cond_proj.weight)
+    return new.to(unet.device)
+
+
+def make_generator(teacher, timesteps=DEFAULT_TIMESTEPS, lora_rank: int = 0, meta: dict | None = None,
+                   sampler: str = "renoise", boundary: float = 0.0, guidance_dim: int = 0) -> Generator:
+    """Deep-copy the teacher UNet (float32, trainable); lora_rank > 0 trains a peft LoRA adapter only;
+    guidance_dim > 0 adds a guidance-scale input (guidance distillation)."""
     unet = copy.deepcopy(teacher.unet).float().train()
+    if guidance_dim > 0:
+        unet = with_guidance_input(unet, guidance_dim).float().train()
     if lora_rank > 0:
         from peft import LoraConfig
 
@@ -74,7 +134,8 @@ def make_generator(teacher, timesteps=DEFAULT_TIMESTEPS, lora_rank: int = 0, met
     if teacher.vae is not None:
         clip = None  # latents are not range-limited
     return Generator(unet, teacher.prediction_type, teacher.alphas_cumprod, [int(t) for t in timesteps], clip=clip,
-                     lora_rank=lora_rank, meta=dict(meta or {}))
+                     lora_rank=lora_rank, meta=dict(meta or {}), sampler=sampler, boundary=boundary,
+                     guidance=getattr(teacher, "guidance", None))
 
 
 def generate(gen: Generator, cond: torch.Tensor, z: torch.Tensor, steps: int | None = None,
@@ -82,7 +143,8 @@ def generate(gen: Generator, cond: torch.Tensor, z: torch.Tensor, steps: int | N
     """Model-space samples [B,C,h,w] from z [B,C,h,w] in `steps` (default: all trained timesteps), no grad."""
     ts = step_schedule(steps or len(gen.timesteps), gen.timesteps, len(gen.alphas_cumprod))
     with torch.no_grad():
-        return rollout(lambda x, t: gen.x0(x, t, cond), z, ts, gen.alphas_cumprod, generator, clip=gen.clip)
+        return rollout(lambda x, t: gen.x0(x, t, cond), z, ts, gen.alphas_cumprod, generator, clip=gen.clip,
+                       ddim=gen.sampler == "ddim")
 
 
 # ----------------------------------------------------------------------------------------------- save / load
@@ -102,7 +164,8 @@ def save_generator(gen: Generator, out_dir: str | Path, scheduler=None) -> Path:
     if scheduler is not None:
         scheduler.save_pretrained(str(out / "scheduler"))
     meta = dict(gen.meta, timesteps=list(gen.timesteps), t_star=gen.t_star, prediction_type=gen.prediction_type,
-                clip=gen.clip, lora_rank=gen.lora_rank, size=gen.size, format=1)
+                clip=gen.clip, lora_rank=gen.lora_rank, size=gen.size, sampler=gen.sampler, guidance=gen.guidance,
+                boundary=gen.boundary, format=1)
     (out / META).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
@@ -123,11 +186,13 @@ def load_generator(path: str | Path, dtype: torch.dtype = torch.float32, device:
     else:
         unet = UNet2DConditionModel.from_pretrained(str(path), subfolder="unet", torch_dtype=dtype)
     unet.to(device).eval().requires_grad_(False)
-    keys = ("timesteps", "t_star", "prediction_type", "clip", "lora_rank", "size", "format")
+    keys = ("timesteps", "t_star", "prediction_type", "clip", "lora_rank", "size", "format", "sampler", "guidance",
+            "boundary")
     return Generator(unet, meta["prediction_type"], scheduler.alphas_cumprod.to(torch.float32),
                      [int(t) for t in meta["timesteps"]], clip=meta.get("clip"),
                      lora_rank=int(meta.get("lora_rank", 0)), size=meta.get("size"),
-                     meta={k: v for k, v in meta.items() if k not in keys})
+                     meta={k: v for k, v in meta.items() if k not in keys}, sampler=meta.get("sampler", "renoise"),
+                     guidance=meta.get("guidance"), boundary=float(meta.get("boundary", 0.0)))
 
 
 def _teacher_dir(meta: dict) -> str:

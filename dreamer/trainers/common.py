@@ -1,0 +1,246 @@
+"""What every distillation trainer shares: prompts, teacher DDIM / denoiser, data pools, weights, the run log.
+
+A trainer is `train(teacher, cfg: DistillConfig, run: Run, data: Data | None = None) -> Generator`; the table
+of trainers is `dreamer.distill.TRAINERS`. Teachers are used only through their protocol (`eps` via
+`guidance.teacher_cfg`, `alphas_cumprod`, `encode_prompt`, `encode`, `decode`).
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from guidance import Prompts, teacher_cfg, x0_from_eps
+
+from ..fewstep import Denoise, rollout, uniform_timesteps
+from .. import generator as _generator
+from ..generator import Generator, load_generator
+
+
+# ----------------------------------------------------------------------------------------------- prompts, teacher
+def default_prompts() -> list[str]:
+    """Every shapes-world prompt with each view suffix (the embedded teacher's training prompts)."""
+    from ..shapes.world import VIEW_SUFFIXES, catalogue
+
+    return [f"{s.prompt}, {v}" for s in catalogue() for v in VIEW_SUFFIXES]
+
+
+def teacher_clip(teacher) -> float | None:
+    """The clip_sample range of a pixel-space teacher (None for latent teachers or clip_sample off)."""
+    sc = getattr(teacher, "scheduler", None)
+    if sc is None or getattr(teacher, "vae", None) is not None or not sc.config.get("clip_sample", False):
+        return None
+    return float(sc.config.get("clip_sample_range", 1.0))
+
+
+def teacher_denoiser(teacher, cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> Denoise:
+    """x0_hat(x_t, t) of the teacher with CFG (one batched pass, guidance.teacher_cfg); cond/uncond [B,L,D]."""
+    prompts = Prompts(cond, uncond.expand(len(cond), -1, -1))
+
+    def denoise(x, t):
+        eps, _ = teacher_cfg(teacher, x, t, prompts, scale)
+        return x0_from_eps(x, eps, t, teacher.alphas_cumprod)
+    return denoise
+
+
+def ddim_sample(teacher, cond: torch.Tensor, uncond: torch.Tensor, cfg: float, steps: int, z: torch.Tensor,
+                clip: float | None = None) -> torch.Tensor:
+    """Deterministic DDIM (Song et al. 2021, eta = 0) with CFG over teacher.alphas_cumprod; z [B,C,h,w] -> x0."""
+    with torch.no_grad():
+        return rollout(teacher_denoiser(teacher, cond, uncond, cfg), z, uniform_timesteps(steps, len(teacher.alphas_cumprod)),
+                       teacher.alphas_cumprod, ddim=True, clip=clip)
+
+
+def regression_pairs(teacher, gen: Generator, conds: torch.Tensor, uncond: torch.Tensor, cfg, scale: float,
+                     g: torch.Generator, chunk: int = 64) -> tuple[torch.Tensor, ...]:
+    """Teacher ODE pairs (DMD1 regression, Luhman & Luhman KD, reflow): z [N,C,h,w], x0 [N,C,h,w], prompt idx [N]."""
+    idx = torch.arange(len(conds)).repeat_interleave(cfg.regression_pairs)
+    z = torch.randn(gen.sample_shape(len(idx)), generator=g)
+    out = []
+    for i in range(0, len(idx), chunk):
+        c = conds[idx[i:i + chunk]]                                             # [b,L,D]
+        out.append(ddim_sample(teacher, c, uncond, scale, cfg.regression_ddim_steps, z[i:i + chunk],
+                               teacher_clip(teacher)))
+    return z, torch.cat(out), idx
+
+
+class GeneratorTeacher:
+    """A distilled generator used as a teacher (e.g. a guidance-distilled model before progressive / consistency
+    distillation, Meng et al. 2023 sec. 3.2): CFG is folded in, so default_cfg = 1 and one pass per step."""
+
+    def __init__(self, gen: Generator, base):
+        self.gen, self.base = gen, base
+        self.unet, self.scheduler, self.vae = gen.unet, base.scheduler, base.vae
+        self.prediction_type, self.alphas_cumprod = gen.prediction_type, gen.alphas_cumprod
+        self.num_train_timesteps = len(gen.alphas_cumprod)
+        self.default_cfg, self.guidance = 1.0, gen.guidance
+
+    def eps(self, x_t, t, cond, **kw):
+        return self.gen.eps(x_t, t, cond, **kw)
+
+    def encode(self, rgb):
+        return self.base.encode(rgb)
+
+    def decode(self, x0):
+        return self.base.decode(x0)
+
+    def encode_prompt(self, prompts):
+        return self.base.encode_prompt(prompts)
+
+
+def load_any_teacher(ref: str | None, **options):
+    """A diffusers teacher (None: the embedded one) or a distilled generator folder (has generator.json)."""
+    from ..generator import META, _teacher_dir
+    from ..teachers import load_teacher
+
+    if ref and (Path(ref) / META).is_file():
+        gen = load_generator(ref)
+        return GeneratorTeacher(gen, load_teacher(_teacher_dir(gen.meta), **options))
+    return load_teacher(ref, **options)
+
+
+def base_teacher_ref(teacher, ref: str | None) -> str | None:
+    """The diffusers teacher behind `teacher` (what generator.json records for text encoder, VAE, LoRA base)."""
+    return teacher.gen.meta.get("teacher") if isinstance(teacher, GeneratorTeacher) else ref
+
+
+# ----------------------------------------------------------------------------------------------- data
+@dataclass
+class Data:
+    """Training images in model space x0 [N,C,h,w] with prompt index [N] into `prompts` (embedded as conds)."""
+
+    x0: torch.Tensor
+    idx: torch.Tensor
+    prompts: list[str]
+    conds: torch.Tensor      # [P,L,D]
+    uncond: torch.Tensor     # [1,L,D]
+
+    def batch(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """x0 [n,C,h,w] and cond [n,L,D] drawn with replacement."""
+        j = torch.randint(0, len(self.x0), (n,), generator=g)
+        return self.x0[j], self.conds[self.idx[j]]
+
+
+def shapes_images(n: int, res: int, g: torch.Generator) -> tuple[torch.Tensor, list[str]]:
+    """n ground-truth shapes-world renders rgb [n,3,res,res] in [0,1] with view-suffixed captions (teacher's data)."""
+    from ..shapes.render import random_views, render_shapes
+    from ..shapes.world import catalogue, view_prompt
+
+    cat = catalogue()
+    specs = [cat[i % len(cat)] for i in range(n)]
+    v = random_views(n, g)
+    rgb = torch.cat([render_shapes(specs[i:i + 256], v["elev"][i:i + 256], v["azim"][i:i + 256],
+                                   v["dist"][i:i + 256], v["fov"][i:i + 256], res)[0] for i in range(0, n, 256)])
+    return rgb, [view_prompt(s.prompt, e, a) for s, e, a in zip(specs, v["elev"].tolist(), v["azim"].tolist())]
+
+
+def data_pool(teacher, gen: Generator, cfg, g: torch.Generator) -> Data:
+    """cfg.data = "shapes": GT renders encoded by the teacher; "teacher": teacher DDIM samples (data-free)."""
+    uncond = teacher.encode_prompt([cfg.uncond_prompt])
+    if cfg.data == "shapes":
+        factor = getattr(teacher, "vae_scale_factor", 1) if getattr(teacher, "vae", None) is not None else 1
+        rgb, names = shapes_images(cfg.data_size, gen.sample_shape(1)[-1] * factor, g)
+        prompts = list(dict.fromkeys(names))
+        pos = {p: i for i, p in enumerate(prompts)}
+        with torch.no_grad():
+            x0 = torch.cat([teacher.encode(rgb[i:i + 64]) for i in range(0, len(rgb), 64)])
+        return Data(x0, torch.tensor([pos[p] for p in names]), prompts, teacher.encode_prompt(prompts), uncond)
+    prompts = cfg.prompts or default_prompts()
+    conds = teacher.encode_prompt(prompts)
+    reps = max(1, -(-cfg.data_size // len(prompts)))
+    _, x0, idx = regression_pairs(teacher, gen, conds, uncond, _With(cfg, regression_pairs=reps),
+                                  scale_of(teacher, cfg), g)
+    return Data(x0, idx, prompts, conds, uncond)
+
+
+class _With:
+    """cfg with a few attributes replaced (read-only view)."""
+
+    def __init__(self, cfg, **kw):
+        self._cfg, self._kw = cfg, kw
+
+    def __getattr__(self, k):
+        return self._kw[k] if k in self._kw else getattr(self._cfg, k)
+
+
+def scale_of(teacher, cfg) -> float:
+    """The teacher CFG scale of a recipe (None: the teacher's default)."""
+    return float(teacher.default_cfg if cfg.cfg_scale is None else cfg.cfg_scale)
+
+
+# ----------------------------------------------------------------------------------------------- losses, steps
+def native_weight(prediction_type: str, abar: torch.Tensor) -> torch.Tensor:
+    """Per-sample weight [B] that turns an eps-space MSE into the teacher's own output-space MSE:
+    epsilon 1, v_prediction 1 / abar (= SNR + 1 in x-space, Salimans & Ho 2022 sec. 4), sample SNR."""
+    if prediction_type == "epsilon":
+        return torch.ones_like(abar)
+    if prediction_type == "v_prediction":
+        return 1.0 / abar
+    return abar / (1 - abar)
+
+
+def weighted_mse(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """mean_B w_b * mean_CHW (a - b)^2; a, b [B,...], w [B]."""
+    return (w.to(a) * (a - b).pow(2).flatten(1).mean(1)).mean()
+
+
+def make_optimizer(params, cfg, lr: float | None = None) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=cfg.lr_gen if lr is None else lr, betas=tuple(cfg.adam_betas),
+                             weight_decay=cfg.weight_decay)
+
+
+def optimizer_step(loss: torch.Tensor, params: list, opt: torch.optim.Optimizer, max_norm: float) -> float:
+    """zero_grad, backward, optional grad-norm clip, step; returns the gradient norm."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+    opt.step()
+    return float(norm)
+
+
+@torch.no_grad()
+def ema_update(target: torch.nn.Module, online: torch.nn.Module, decay: float) -> None:
+    """theta_ema <- decay theta_ema + (1 - decay) theta over the online model's trainable parameters."""
+    src = dict(online.named_parameters())
+    for n, p in target.named_parameters():
+        if n in src and src[n].requires_grad:
+            p.lerp_(src[n].detach(), 1 - decay)
+
+
+# ----------------------------------------------------------------------------------------------- run folder
+class Run:
+    """A run folder: log.jsonl (one JSON line per step), generator folders, the wall clock."""
+
+    def __init__(self, out: str | Path, cfg, scheduler=None, log: Callable[[str], None] = print,
+                 meta: dict | None = None):
+        self.out, self.cfg, self.scheduler, self._print = Path(out), cfg, scheduler, log
+        self.meta = dict(meta or {})           # recorded in generator.json (teacher, text encoder, method, ...)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.t0 = time.perf_counter()
+        self.step = 0
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def log(self, metrics: dict, last: bool = False) -> None:
+        self.step += 1
+        m = {"step": self.step, **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
+             "time_s": round(self.seconds, 2)}
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(m) + "\n")
+        if self.step % max(self.cfg.log_every, 1) == 0 or last:
+            self._print(json.dumps(m))
+
+    def save(self, gen: Generator, name: str = "generator") -> Path:
+        gen.meta["train_seconds"] = round(self.seconds, 1)
+        save = getattr(_generator, "save_atomic", _generator.save_generator)  # atomic folder swap where available
+        return save(gen, self.out / name, self.scheduler)
+
+    def maybe_save(self, gen: Generator, step: int) -> None:
+        if self.cfg.save_every and step % self.cfg.save_every == 0:
+            self.save(gen)

@@ -1,0 +1,61 @@
+"""Guidance distillation (Meng et al. 2023, "On Distillation of Guided Diffusion Models", sec. 3.1, stage one).
+
+A student eps_eta(x_t, t, y, w) with a guidance-scale input (sinusoidal w embedding on the time embedding, zero-
+initialised so it starts as the conditional teacher) regresses the teacher's CFG output
+eps_u + w (eps_c - eps_u) for w ~ U[scale_min, scale_max]: one forward pass instead of two per sampling step.
+The result is a DDIM-sampled generator at `scale` and can be the teacher of the other trainers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from guidance import add_noise, cfg_combine, sample_timesteps
+
+from ..fewstep import uniform_timesteps
+from ..generator import Generator, make_generator
+from .common import Data, Run, data_pool, make_optimizer, native_weight, optimizer_step, scale_of, weighted_mse
+
+
+@dataclass
+class GuidanceDistillSettings:
+    """Method settings (DistillConfig.guidance_distill)."""
+
+    scale_min: float = 1.0         # trained CFG range, diffusers convention (1 = conditional model)
+    scale_max: float = 5.0
+    embed_dim: int = 256           # time_cond_proj_dim of the student UNet
+    sample_steps: int = 4          # timesteps stored for few-step DDIM sampling (1/2/4 are even subsets)
+
+
+def student_and_target(teacher, gen: Generator, x0: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
+                       t: torch.Tensor, w: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(eps_student(x_t, t, y, w), eps_cfg_teacher(x_t, t, y; w)) [B,C,h,w]; per-sample w [B] (Meng et al. eq. 5)."""
+    x_t = add_noise(x0, noise, t, teacher.alphas_cumprod)
+    with torch.no_grad():  # one batched cond + uncond teacher pass, combined with a per-sample scale
+        eps_c, eps_u = teacher.eps(x_t.repeat(2, *[1] * (x_t.dim() - 1)), t.repeat(2), torch.cat([cond, uncond])).chunk(2)
+        target = cfg_combine(eps_u, eps_c, w.view(-1, *[1] * (x_t.dim() - 1)).to(x_t))   # [B,C,h,w]
+    return gen.eps(x_t, t, cond, w), target
+
+
+def train(teacher, cfg, run: Run, data: Data | None = None) -> Generator:
+    """Stage-one guidance distillation; returns the w-conditioned generator (DDIM sampler, guidance = cfg scale)."""
+    s = cfg.guidance_distill
+    g = torch.Generator().manual_seed(cfg.seed)
+    gen = make_generator(teacher, uniform_timesteps(s.sample_steps, len(teacher.alphas_cumprod)), cfg.lora_rank,
+                         run.meta, sampler="ddim", guidance_dim=s.embed_dim)
+    gen.guidance = scale_of(teacher, cfg)
+    data = data or data_pool(teacher, gen, cfg, g)
+    opt = make_optimizer(gen.params, cfg)
+    ac = teacher.alphas_cumprod
+    for step in range(1, cfg.steps + 1):
+        x0, cond = data.batch(cfg.batch, g)
+        t = sample_timesteps(cfg.batch, cfg.t_min, cfg.t_max, len(ac), g)
+        w = s.scale_min + (s.scale_max - s.scale_min) * torch.rand(cfg.batch, generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        pred, target = student_and_target(teacher, gen, x0, cond, data.uncond.expand(len(x0), -1, -1), t, w, noise)
+        loss = weighted_mse(pred, target, native_weight(teacher.prediction_type, ac[t].to(pred)))
+        gnorm = optimizer_step(loss, gen.params, opt, cfg.max_grad_norm)
+        run.log({"loss": loss.item(), "grad_norm": gnorm}, last=step == cfg.steps)
+        run.maybe_save(gen, step)
+    return gen
