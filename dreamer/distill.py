@@ -23,10 +23,11 @@ from guidance import FakeScore, GuidanceConfig, Prompts, score_distillation_step
 from .config import ConfigError, apply_overrides, dump_yaml, from_dict, load_config_dict
 from .fewstep import check_timesteps, rollout
 from .generator import Generator, make_generator
-from .trainers import guidance_distill
+from .trainers import guidance_distill, progressive
 from .trainers.common import (Run, base_teacher_ref, ddim_sample, default_prompts, load_any_teacher,  # noqa: F401
                               regression_pairs, teacher_clip)
 from .trainers.guidance_distill import GuidanceDistillSettings
+from .trainers.progressive import ProgressiveSettings
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -68,6 +69,7 @@ class DistillConfig:
     data: str = "shapes"                 # regression trainers' x0 pool: shapes (GT renders) | teacher (DDIM samples)
     data_size: int = 2304                # images in that pool
     guidance_distill: GuidanceDistillSettings = field(default_factory=GuidanceDistillSettings)
+    progressive: ProgressiveSettings = field(default_factory=ProgressiveSettings)
 
 
 # name -> (guidance method, needs a fake score)
@@ -84,6 +86,11 @@ def validate(cfg: DistillConfig) -> DistillConfig:
         check_timesteps(cfg.timesteps)
     except ValueError as e:
         raise ConfigError(f"'timesteps': {e}") from None
+    try:
+        progressive.halving(cfg.progressive.teacher_steps, cfg.progressive.end_steps)
+    except ValueError as e:
+        if cfg.method == "progressive":
+            raise ConfigError(f"'progressive': {e}") from None
     if not 0 <= cfg.t_min < cfg.t_max <= 1:
         raise ConfigError(f"need 0 <= t_min < t_max <= 1, got {cfg.t_min}, {cfg.t_max}")
     for k in ("steps", "batch", "fake_updates", "regression_pairs", "regression_ddim_steps"):
@@ -213,6 +220,7 @@ TRAINERS = {
     "diff_instruct": train_score,
     "sds": train_score,
     "guidance": guidance_distill.train,
+    "progressive": progressive.train,
 }
 
 
