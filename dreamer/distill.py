@@ -23,9 +23,10 @@ from guidance import FakeScore, GuidanceConfig, Prompts, score_distillation_step
 from .config import ConfigError, apply_overrides, dump_yaml, from_dict, load_config_dict
 from .fewstep import check_timesteps, rollout
 from .generator import Generator, make_generator
-from .trainers import guidance_distill, progressive
+from .trainers import consistency, guidance_distill, progressive
 from .trainers.common import (Run, base_teacher_ref, ddim_sample, default_prompts, load_any_teacher,  # noqa: F401
                               regression_pairs, teacher_clip)
+from .trainers.consistency import ConsistencySettings
 from .trainers.guidance_distill import GuidanceDistillSettings
 from .trainers.progressive import ProgressiveSettings
 
@@ -70,6 +71,7 @@ class DistillConfig:
     data_size: int = 2304                # images in that pool
     guidance_distill: GuidanceDistillSettings = field(default_factory=GuidanceDistillSettings)
     progressive: ProgressiveSettings = field(default_factory=ProgressiveSettings)
+    consistency: ConsistencySettings = field(default_factory=ConsistencySettings)
 
 
 # name -> (guidance method, needs a fake score)
@@ -91,6 +93,9 @@ def validate(cfg: DistillConfig) -> DistillConfig:
     except ValueError as e:
         if cfg.method == "progressive":
             raise ConfigError(f"'progressive': {e}") from None
+    c = cfg.consistency
+    if cfg.method == "consistency" and not (0 < c.skip < 1000 and 1000 % c.skip == 0 and 0 <= c.ema < 1):
+        raise ConfigError(f"'consistency': skip must divide 1000 and 0 <= ema < 1, got {c.skip}, {c.ema}")
     if not 0 <= cfg.t_min < cfg.t_max <= 1:
         raise ConfigError(f"need 0 <= t_min < t_max <= 1, got {cfg.t_min}, {cfg.t_max}")
     for k in ("steps", "batch", "fake_updates", "regression_pairs", "regression_ddim_steps"):
@@ -221,6 +226,7 @@ TRAINERS = {
     "sds": train_score,
     "guidance": guidance_distill.train,
     "progressive": progressive.train,
+    "consistency": consistency.train,
 }
 
 
