@@ -23,11 +23,12 @@ from guidance import FakeScore, GuidanceConfig, Prompts, score_distillation_step
 from .config import ConfigError, apply_overrides, dump_yaml, from_dict, load_config_dict
 from .fewstep import check_timesteps, rollout
 from .generator import Generator, make_generator
-from .trainers import consistency, guidance_distill, progressive
+from .trainers import consistency, guidance_distill, noise_lora, progressive
 from .trainers.common import (Run, base_teacher_ref, ddim_sample, default_prompts, load_any_teacher,  # noqa: F401
                               regression_pairs, teacher_clip)
 from .trainers.consistency import ConsistencySettings
 from .trainers.guidance_distill import GuidanceDistillSettings
+from .trainers.noise_lora import NoiseLoraSettings
 from .trainers.progressive import ProgressiveSettings
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -72,6 +73,7 @@ class DistillConfig:
     guidance_distill: GuidanceDistillSettings = field(default_factory=GuidanceDistillSettings)
     progressive: ProgressiveSettings = field(default_factory=ProgressiveSettings)
     consistency: ConsistencySettings = field(default_factory=ConsistencySettings)
+    noise_lora: NoiseLoraSettings = field(default_factory=NoiseLoraSettings)
 
 
 # name -> (guidance method, needs a fake score)
@@ -227,6 +229,7 @@ TRAINERS = {
     "guidance": guidance_distill.train,
     "progressive": progressive.train,
     "consistency": consistency.train,
+    "noise_lora": noise_lora.train,
 }
 
 

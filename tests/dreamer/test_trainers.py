@@ -8,7 +8,7 @@ import torch
 from dreamer.distill import TRAINERS, DistillConfig, distill, load_distill_config
 from dreamer.generator import generate, load_generator
 from dreamer.fewstep import renoise
-from dreamer.trainers import consistency, guidance_distill, progressive
+from dreamer.trainers import consistency, guidance_distill, noise_lora, progressive
 from dreamer.trainers.consistency import ConsistencySettings
 from dreamer.trainers.common import ddim_sample, teacher_denoiser
 from dreamer.trainers.guidance_distill import GuidanceDistillSettings
@@ -139,12 +139,40 @@ def test_consistency_function_equals_the_teacher_ode_solution(tmp_path):
     assert max(errs) < 5e-4, errs                              # measured 5.9e-5 at t=999 (3 s)
 
 
+# ----------------------------------------------------------------------------------------------- noise-matching LoRA
+def test_min_snr_weight():
+    """min(SNR, gamma) / SNR: 1 where SNR <= gamma, gamma / SNR above (the x0-space weight is min(SNR, gamma))."""
+    abar = torch.tensor([0.01, 0.5, 5 / 6, 0.9, 0.999])          # SNR 0.0101, 1, 5, 9, 999
+    w = noise_lora.min_snr_weight(abar, 5.0)
+    snr = abar / (1 - abar)
+    assert torch.allclose(w, torch.tensor([1.0, 1.0, 1.0, 5 / 9, 5 / 999]), rtol=1e-4)
+    assert torch.allclose(w * snr, snr.clamp(max=5.0), rtol=1e-4)
+
+
+def test_noise_lora_matches_cfg_eps_on_the_schedule_only(tmp_path):
+    """The student's single pass equals the teacher's CFG-2.5 eps at the aligned timesteps on held-out inputs; the
+    timesteps off the schedule are never trained (their parameters stay at their initial value)."""
+    teacher = toy_setup(default_cfg=2.5)
+    cfg = _toy_cfg("noise_lora", steps=300, timesteps=[999, 749, 499, 249])
+    gen = noise_lora.train(teacher, cfg, quiet_run(tmp_path, cfg))
+    x, mu, g = _held_out()
+    t = torch.tensor([999, 749, 499, 249])[torch.randint(0, 4, (len(x),), generator=g)]
+    with torch.no_grad():
+        ref = cfg_combine(teacher.eps(x, t, torch.zeros_like(mu)), teacher.eps(x, t, mu), 2.5)
+        err = (gen.eps(x, t, mu) - ref).abs().max().item()
+    assert err < 1e-4, err                                      # measured 2.9e-6 (300 steps, 1.3 s)
+    off = torch.ones(1000, dtype=torch.bool)
+    off[[999, 749, 499, 249]] = False
+    assert gen.unet.alpha[off].abs().max() == 0 and gen.unet.alpha[~off].abs().min() > 0
+
+
 # ----------------------------------------------------------------------------------------------- end to end
 SMOKE = {  # recipe -> overrides that make it tiny
     "guidance": {"guidance_distill.sample_steps": 2},
     "progressive": {"progressive.teacher_steps": 4, "progressive.iters_per_stage": 1},
     "consistency": {"timesteps": "[999, 499]"},
     "consistency-lora": {"timesteps": "[999, 499]", "lora_rank": 2},
+    "noise-lora": {"timesteps": "[999, 499]", "lora_rank": 2},
 }
 
 
