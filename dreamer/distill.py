@@ -23,11 +23,12 @@ from guidance import FakeScore, GuidanceConfig, Prompts, score_distillation_step
 from .config import ConfigError, apply_overrides, dump_yaml, from_dict, load_config_dict
 from .fewstep import check_timesteps, rollout
 from .generator import Generator, make_generator
-from .trainers import consistency, guidance_distill, noise_lora, progressive
+from .trainers import consistency, guidance_distill, kd, noise_lora, progressive
 from .trainers.common import (Run, base_teacher_ref, ddim_sample, default_prompts, load_any_teacher,  # noqa: F401
                               regression_pairs, teacher_clip)
 from .trainers.consistency import ConsistencySettings
 from .trainers.guidance_distill import GuidanceDistillSettings
+from .trainers.kd import ReflowSettings
 from .trainers.noise_lora import NoiseLoraSettings
 from .trainers.progressive import ProgressiveSettings
 
@@ -74,6 +75,7 @@ class DistillConfig:
     progressive: ProgressiveSettings = field(default_factory=ProgressiveSettings)
     consistency: ConsistencySettings = field(default_factory=ConsistencySettings)
     noise_lora: NoiseLoraSettings = field(default_factory=NoiseLoraSettings)
+    reflow: ReflowSettings = field(default_factory=ReflowSettings)
 
 
 # name -> (guidance method, needs a fake score)
@@ -230,6 +232,8 @@ TRAINERS = {
     "progressive": progressive.train,
     "consistency": consistency.train,
     "noise_lora": noise_lora.train,
+    "kd": kd.train_kd,
+    "reflow": kd.train_reflow,
 }
 
 
