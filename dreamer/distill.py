@@ -121,7 +121,7 @@ def guidance_config(cfg: DistillConfig, default_cfg: float = 1.0) -> GuidanceCon
     return GuidanceConfig(method=METHODS[cfg.method][0], cfg_scale=default_cfg if cfg.cfg_scale is None
                           else cfg.cfg_scale, weighting=cfg.weighting, t_min=cfg.t_min, t_max=cfg.t_max,
                           grad_clip=cfg.grad_clip, aux_cfg_scale=cfg.fake_cfg_scale, aux_lr=cfg.lr_fake,
-                          aux_updates=cfg.fake_updates)
+                          aux_updates=cfg.fake_updates, aux_shared_pass=False)  # fake score: own t draws (DMD2)
 
 
 # ----------------------------------------------------------------------------------------------- the loop

@@ -99,7 +99,7 @@ class Run:
         sd = {"step": self.step_i, "gen": self.gen.get_state(), "scene": self.scene.state_dict(),
               "history": self.history}
         if self.aux is not None:
-            sd["aux"] = {"lora": {n: p.detach().clone() for n, p in self.teacher.unet.named_parameters()
+            sd["aux"] = {"lora": {n: p.detach().clone() for n, p in self.aux.unet.named_parameters()
                                   if "lora_" in n},
                          "camera": self.aux.camera.state_dict(), "opt": self.aux.opt.state_dict()}
         return sd
@@ -110,7 +110,7 @@ class Run:
         self.scene.load_state_dict(sd["scene"])
         self.base_lrs = [[pg["lr"] for pg in o.param_groups] for o in self.scene.optimizers]
         if self.aux is not None:
-            params = dict(self.teacher.unet.named_parameters())
+            params = dict(self.aux.unet.named_parameters())
             with torch.no_grad():
                 for n, v in sd["aux"]["lora"].items():
                     params[n].copy_(v)

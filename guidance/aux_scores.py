@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from pathlib import Path
 
 import torch
@@ -14,18 +15,22 @@ LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 ADAPTER = "vsd"
 
 
+def optimise(loss: torch.Tensor, params, opt: torch.optim.Optimizer, max_norm: float = 1.0) -> float:
+    """zero_grad -> backward -> clip the gradient norm -> step; returns the loss value."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+    opt.step()
+    return loss.item()
+
+
 def denoise_train_step(eps_fn, params, opt: torch.optim.Optimizer, x0: torch.Tensor, cond: torch.Tensor,
                        alphas_cumprod: torch.Tensor, generator: torch.Generator | None = None, **kw) -> float:
     """One step of the plain denoising loss ||eps_fn(x_t, t, cond) - eps||^2, t ~ U[0, T) (Ho et al. 2020, eq. 14)."""
     x0 = x0.detach()
     t = torch.randint(0, len(alphas_cumprod), (x0.shape[0],), generator=generator).to(x0.device)
     noise = torch.randn(x0.shape, generator=generator).to(x0)
-    loss = F.mse_loss(eps_fn(add_noise(x0, noise, t, alphas_cumprod), t, cond, **kw), noise)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    opt.step()
-    return loss.item()
+    return optimise(F.mse_loss(eps_fn(add_noise(x0, noise, t, alphas_cumprod), t, cond, **kw), noise), params, opt)
 
 
 class CameraEmbedding(torch.nn.Module):
@@ -44,16 +49,18 @@ class CameraEmbedding(torch.nn.Module):
 class LoraScore:
     """VSD's eps_lora(x_t, t, y, c): a peft LoRA adapter on the teacher UNet + camera MLP on the time embedding.
 
-    The adapter is scaled to 1 only inside `eps`; elsewhere its scale is 0, so teacher passes are bit-identical.
+    The adapter lives on a shallow copy of the teacher UNet whose frozen weights are the teacher's own tensors
+    (no extra memory): teacher passes never run LoRA code and stay bit-identical, and nothing toggles it.
     """
 
     def __init__(self, teacher, rank: int = 4, lr: float = 1e-4, camera_dropout: float = 0.1):
         from peft import LoraConfig
 
-        self.teacher, self.unet = teacher, teacher.unet
+        self.teacher = teacher
+        shared = {id(v): v for v in itertools.chain(teacher.unet.parameters(), teacher.unet.buffers())}
+        self.unet = copy.deepcopy(teacher.unet, memo=shared)  # new modules, same weight tensors
         self.unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=True,
                                          target_modules=LORA_TARGETS), adapter_name=ADAPTER)
-        self.unet.set_adapters([ADAPTER], [0.0])  # off: the teacher's passes see base weights + 0 * LoRA
         dim = self.unet.time_embedding.linear_2.out_features
         self.camera = CameraEmbedding(dim).to(self.unet.device, torch.float32)
         lora = [p for n, p in self.unet.named_parameters() if "lora_" in n]
@@ -61,29 +68,34 @@ class LoraScore:
             p.data = p.data.float()
             p.requires_grad_(True)
         self.params = lora + list(self.camera.parameters())
-        self.opt = torch.optim.AdamW(self.params, lr=lr)
+        self.opt = torch.optim.AdamW(self.params, lr=lr, foreach=True)
         self.camera_dropout = camera_dropout
         self.alphas_cumprod = teacher.alphas_cumprod
 
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, camera: torch.Tensor | None = None,
             **kw) -> torch.Tensor:
-        """eps with the LoRA adapter on; camera [B,16] or None (dropped)."""
-        # Scale 1 / 0 rather than peft's enable/disable, which would flip requires_grad before backward runs.
-        self.unet.set_adapters([ADAPTER], [1.0])
-        old = self.unet.class_embedding
-        try:
-            if camera is not None:
-                self.unet.class_embedding = self.camera
-                kw["class_labels"] = camera.to(self.unet.device, torch.float32)
+        """eps with the LoRA adapter; camera [B,16] or None (dropped: no class embedding)."""
+        if camera is None:
             return unet_eps(self.unet, self.teacher.prediction_type, self.alphas_cumprod, x_t, t, cond, **kw)
+        self.unet.class_embedding = self.camera
+        try:
+            return unet_eps(self.unet, self.teacher.prediction_type, self.alphas_cumprod, x_t, t, cond,
+                            class_labels=camera.to(self.unet.device, torch.float32), **kw)
         finally:
-            self.unet.class_embedding = old
-            self.unet.set_adapters([ADAPTER], [0.0])
+            self.unet.class_embedding = None
+
+    def drops_camera(self, generator: torch.Generator | None = None) -> bool:
+        """Draw whether this update drops the camera condition (whole batch, p = camera_dropout)."""
+        return torch.rand((), generator=generator).item() < self.camera_dropout
+
+    def apply_loss(self, loss: torch.Tensor) -> float:
+        """One optimizer step on a denoising loss computed elsewhere (the guidance pass, `aux_fit`)."""
+        return optimise(loss, self.params, self.opt)
 
     def train_step(self, x0: torch.Tensor, cond: torch.Tensor, camera: torch.Tensor | None = None,
                    generator: torch.Generator | None = None) -> float:
         """One LoRA step on detached renders; the camera is dropped for the whole batch with p = camera_dropout."""
-        if camera is not None and torch.rand((), generator=generator).item() < self.camera_dropout:
+        if camera is not None and self.drops_camera(generator):
             camera = None
         return denoise_train_step(self.eps, self.params, self.opt, x0, cond, self.alphas_cumprod, generator,
                                   camera=camera)
@@ -113,6 +125,9 @@ class FakeScore:
 
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, **kw) -> torch.Tensor:
         return unet_eps(self.unet, self.teacher.prediction_type, self.alphas_cumprod, x_t, t, cond, **kw)
+
+    def apply_loss(self, loss: torch.Tensor) -> float:
+        return optimise(loss, self.params, self.opt)
 
     def train_step(self, x0: torch.Tensor, cond: torch.Tensor, camera=None,
                    generator: torch.Generator | None = None) -> float:

@@ -34,6 +34,7 @@ class GuidanceConfig:
     aux_rank: int = 4              # LoRA rank (VSD)
     aux_updates: int = 1           # auxiliary updates per guidance step (DMD2 TTUR uses 5-10)
     camera_dropout: float = 0.1    # VSD: drop the camera condition with this probability
+    aux_shared_pass: bool = True   # fit the auxiliary on the guidance pass's own (x_t, t, noise): one pass fewer
 
 
 @dataclass
@@ -53,6 +54,7 @@ class GuidanceOutput:
     eps_cfg: torch.Tensor
     eps_baseline: torch.Tensor
     w: torch.Tensor           # [B]
+    aux_loss: torch.Tensor | None = None  # denoising loss of the auxiliary on (x_t, t, noise), with its graph
 
 
 def teacher_cfg(teacher, x_t, t, prompts: Prompts, scale: float, extra_negative: bool = False, **kw):
@@ -66,27 +68,36 @@ def teacher_cfg(teacher, x_t, t, prompts: Prompts, scale: float, extra_negative:
     return cfg_combine(eps[1], eps[0], scale), (eps[1], eps[2]) if extra_negative else None
 
 
-def _sds(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw):
+def _sds(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw, aux_fit):
     eps_cfg, _ = teacher_cfg(teacher, x_t, t, prompts, cfg.cfg_scale)
-    return eps_cfg, noise
+    return eps_cfg, noise, None
 
 
-def _nfsd(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw):
+def _nfsd(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw, aux_fit):
     """Katzir et al. 2024 eq. 8: delta_D + s delta_C = eps_cfg - baseline, baseline = [t >= switch] eps(x_t; y_neg)."""
     if prompts.negative is None:
         raise ValueError("NFSD needs a negative prompt embedding (Prompts.negative)")
     eps_cfg, (eps_u, eps_neg) = teacher_cfg(teacher, x_t, t, prompts, cfg.cfg_scale, extra_negative=True)
     far = (t >= cfg.nfsd_t_switch).view(-1, *[1] * (x_t.dim() - 1))
-    return eps_cfg, torch.where(far, eps_neg, torch.zeros_like(eps_neg))
+    return eps_cfg, torch.where(far, eps_neg, torch.zeros_like(eps_neg)), None
 
 
-def _auxiliary(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw):
-    """VSD (Wang et al. 2023, eq. 9) and DMD / Diff-Instruct: the baseline is a learned score of the particles."""
+def _auxiliary(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw, aux_fit):
+    """VSD (Wang et al. 2023, eq. 9) and DMD / Diff-Instruct: the baseline is a learned score of the particles.
+
+    aux_fit: the same conditional pass also gives the auxiliary's denoising loss ||eps_aux - noise||^2
+    (x_t = a x0 + s noise with x0 detached, i.e. Ho et al. 2020 eq. 14 at this step's t), graph kept.
+    """
     if aux is None:
         raise ValueError(f"method {cfg.method!r} needs an auxiliary score model")
     eps_cfg, _ = teacher_cfg(teacher, x_t, t, prompts, cfg.cfg_scale)
-    eps_aux, _ = teacher_cfg(aux, x_t, t, prompts, cfg.aux_cfg_scale, **aux_kw)
-    return eps_cfg, eps_aux
+    if not aux_fit:
+        return eps_cfg, teacher_cfg(aux, x_t, t, prompts, cfg.aux_cfg_scale, **aux_kw)[0], None
+    with torch.enable_grad():
+        eps_aux = aux.eps(x_t, t, prompts.cond, **aux_kw)
+        dt = torch.promote_types(eps_aux.dtype, torch.float32)  # half-precision passes: loss in fp32
+        loss = (eps_aux.to(dt) - noise.to(dt)).pow(2).mean()
+    return eps_cfg, eps_aux.detach(), loss
 
 
 METHODS = {"sds": _sds, "nfsd": _nfsd, "vsd": _auxiliary, "dmd": _auxiliary, "diff_instruct": _auxiliary}
@@ -102,16 +113,20 @@ def method_weight(cfg: GuidanceConfig, alphas_cumprod, x0, x_t, t, eps_cfg) -> t
 
 
 def guidance_step(teacher, x0: torch.Tensor, prompts: Prompts, t: torch.Tensor, noise: torch.Tensor,
-                  cfg: GuidanceConfig, aux=None, **aux_kw) -> GuidanceOutput:
-    """Score-distillation loss on model-space samples x0 [B,C,h,w] at timesteps t [B] with noise [B,C,h,w]."""
+                  cfg: GuidanceConfig, aux=None, aux_fit: bool = False, **aux_kw) -> GuidanceOutput:
+    """Score-distillation loss on model-space samples x0 [B,C,h,w] at timesteps t [B] with noise [B,C,h,w].
+
+    aux_fit (auxiliary methods, aux CFG 1): also return the auxiliary's denoising loss from the baseline pass.
+    """
     if cfg.method not in METHODS:
         raise ValueError(f"unknown guidance method {cfg.method!r} (choose from {', '.join(METHODS)})")
     with torch.no_grad():
         x_t = add_noise(x0.detach(), noise, t, teacher.alphas_cumprod)
-        eps_cfg, eps_base = METHODS[cfg.method](teacher, aux, x0.detach(), x_t, t, noise, prompts, cfg, aux_kw)
+        eps_cfg, eps_base, aux_loss = METHODS[cfg.method](teacher, aux, x0.detach(), x_t, t, noise, prompts, cfg,
+                                                          aux_kw, aux_fit)
         w = method_weight(cfg, teacher.alphas_cumprod, x0.detach(), x_t, t, eps_cfg)
         grad = score_distillation_grad(w, eps_cfg, eps_base, cfg.grad_clip)
-    return GuidanceOutput(target_loss(x0, grad), grad, x_t, eps_cfg, eps_base, w)
+    return GuidanceOutput(target_loss(x0, grad), grad, x_t, eps_cfg, eps_base, w, aux_loss)
 
 
 def score_distillation_step(teacher, x0: torch.Tensor, prompts: Prompts, cfg: GuidanceConfig,
@@ -120,15 +135,28 @@ def score_distillation_step(teacher, x0: torch.Tensor, prompts: Prompts, cfg: Gu
     """The step both loops call (3D scenes and generators): sample t and noise, guidance_step, then update aux.
 
     The auxiliary score (VSD LoRA / DMD fake score) takes `cfg.aux_updates` denoising steps on the detached
-    particles `aux_x0` (default: x0), as ProlificDreamer (1 step) and DMD2 (TTUR, 5-10 steps) do.
+    particles `aux_x0` (default: x0), as ProlificDreamer (1 step) and DMD2 (TTUR, 5-10 steps) do. With
+    `cfg.aux_shared_pass` the first of them reuses the baseline's own pass (same x_t, t, noise) instead of a
+    fresh draw; a step whose camera condition is dropped (VSD) takes the separate, camera-free update instead.
     """
     B = x0.shape[0]
     t = sample_timesteps(B, cfg.t_min, cfg.t_max if t_max is None else t_max, len(teacher.alphas_cumprod),
                          generator, x0.device)
     noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-    out = guidance_step(teacher, x0, prompts, t, noise, cfg, aux=aux, **aux_kw)
-    if aux is not None and hasattr(aux, "train_step"):
+    trains = aux is not None and hasattr(aux, "train_step")
+    fit = (trains and cfg.aux_shared_pass and cfg.aux_updates > 0 and aux_x0 is None and cfg.aux_cfg_scale == 1.0
+           and hasattr(aux, "apply_loss"))
+    drop = fit and aux_kw.get("camera") is not None and aux.drops_camera(generator)
+    out = guidance_step(teacher, x0, prompts, t, noise, cfg, aux=aux, aux_fit=fit and not drop, **aux_kw)
+    if trains:
         particles = (x0 if aux_x0 is None else aux_x0).detach()
-        for _ in range(cfg.aux_updates):
+        updates = cfg.aux_updates
+        if out.aux_loss is not None:
+            aux.apply_loss(out.aux_loss)
+            updates -= 1
+        elif drop:
+            aux.train_step(particles, prompts.cond, generator=generator, **{**aux_kw, "camera": None})
+            updates -= 1
+        for _ in range(updates):
             aux.train_step(particles, prompts.cond, generator=generator, **aux_kw)
     return out

@@ -22,10 +22,14 @@ def test_lora_step_changes_only_lora_and_camera(tiny_sd_dir):
     lora.camera_dropout = 0.0
     for _ in range(3):
         lora.train_step(x, cond, camera=cam, generator=torch.Generator().manual_seed(1))
-    after = teacher.unet.state_dict()
+    assert teacher.unet.state_dict().keys() == base_before.keys()  # no adapter on the teacher's modules
+    assert all(torch.equal(teacher.unet.state_dict()[k], v) for k, v in base_before.items())  # bit-identical
+    after = lora.unet.state_dict()
     base_after = {k.replace(".base_layer", ""): v for k, v in after.items() if "lora_" not in k}
     assert base_after.keys() == base_before.keys()
-    assert all(torch.equal(base_after[k], v) for k, v in base_before.items())  # teacher weights bit-identical
+    assert all(torch.equal(base_after[k], v) for k, v in base_before.items())  # the copy's frozen weights too
+    shared = {p.data_ptr() for p in teacher.unet.parameters()}
+    assert all(p.data_ptr() in shared for n, p in lora.unet.named_parameters() if "lora_" not in n)  # no copy
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in after.items())  # the LoRA did train
     assert any(not torch.equal(a, b) for a, b in zip(cam_before, lora.camera.parameters())), [(a - b).abs().max() for a, b in zip(cam_before, lora.camera.parameters())]
     with torch.no_grad():

@@ -119,3 +119,65 @@ def test_unknown_method_and_missing_pieces_are_clear_errors():
         guidance_step(T, x, _prompts(T, 1), t, n, GuidanceConfig(method="sdss"))
     with pytest.raises(ValueError, match="needs an auxiliary"):
         guidance_step(T, x, _prompts(T, 1), t, n, GuidanceConfig(method="vsd"))
+
+
+class _LinearAux:
+    """eps_aux = a * x_t with one learnable scalar; records how it was trained."""
+
+    def __init__(self, camera_dropout=0.0):
+        self.a = torch.nn.Parameter(torch.tensor(0.3, dtype=torch.float64))
+        self.opt = torch.optim.SGD([self.a], lr=0.1)
+        self.camera_dropout, self.calls = camera_dropout, []
+
+    def eps(self, x_t, t, cond, camera=None):
+        return self.a * x_t
+
+    def drops_camera(self, generator=None):
+        return torch.rand((), generator=generator).item() < self.camera_dropout
+
+    def apply_loss(self, loss):
+        self.calls.append("shared")
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+
+    def train_step(self, x0, cond, camera=None, generator=None):
+        if camera is not None and self.drops_camera(generator):  # as LoraScore.train_step
+            camera = None
+        self.calls.append("separate" if camera is not None else "separate-no-camera")
+
+
+def test_shared_pass_gives_the_auxiliary_its_denoising_loss_on_the_same_draw():
+    T = _two_modes()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, *D, generator=g, dtype=torch.float64, requires_grad=True)
+    t = sample_timesteps(4, 0.02, 0.98, 1000, g)
+    noise = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    aux = _LinearAux()
+    cfg = GuidanceConfig(method="vsd", cfg_scale=7.5)
+    plain = guidance_step(T, x, _prompts(T, 4), t, noise, cfg, aux=aux)
+    fit = guidance_step(T, x, _prompts(T, 4), t, noise, cfg, aux=aux, aux_fit=True)
+    assert plain.aux_loss is None and torch.equal(plain.grad, fit.grad)  # same guidance either way
+    expected = ((aux.a * fit.x_t) - noise).pow(2).mean()
+    assert fit.aux_loss.requires_grad and torch.allclose(fit.aux_loss, expected, rtol=1e-12)
+    (da,) = torch.autograd.grad(fit.aux_loss, aux.a)
+    assert torch.allclose(da, (2 * (aux.a * fit.x_t - noise) * fit.x_t).mean(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("shared,dropout,updates,expected", [
+    (True, 0.0, 3, ["shared", "separate", "separate"]),
+    (False, 0.0, 2, ["separate", "separate"]),
+    (True, 1.0, 2, ["separate-no-camera", "separate-no-camera"]),  # camera dropped: no shared fit that step
+])
+def test_score_distillation_step_auxiliary_updates(shared, dropout, updates, expected):
+    from guidance import score_distillation_step
+
+    T = _two_modes()
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, *D, generator=g, dtype=torch.float64, requires_grad=True)
+    aux = _LinearAux(camera_dropout=dropout)
+    a0 = aux.a.item()
+    cfg = GuidanceConfig(method="vsd", cfg_scale=7.5, aux_updates=updates, aux_shared_pass=shared)
+    score_distillation_step(T, x, _prompts(T, 2), cfg, g, aux=aux, camera=torch.zeros(2, 16))
+    assert aux.calls == expected
+    assert (aux.a.item() != a0) == ("shared" in expected)
