@@ -2,15 +2,30 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from pathlib import Path
 
+from .errors import DreamerError, DreamerWarning, one_line
+from .preflight import check_distill_folder, check_prompt, check_run_folder, check_writable, slug
+from .teachers import check_teacher_source
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+_slug = slug  # older name, used by scripts/bench_generate.py
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block), exit code 2."""
+
+    def error(self, message: str):
+        print(f"dreamer: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dreamer", description="Score distillation: text-to-3D and one-step generators.")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = _Parser(prog="dreamer", description="Score distillation: text-to-3D and one-step generators.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     g = sub.add_parser("generate", help="text-to-3D: optimise a 3D scene with a frozen 2D teacher")
     g.add_argument("prompt")
     g.add_argument("--config", default="gaussians-sds", help="recipe name in configs/ or a YAML path")
@@ -18,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default=None, help="run folder (default: runs/<prompt>-<config>)")
     g.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     g.add_argument("--quiet", action="store_true")
+    g.add_argument("--no-export", action="store_true", help="train only; export later with `dreamer export OUT`")
     g.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.steps=200")
     e = sub.add_parser("export", help="re-export meshes, video and report from a run folder's checkpoint")
     e.add_argument("run_dir")
@@ -38,28 +54,37 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _generate_config(name: str, prompt: str | None, teacher: str | None, overrides: list[str]):
+    """Recipe + prompt/teacher + key=value overrides -> validated GenerateConfig (one-line ConfigError)."""
     from .config import apply_overrides, from_dict, load_config_dict
-    from .generate_config import GenerateConfig
+    from .generate_config import GenerateConfig, validate_generate
 
     data = apply_overrides(load_config_dict(name, CONFIG_DIR), overrides)
     if prompt is not None:
         data["prompt"] = prompt
     if teacher is not None:
         data["teacher"] = teacher
-    return from_dict(GenerateConfig, data)
-
-
-def _slug(text: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in text.lower()).strip("-")[:48] or "run"
+    return validate_generate(from_dict(GenerateConfig, data))
 
 
 def cmd_generate(a) -> None:
+    """Checks run cheapest first (prompt, --out, --teacher: no torch import; then the config), then the loop."""
+    check_prompt(a.prompt)
+    out = Path(a.out or f"runs/{slug(a.prompt)}-{slug(Path(a.config).stem)}")
+    check_run_folder(out, a.resume)
+    if a.teacher:
+        check_teacher_source(a.teacher)
+    cfg = _generate_config(a.config, a.prompt, a.teacher, a.overrides)
+    check_teacher_source(cfg.teacher or None)
+    if a.quiet:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # weight-loading bars
     from .generate import generate
+
+    run = generate(cfg, out, resume=a.resume, progress=not a.quiet)
+    if a.no_export:
+        print(f"trained: {out}/checkpoint.pt (step {run.step_i}; export with: dreamer export {out})")
+        return
     from .outputs import export_run
 
-    cfg = _generate_config(a.config, a.prompt, a.teacher, a.overrides)
-    out = Path(a.out or f"runs/{_slug(a.prompt)}-{Path(a.config).stem}")
-    run = generate(cfg, out, resume=a.resume, progress=not a.quiet)
     metrics = export_run(run, out)
     print(f"done: {out}/report.html  (mesh.glb, mesh.obj, mesh.ply, turntable.mp4, metrics.json)")
     keys = ("train_seconds", "chamfer", "iou", "colour_error", "prompt_accuracy_8_views", "psnr_8_views")
@@ -67,34 +92,58 @@ def cmd_generate(a) -> None:
 
 
 def cmd_export(a) -> None:
-    import torch
+    """Checkpoint (weights-only) and config are checked before the teacher loads."""
+    run_dir = Path(a.run_dir)
+    if not (run_dir / "checkpoint.pt").is_file() or not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (needs config.yaml and checkpoint.pt)")
+    check_writable(run_dir)
+    from .checkpoints import load_checkpoint
+    from .generate import CKPT, CKPT_KEYS, Run
 
-    from .generate import CKPT, Run
+    cfg = _generate_config(run_dir / "config.yaml", None, None, a.overrides)
+    sd = load_checkpoint(run_dir / CKPT, CKPT_KEYS)
+    check_teacher_source(cfg.teacher or None)
     from .outputs import export_run
 
-    run_dir = Path(a.run_dir)
-    if not (run_dir / CKPT).is_file() or not (run_dir / "config.yaml").is_file():
-        raise FileNotFoundError(f"{run_dir} is not a run folder (needs config.yaml and {CKPT})")
-    cfg = _generate_config(run_dir / "config.yaml", None, None, a.overrides)
     run = Run(cfg)
-    run.load_state_dict(torch.load(run_dir / CKPT, weights_only=True))
+    run.load_state_dict(sd)
     export_run(run, run_dir)
     print(f"exported: {run_dir}/report.html")
 
 
 def cmd_distill(a) -> None:
+    """--out first (no torch import), then the config and the teacher (a diffusers teacher or a generator)."""
+    check_distill_folder(a.out)
     from .distill import distill, load_distill_config
+    from .generator import META, _teacher_dir, check_generator_folder
 
     cfg = load_distill_config(a.config, list(a.overrides) + ([f"teacher={a.teacher}"] if a.teacher else []))
+    if cfg.teacher and (Path(cfg.teacher) / META).is_file():  # a distilled generator used as the teacher
+        check_teacher_source(_teacher_dir(check_generator_folder(cfg.teacher)))
+    else:
+        check_teacher_source(cfg.teacher)
     distill(cfg, a.out)
     print(f"done: {a.out}/generator (sample with: dreamer sample PROMPT --generator {a.out}/generator --steps 1)")
 
 
 def cmd_sample(a) -> None:
-    from .generator import sample_cli
+    check_prompt(a.prompt)
+    if a.n < 1:
+        raise ValueError(f"-n must be >= 1, got {a.n}")
+    check_writable(a.out, is_file=True)
+    from .generator import _teacher_dir, check_generator_folder, sample_cli
 
+    check_teacher_source(_teacher_dir(check_generator_folder(a.generator)))
     sample_cli(a.prompt, a.generator, a.steps, a.n, a.out, a.seed)
     print(f"wrote {a.out}")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """DreamerWarnings as one `dreamer: warning:` line; others as Python prints them."""
+    if issubclass(category, DreamerWarning):
+        print(f"dreamer: warning: {one_line(message)}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,15 +154,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(bad)}")
     if extra:
         args.overrides = list(args.overrides) + extra
-    try:
-        {"generate": cmd_generate, "export": cmd_export, "distill": cmd_distill, "sample": cmd_sample}[args.cmd](args)
-    except KeyboardInterrupt:
-        print("interrupted: the last checkpoint is kept; continue with --resume", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError, OSError, KeyError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"dreamer: error: {msg}", file=sys.stderr)
-        return 2
+    commands = {"generate": cmd_generate, "export": cmd_export, "distill": cmd_distill, "sample": cmd_sample}
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        warnings.simplefilter("always", DreamerWarning)
+        try:
+            commands[args.cmd](args)
+        except KeyboardInterrupt:
+            print("interrupted: the last checkpoint is kept; continue with --resume", file=sys.stderr)
+            return 130
+        except (DreamerError, ValueError, FileNotFoundError, OSError, KeyError) as e:
+            print(f"dreamer: error: {one_line(e)}", file=sys.stderr)
+            return 2
     return 0
 
 

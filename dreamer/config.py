@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -267,3 +268,25 @@ def load_config_dict(name_or_path: str | Path, config_dir: str | Path, _seen: tu
     if not (Path(config_dir) / f"{base}.yaml").is_file() and (path.parent / f"{base}.yaml").is_file():
         base_dir = path.parent
     return deep_merge(load_config_dict(base, base_dir, (*_seen, path)), data)
+
+
+def check_finite(obj: Any, path: str = "") -> None:
+    """Raise ConfigError on the first NaN / inf float anywhere in a (nested) dataclass."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            check_finite(getattr(obj, f.name), _join(path, f.name))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            check_finite(v, f"{path}[{i}]")
+    elif isinstance(obj, float) and not math.isfinite(obj):
+        raise ConfigError(f"'{path}' must be a finite number, got {obj}")
+
+
+def flatten(data: Any, path: str = "") -> dict[str, Any]:
+    """Nested dict -> {'a.b.c': leaf}."""
+    if not isinstance(data, dict):
+        return {path: data}
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        out.update(flatten(v, _join(path, str(k))))
+    return out

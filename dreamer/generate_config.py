@@ -1,11 +1,22 @@
 """Settings of `dreamer generate` (mirrored by configs/*.yaml)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from guidance import GuidanceConfig, Ramp
 
-from .scenes import GaussianSceneConfig, NeRFSceneConfig
+from .config import ConfigError, check_finite, flatten, to_dict
+from .scenes import SCENES, GaussianSceneConfig, NeRFSceneConfig
+
+RESOLUTION_MULTIPLE = 8              # render sizes are whole 8-pixel tiles of the CPU rasterizer
+GUIDANCE_METHODS = ("sds", "nfsd", "vsd")
+DTYPES = ("float32", "float16", "bfloat16")
+# Keys that may differ between a run and its --resume: they change how long / how visibly it runs, or what is
+# exported afterwards, never the result of a step.
+RESUME_FREE_KEYS = ("train.steps", "train.threads", "train.preview_every", "train.checkpoint_every",
+                    "train.max_bad_steps", "export.")
 
 
 @dataclass
@@ -42,6 +53,7 @@ class TrainConfig:
     preview_every: int = 100
     checkpoint_every: int = 100
     threads: int = 0                 # 0 = leave torch's default
+    max_bad_steps: int = 20          # stop after this many consecutive steps with a non-finite loss / gradient
 
 
 @dataclass
@@ -69,3 +81,58 @@ class GenerateConfig:
     reg: RegConfig = field(default_factory=RegConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+
+
+def _at_least(n: float) -> tuple[Callable[[Any], bool], str]:
+    return (lambda v: v >= n), f"must be >= {n:g}"
+
+
+_POSITIVE, _NON_NEGATIVE = _at_least(1), _at_least(0)
+_RANGE = (lambda v: v[0] <= v[1]), "must be [low, high] with low <= high"
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "prompt": ((lambda v: bool(v.strip())), "must not be empty (give a text prompt, e.g. \"a red cube\")"),
+    "renderer": ((lambda v: v in SCENES), f"must be one of {', '.join(SCENES)}"),
+    "teacher_dtype": ((lambda v: v in DTYPES), f"must be one of {', '.join(DTYPES)}"),
+    "guidance.method": ((lambda v: v in GUIDANCE_METHODS), f"must be one of {', '.join(GUIDANCE_METHODS)}"),
+    "guidance.cfg_scale": _NON_NEGATIVE, "guidance.aux_rank": _POSITIVE, "guidance.aux_updates": _POSITIVE,
+    "guidance.aux_lr": _NON_NEGATIVE, "guidance.grad_clip": _NON_NEGATIVE,
+    "camera.batch": _POSITIVE, "camera.elev_range": _RANGE, "camera.azim_range": _RANGE,
+    "camera.dist_range": ((lambda v: 0 < v[0] <= v[1]), "must be [near, far] with 0 < near <= far"),
+    "camera.fov_range": ((lambda v: 0 < v[0] <= v[1] < 180), "must be [low, high] degrees within (0, 180)"),
+    "camera.resolution": ((lambda v: v >= RESOLUTION_MULTIPLE and v % RESOLUTION_MULTIPLE == 0),
+                          f"must be a positive multiple of {RESOLUTION_MULTIPLE} (the renderer's tile size)"),
+    "gaussians.n_init": _POSITIVE, "nerf.n_samples": _POSITIVE, "nerf.levels": _POSITIVE,
+    "train.steps": _POSITIVE, "train.seed": _NON_NEGATIVE, "train.preview_every": _NON_NEGATIVE,
+    "train.checkpoint_every": _NON_NEGATIVE, "train.threads": _NON_NEGATIVE, "train.max_bad_steps": _POSITIVE,
+    "export.mesh_resolution": _at_least(2), "export.turntable_frames": _POSITIVE,
+    "export.turntable_resolution": _POSITIVE,
+}
+
+
+def validate_generate(cfg: GenerateConfig) -> GenerateConfig:
+    """Raise a one-line ConfigError on values the dataclass types cannot catch (ranges, NaN, multiples)."""
+    check_finite(cfg)
+    g = cfg.guidance
+    if not 0 <= g.t_min < g.t_max <= 1:
+        raise ConfigError(f"need 0 <= guidance.t_min < guidance.t_max <= 1, got {g.t_min}, {g.t_max}")
+    for key, (ok, need) in RULES.items():
+        value = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        if not ok(value):
+            raise ConfigError(f"'{key}' {need}, got {value!r}")
+    lrs = {k: v for k, v in flatten(to_dict(cfg)).items() if k.rsplit(".", 1)[-1].startswith("lr")}
+    bad = next((k for k, v in lrs.items() if v < 0), None)
+    if bad:
+        raise ConfigError(f"'{bad}' must be >= 0, got {lrs[bad]}")
+    return cfg
+
+
+def resume_difference(saved: GenerateConfig, now: GenerateConfig) -> str | None:
+    """The first key (outside RESUME_FREE_KEYS) whose value differs, as 'key (saved X, now Y)'; None if none."""
+    a, b = flatten(to_dict(saved)), flatten(to_dict(now))
+    for key in sorted(set(a) | set(b)):
+        if key.startswith(RESUME_FREE_KEYS) or a.get(key) == b.get(key):
+            continue
+        return f"'{key}' (saved {a.get(key)!r}, now {b.get(key)!r})"
+    return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from guidance.losses import x0_from_eps
 from guidance.teachers import unet_eps
 
+from .errors import DreamerError, NumericalFault
 from .fewstep import DEFAULT_TIMESTEPS, rollout, step_schedule
 
 META = "generator.json"
@@ -170,21 +172,38 @@ def save_generator(gen: Generator, out_dir: str | Path, scheduler=None) -> Path:
     return out
 
 
+def save_atomic(gen: Generator, final: Path, scheduler=None) -> Path:
+    """save_generator into FINAL.tmp, then swap folders: FINAL is always a complete generator (or FINAL.old is)."""
+    if not all(bool(torch.isfinite(p).all()) for p in gen.params):
+        raise NumericalFault(f"generator parameters are non-finite; kept the last saved {final}")
+    tmp, old = final.with_name(final.name + ".tmp"), final.with_name(final.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_generator(gen, tmp, scheduler)
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
 def load_generator(path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Generator:
     """Load a folder written by save_generator with stock diffusers classes; eval mode, no grad."""
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
     path = Path(path)
-    meta = json.loads((path / META).read_text())
+    meta = check_generator_folder(path)
     sched_dir = path / "scheduler"
     if not sched_dir.is_dir():
         sched_dir = Path(_teacher_dir(meta)) / "scheduler"
     scheduler = DDPMScheduler.from_pretrained(str(sched_dir))
     if meta.get("lora_rank", 0) > 0:
-        unet = UNet2DConditionModel.from_pretrained(_teacher_dir(meta), subfolder="unet", torch_dtype=dtype)
+        unet = UNet2DConditionModel.from_pretrained(_teacher_dir(meta), subfolder="unet", torch_dtype=dtype,
+                                                    use_safetensors=True)
         unet.load_lora_adapter(str(path), prefix="unet", weight_name=LORA_WEIGHTS, adapter_name=ADAPTER)
     else:
-        unet = UNet2DConditionModel.from_pretrained(str(path), subfolder="unet", torch_dtype=dtype)
+        unet = UNet2DConditionModel.from_pretrained(str(path), subfolder="unet", torch_dtype=dtype,
+                                                    use_safetensors=True)
     unet.to(device).eval().requires_grad_(False)
     keys = ("timesteps", "t_star", "prediction_type", "clip", "lora_rank", "size", "format", "sampler", "guidance",
             "boundary")
@@ -193,6 +212,27 @@ def load_generator(path: str | Path, dtype: torch.dtype = torch.float32, device:
                      lora_rank=int(meta.get("lora_rank", 0)), size=meta.get("size"),
                      meta={k: v for k, v in meta.items() if k not in keys}, sampler=meta.get("sampler", "renoise"),
                      guidance=meta.get("guidance"), boundary=float(meta.get("boundary", 0.0)))
+
+
+def check_generator_folder(path: str | Path) -> dict:
+    """generator.json of a folder written by `dreamer distill`, after checking its weights (one-line errors)."""
+    from .teachers import check_weights_folder
+
+    path = Path(path)
+    if not (path / META).is_file():
+        raise DreamerError(f"{path} is not a generator folder (no {META}; make one with dreamer distill)")
+    try:
+        meta = json.loads((path / META).read_text())
+    except ValueError as e:
+        raise DreamerError(f"{path / META} is corrupt ({e})") from None
+    if not isinstance(meta, dict) or not {"prediction_type", "timesteps"} <= meta.keys():
+        raise DreamerError(f"{path / META} is not a generator description (needs prediction_type, timesteps)")
+    weights = path / (LORA_WEIGHTS if meta.get("lora_rank", 0) else "unet/diffusion_pytorch_model.safetensors")
+    if not weights.is_file():
+        raise DreamerError(f"generator {path} has no {weights.relative_to(path)}; only safetensors weights are "
+                           f"loaded (pickle-based .bin / .pt weights are refused)")
+    check_weights_folder(path)
+    return meta
 
 
 def _teacher_dir(meta: dict) -> str:
@@ -209,9 +249,11 @@ def sample(gen: Generator, teacher_or_text, prompts: list[str], steps: int = 1, 
 
     None loads the teacher recorded in generator.json (for its text encoder and VAE).
     """
+    from .prompts import warn_if_truncated
     from .teachers import load_teacher
 
     front = teacher_or_text if teacher_or_text is not None else load_teacher(_teacher_dir(gen.meta))
+    warn_if_truncated(front, prompts)
     names = [p for p in prompts for _ in range(n)]
     dev = next(gen.unet.parameters()).device
     cond = front.encode_prompt(names).to(dev)                                  # [N,L,D]

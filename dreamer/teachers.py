@@ -1,17 +1,92 @@
-"""Where the application finds teachers: the embedded shapes teacher by default, else any diffusers folder / hub id."""
+"""Where the application finds teachers: the embedded shapes teacher by default, else any diffusers folder / hub id.
+
+Every way a teacher can be unusable (missing folder, truncated weights, hub id not cached while offline) becomes a
+one-line TeacherError; `check_teacher_source` finds most of them without importing diffusers.
+"""
 from __future__ import annotations
 
+import json
+import re
+import struct
 from pathlib import Path
+
+from .errors import TeacherError, one_line
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEFAULT_TEACHER = ASSETS / "shapes-teacher"
+EMBEDDED_NAMES = (None, "", "embedded", "shapes")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def is_hub_id(ref: str) -> bool:
+    """'org/name' shaped (what the Hugging Face Hub accepts), and not a path-like string."""
+    return bool(_HUB_ID.match(ref)) and ".." not in ref and not ref.endswith(".")
+
+
+def check_safetensors(path: str | Path) -> None:
+    """Header and size of a .safetensors file agree (catches truncation and garbage; names the file)."""
+    path = Path(path)
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > size - 8:
+                raise ValueError(f"header of {n} bytes in a {size}-byte file")
+            header = json.loads(f.read(n))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (struct.error, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+        raise TeacherError(f"weights file {path} is corrupt ({one_line(e)})") from None
+    if size != 8 + n + end:
+        raise TeacherError(f"weights file {path} is truncated or corrupt: {size} bytes, the header needs "
+                           f"{8 + n + end}; re-download or re-export it")
+
+
+def check_weights_folder(folder: str | Path) -> None:
+    """Every .safetensors file below `folder` is intact."""
+    for f in sorted(Path(folder).rglob("*.safetensors")):
+        check_safetensors(f)
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _hub_cached(ref: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(ref, "unet/config.json"), str)
+
+
+def check_teacher_source(ref: str | Path | None) -> Path | str:
+    """The folder or hub id a teacher reference names, after cheap checks (raises TeacherError)."""
+    if ref in EMBEDDED_NAMES:
+        if not (DEFAULT_TEACHER / "unet").is_dir():
+            raise TeacherError(f"embedded teacher weights missing at {DEFAULT_TEACHER}; run scripts/train_teacher.py")
+        return DEFAULT_TEACHER
+    p = Path(ref).expanduser()
+    if p.exists():
+        if not p.is_dir() or not (p / "unet").is_dir():
+            raise TeacherError(f"teacher {ref} is not a diffusers pipeline folder (needs unet/ and scheduler/)")
+        check_weights_folder(p)
+        return p
+    if not is_hub_id(str(ref)):
+        raise TeacherError(f"teacher folder {ref} does not exist (give a diffusers folder or a hub id like org/name)")
+    if _hub_offline() and not _hub_cached(str(ref)):
+        raise TeacherError(f"teacher '{ref}' is not in the local Hugging Face cache and HF_HUB_OFFLINE=1; download "
+                           f"it once with `hf download {ref}` (with network access) or pass a local folder")
+    return str(ref)
 
 
 def load_teacher(path_or_id: str | Path | None = None, **options):
     """Load a DiffusersTeacher; None means the embedded shapes teacher shipped in the package."""
+    src = check_teacher_source(path_or_id)
+    from safetensors import SafetensorError
+
     from guidance import DiffusersTeacher, TeacherOptions
 
-    src = DEFAULT_TEACHER if path_or_id in (None, "", "embedded", "shapes") else path_or_id
-    if isinstance(src, Path) and not (src / "unet").is_dir():
-        raise FileNotFoundError(f"embedded teacher weights missing at {src}; run scripts/train_teacher.py")
-    return DiffusersTeacher.from_pretrained(src, TeacherOptions(**options))
+    try:
+        return DiffusersTeacher.from_pretrained(src, TeacherOptions(**options))
+    except (OSError, ValueError, KeyError, SafetensorError) as e:  # diffusers / hub / weights loading failures
+        raise TeacherError(f"cannot load teacher {path_or_id or 'embedded'}: {one_line(e)}") from None
