@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +21,12 @@ import torch.nn.functional as F
 
 from guidance import FakeScore, GuidanceConfig, Prompts, score_distillation_step
 
-from .config import ConfigError, apply_overrides, dump_yaml, from_dict, load_config_dict
+from .config import ConfigError, apply_overrides, check_finite, dump_yaml, from_dict, load_config_dict
+from .errors import DreamerWarning, NumericalFault
 from .fewstep import check_timesteps, rollout
 from .generator import Generator, make_generator
+from .numerics import finite_step
+from .prompts import warn_if_truncated
 from .trainers import consistency, guidance_distill, kd, noise_lora, progressive
 from .trainers.common import (Run, base_teacher_ref, ddim_sample, default_prompts, load_any_teacher,  # noqa: F401
                               regression_pairs, teacher_clip)
@@ -76,6 +80,7 @@ class DistillConfig:
     consistency: ConsistencySettings = field(default_factory=ConsistencySettings)
     noise_lora: NoiseLoraSettings = field(default_factory=NoiseLoraSettings)
     reflow: ReflowSettings = field(default_factory=ReflowSettings)
+    max_bad_steps: int = 20              # stop after this many consecutive non-finite losses / gradients
 
 
 # name -> (guidance method, needs a fake score)
@@ -102,11 +107,19 @@ def validate(cfg: DistillConfig) -> DistillConfig:
         raise ConfigError(f"'consistency': skip must divide 1000 and 0 <= ema < 1, got {c.skip}, {c.ema}")
     if not 0 <= cfg.t_min < cfg.t_max <= 1:
         raise ConfigError(f"need 0 <= t_min < t_max <= 1, got {cfg.t_min}, {cfg.t_max}")
-    for k in ("steps", "batch", "fake_updates", "regression_pairs", "regression_ddim_steps"):
-        if getattr(cfg, k) < (0 if k == "fake_updates" else 1):
-            raise ConfigError(f"'{k}' must be positive, got {getattr(cfg, k)}")
+    check_finite(cfg)
+    for k in ("steps", "batch", "fake_updates", "regression_pairs", "regression_ddim_steps", "threads",
+              "log_every", "max_bad_steps", "save_every"):
+        if getattr(cfg, k) < (0 if k in ("fake_updates", "save_every") else 1):
+            raise ConfigError(f"'{k}' must be {'>= 0' if k in ('fake_updates', 'save_every') else 'positive'}, "
+                              f"got {getattr(cfg, k)}")
     if min(cfg.lr_gen, cfg.lr_fake, cfg.regression_weight, cfg.lora_rank) < 0:
         raise ConfigError("learning rates, regression_weight and lora_rank must be >= 0")
+    if cfg.resolution is not None and (cfg.resolution < 8 or cfg.resolution % 8):
+        raise ConfigError(f"'resolution' must be a positive multiple of 8 (the UNet downsamples by 2s), "
+                          f"got {cfg.resolution}")
+    if any(not p.strip() for p in cfg.prompts):
+        raise ConfigError("'prompts' must not contain empty prompts")
     return cfg
 
 
@@ -137,6 +150,8 @@ class DistillState:
     rng: torch.Generator
     pairs: tuple | None = None           # (z, x0, prompt idx) for the regression loss
     step: int = 0
+    skipped: int = 0                     # generator updates dropped for a non-finite loss / gradient
+    bad_streak: int = 0                  # consecutive ones so far
 
 
 def generator_batch(state: DistillState, cfg: DistillConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,10 +183,15 @@ def distill_step(state: DistillState, teacher, cfg: DistillConfig, gcfg: Guidanc
         loss = loss + cfg.regression_weight * reg
     state.opt.zero_grad(set_to_none=True)
     loss.backward()
+    state.step += 1
+    if not finite_step(loss, state.gen.params, out):  # skip: no update, optimizer state untouched
+        state.opt.zero_grad(set_to_none=True)
+        state.skipped, state.bad_streak = state.skipped + 1, state.bad_streak + 1
+        return {"step": state.step, "loss": None, "skipped": True}
+    state.bad_streak = 0
     gnorm = (torch.nn.utils.clip_grad_norm_(state.gen.params, cfg.max_grad_norm) if cfg.max_grad_norm > 0
              else torch.zeros(()))
     state.opt.step()
-    state.step += 1
     return {"step": state.step, "loss": out.loss.item(), "reg": reg.item(), "grad_norm": float(gnorm),
             "grad_abs": out.grad.abs().mean().item()}
 
@@ -218,6 +238,15 @@ def train_score(teacher, cfg: DistillConfig, run: Run, data=None) -> Generator:
     gcfg = guidance_config(cfg, teacher.default_cfg)
     while state.step < cfg.steps:
         m = distill_step(state, teacher, cfg, gcfg)
+        if m.get("skipped"):
+            warnings.warn(f"step {state.step}: non-finite loss or gradient, generator update skipped "
+                          f"({state.bad_streak} in a row, limit {cfg.max_bad_steps})", DreamerWarning, stacklevel=2)
+            if state.bad_streak >= cfg.max_bad_steps:
+                kept = (f"the last saved {run.out / 'generator'} is kept" if (run.out / "generator").is_dir()
+                        else "no generator had been saved yet")
+                raise NumericalFault(f"stopped at step {state.step}: {state.bad_streak} consecutive non-finite "
+                                     f"losses or gradients ({state.skipped} skipped in all); {kept}; lower lr_gen "
+                                     f"or cfg_scale")
         run.log({k: v for k, v in m.items() if k != "step"}, last=state.step == cfg.steps)
         run.maybe_save(state.gen, state.step)
     return state.gen
@@ -254,6 +283,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log=print) ->
     meta = run_meta(cfg, ref)
     if ref != cfg.teacher and cfg.teacher is not None:
         meta["init"] = str(cfg.teacher)
+    warn_if_truncated(teacher, meta["prompts"])
     run = Run(out, cfg, teacher.scheduler, log, meta)
     gen = TRAINERS[cfg.method](teacher, cfg, run)
     run.save(gen)

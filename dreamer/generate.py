@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -11,13 +12,18 @@ import torch.nn.functional as F
 import renderers as R
 from guidance import LoraScore, Prompts, score_distillation_step
 
-from .config import dump_yaml
-from .generate_config import GenerateConfig
+from .checkpoints import atomic_save, load_checkpoint
+from .config import ConfigError, dump_yaml, load_yaml
+from .errors import CheckpointError, DreamerWarning, NumericalFault
+from .generate_config import GenerateConfig, resume_difference, validate_generate
+from .numerics import finite_step, optimizer_params
+from .prompts import warn_if_truncated
 from .scenes import SCENES
-from .shapes.world import view_prompt
+from .shapes.world import VIEW_SUFFIXES, view_prompt
 from .teachers import load_teacher
 
 CKPT = "checkpoint.pt"
+CKPT_KEYS = ("step", "gen", "scene", "history")
 
 
 def regularisers(cfg: GenerateConfig, out: dict) -> dict[str, torch.Tensor]:
@@ -36,11 +42,7 @@ class Run:
     """Everything a generate run owns; `step()` advances it by one iteration (state passed explicitly)."""
 
     def __init__(self, cfg: GenerateConfig, teacher=None):
-        if not cfg.prompt.strip():
-            raise ValueError("empty prompt: give a text prompt, e.g. dreamer generate \"a red cube\"")
-        if cfg.renderer not in SCENES:
-            raise ValueError(f"unknown renderer {cfg.renderer!r} (choose from {', '.join(SCENES)})")
-        self.cfg = cfg
+        self.cfg = validate_generate(cfg)
         torch.manual_seed(cfg.train.seed)  # library initialisers (peft LoRA, hash grid) draw from the global RNG
         self.gen = torch.Generator().manual_seed(cfg.train.seed)
         self.teacher = teacher or load_teacher(cfg.teacher or None, dtype=cfg.teacher_dtype, device=cfg.device)
@@ -52,6 +54,16 @@ class Run:
         self.base_lrs = [[pg["lr"] for pg in o.param_groups] for o in self.scene.optimizers]
         self.step_i = 0
         self.history: dict[str, list[float]] = {"loss": []}
+        self.skipped: list[int] = []     # steps whose loss or gradient was non-finite (no update applied)
+        self.bad_streak = 0              # consecutive skipped steps so far
+        self.saves = 0
+
+    def prompt_texts(self) -> list[str]:
+        """Every text this run will encode (the prompt with each reachable view suffix)."""
+        if not self.cfg.camera.view_prompts:
+            return [self.cfg.prompt]
+        overhead = self.cfg.camera.elev_range[1] > 60.0
+        return [f"{self.cfg.prompt}, {s}" for s in VIEW_SUFFIXES if overhead or s != "overhead view"]
 
     def prompts_for(self, cams: R.Cameras) -> Prompts:
         B = len(cams)
@@ -85,6 +97,9 @@ class Run:
                 pg["lr"] = lr * scale
             opt.zero_grad(set_to_none=True)
         loss.backward()
+        if not finite_step(loss, optimizer_params(self.scene.optimizers), g):
+            return self._skip(i, loss)
+        self.bad_streak = 0
         for opt in self.scene.optimizers:
             opt.step()
         stats = self.scene.post_step(i, cams, self.gen)
@@ -95,9 +110,22 @@ class Run:
         self.last_rgb = out["rgb"].detach()
         return {**rec, **stats}
 
+    def _skip(self, i: int, loss: torch.Tensor) -> dict:
+        """Drop a step with a non-finite loss or gradient: no optimizer update, no densification; count it."""
+        for opt in self.scene.optimizers:
+            opt.zero_grad(set_to_none=True)
+        self.skipped.append(i)
+        self.bad_streak += 1
+        self.step_i += 1
+        return {"loss": loss.item(), "skipped": True}
+
+    def params_finite(self) -> bool:
+        """All scene parameters are finite (a checkpoint is only written from such a state)."""
+        return all(bool(torch.isfinite(p).all()) for p in optimizer_params(self.scene.optimizers))
+
     def state_dict(self) -> dict:
         sd = {"step": self.step_i, "gen": self.gen.get_state(), "scene": self.scene.state_dict(),
-              "history": self.history}
+              "history": self.history, "skipped": list(self.skipped), "bad_streak": self.bad_streak}
         if self.aux is not None:
             sd["aux"] = {"lora": {n: p.detach().clone() for n, p in self.aux.unet.named_parameters()
                                   if "lora_" in n},
@@ -106,6 +134,7 @@ class Run:
 
     def load_state_dict(self, sd: dict) -> None:
         self.step_i, self.history = sd["step"], sd["history"]
+        self.skipped, self.bad_streak = list(sd.get("skipped", [])), int(sd.get("bad_streak", 0))
         self.gen.set_state(sd["gen"])
         self.scene.load_state_dict(sd["scene"])
         self.base_lrs = [[pg["lr"] for pg in o.param_groups] for o in self.scene.optimizers]
@@ -118,9 +147,39 @@ class Run:
             self.aux.opt.load_state_dict(sd["aux"]["opt"])
 
     def save(self, out_dir: Path) -> None:
-        tmp = out_dir / (CKPT + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        tmp.replace(out_dir / CKPT)
+        """Atomic checkpoint (temp file + rename); refuses to write a non-finite state over a good one."""
+        if not self.params_finite():
+            raise NumericalFault(f"step {self.step_i}: parameters are non-finite; kept the last good checkpoint")
+        self.saves += 1
+        atomic_save(self.state_dict(), Path(out_dir) / CKPT, self.saves)
+
+
+def resume_state(cfg: GenerateConfig, out_dir: Path) -> dict | None:
+    """The checkpoint to continue from (None: config.yaml but no checkpoint yet); the config must match."""
+    if not (out_dir / "config.yaml").is_file():
+        raise CheckpointError(f"--resume: {out_dir} holds no run to continue (no config.yaml)")
+    try:
+        saved = load_yaml(GenerateConfig, out_dir / "config.yaml")
+    except ConfigError as e:
+        raise CheckpointError(f"--resume: cannot read {out_dir / 'config.yaml'}: {e}") from None
+    diff = resume_difference(saved, cfg)
+    if diff:
+        raise CheckpointError(f"--resume: {out_dir} was made with a different config: {diff}; resume with the same "
+                              f"config and overrides or choose another --out")
+    if not (out_dir / CKPT).is_file():
+        warnings.warn(f"--resume: no {CKPT} in {out_dir} yet; starting from step 0", DreamerWarning, stacklevel=3)
+        return None
+    return load_checkpoint(out_dir / CKPT, CKPT_KEYS)
+
+
+def _abort(run: Run, out_dir: Path) -> NumericalFault:
+    """The error for K consecutive bad steps, naming the checkpoint that was kept."""
+    ck = out_dir / CKPT
+    kept = (f"the last good checkpoint {ck} (step {load_checkpoint(ck)['step']}) is kept; continue with --resume"
+            if ck.is_file() else "no checkpoint had been written yet")
+    return NumericalFault(f"stopped at step {run.step_i}: {run.bad_streak} consecutive steps with a non-finite loss "
+                          f"or gradient ({len(run.skipped)} skipped in all); {kept} after lowering the learning "
+                          f"rates or guidance.cfg_scale")
 
 
 def generate(cfg: GenerateConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
@@ -131,28 +190,35 @@ def generate(cfg: GenerateConfig, out_dir: str | Path, resume: bool = False, pro
     from .video import image_grid, save_png
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    validate_generate(cfg)
+    sd = resume_state(cfg, out_dir) if resume else None  # before the (slow) teacher load: fail fast
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     run = Run(cfg, teacher)
-    if resume:
-        if not (out_dir / CKPT).is_file():
-            raise FileNotFoundError(f"--resume: no {CKPT} in {out_dir}")
-        run.load_state_dict(torch.load(out_dir / CKPT, weights_only=True))
-    dump_yaml(cfg, out_dir / "config.yaml")
+    warn_if_truncated(run.teacher, run.prompt_texts())
+    if sd is not None:
+        run.load_state_dict(sd)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dump_yaml(cfg, out_dir / "config.yaml.tmp").replace(out_dir / "config.yaml")  # on resume: same up to free keys
     t0 = time.time()
     last = cfg.train.steps if stop_after is None else min(cfg.train.steps, stop_after)
     bar = tqdm(range(run.step_i, last), initial=run.step_i, total=cfg.train.steps, disable=not progress,
                desc="generate", unit="step", dynamic_ncols=True)
     for i in bar:
         rec = run.step()
-        bar.set_postfix(loss=f"{rec['loss']:.4f}", n=rec.get("n", ""))
+        if rec.get("skipped"):
+            warnings.warn(f"step {i}: non-finite loss or gradient, step skipped ({run.bad_streak} in a row, "
+                          f"limit {cfg.train.max_bad_steps})", DreamerWarning, stacklevel=2)
+            if run.bad_streak >= cfg.train.max_bad_steps:
+                raise _abort(run, out_dir)
+            continue
+        bar.set_postfix(loss=f"{rec['loss']:.4f}", n=rec.get("n", ""), skipped=len(run.skipped))
         if cfg.train.preview_every and (i + 1) % cfg.train.preview_every == 0:
             save_png(image_grid(run.last_rgb.clamp(0, 1), nrow=run.last_rgb.shape[0]),
                      out_dir / f"preview_{i + 1:05d}.png")
         if cfg.train.checkpoint_every and (i + 1) % cfg.train.checkpoint_every == 0:
             run.save(out_dir)
     run.save(out_dir)
-    timing = {"train_seconds": round(time.time() - t0, 2), "steps": run.step_i}
+    timing = {"train_seconds": round(time.time() - t0, 2), "steps": run.step_i, "skipped_steps": len(run.skipped)}
     (out_dir / "timing.json").write_text(json.dumps(timing))
     return run
