@@ -27,9 +27,10 @@ from .fewstep import check_timesteps, rollout
 from .generator import Generator, make_generator
 from .numerics import finite_step
 from .prompts import warn_if_truncated
-from .trainers import consistency, guidance_distill, kd, noise_lora, progressive
+from .trainers import adversarial, consistency, guidance_distill, kd, noise_lora, progressive
 from .trainers.common import (Run, base_teacher_ref, ddim_sample, default_prompts, load_any_teacher,  # noqa: F401
                               regression_pairs, teacher_clip)
+from .trainers.adversarial import AddSettings
 from .trainers.consistency import ConsistencySettings
 from .trainers.guidance_distill import GuidanceDistillSettings
 from .trainers.kd import ReflowSettings
@@ -80,6 +81,7 @@ class DistillConfig:
     consistency: ConsistencySettings = field(default_factory=ConsistencySettings)
     noise_lora: NoiseLoraSettings = field(default_factory=NoiseLoraSettings)
     reflow: ReflowSettings = field(default_factory=ReflowSettings)
+    add: AddSettings = field(default_factory=AddSettings)
     max_bad_steps: int = 20              # stop after this many consecutive non-finite losses / gradients
 
 
@@ -105,6 +107,8 @@ def validate(cfg: DistillConfig) -> DistillConfig:
     c = cfg.consistency
     if cfg.method == "consistency" and not (0 < c.skip < 1000 and 1000 % c.skip == 0 and 0 <= c.ema < 1):
         raise ConfigError(f"'consistency': skip must divide 1000 and 0 <= ema < 1, got {c.skip}, {c.ema}")
+    if cfg.method == "add" and cfg.add.features not in ("unet", "evaluator"):
+        raise ConfigError(f"'add.features' must be unet or evaluator, got {cfg.add.features!r}")
     if not 0 <= cfg.t_min < cfg.t_max <= 1:
         raise ConfigError(f"need 0 <= t_min < t_max <= 1, got {cfg.t_min}, {cfg.t_max}")
     check_finite(cfg)
@@ -263,6 +267,7 @@ TRAINERS = {
     "noise_lora": noise_lora.train,
     "kd": kd.train_kd,
     "reflow": kd.train_reflow,
+    "add": adversarial.train,
 }
 
 

@@ -8,7 +8,7 @@ import torch
 from dreamer.distill import TRAINERS, DistillConfig, distill, load_distill_config
 from dreamer.generator import generate, load_generator
 from dreamer.fewstep import renoise
-from dreamer.trainers import consistency, guidance_distill, kd, noise_lora, progressive
+from dreamer.trainers import adversarial, consistency, guidance_distill, kd, noise_lora, progressive
 from dreamer.trainers.consistency import ConsistencySettings
 from dreamer.trainers.common import ddim_sample, regression_pairs, teacher_denoiser
 from dreamer.trainers.guidance_distill import GuidanceDistillSettings
@@ -207,6 +207,51 @@ def test_reflow_makes_the_teacher_paths_straight(tmp_path):
     assert one_step < 5e-4, one_step                            # measured 6.2e-5
 
 
+# ----------------------------------------------------------------------------------------------- ADD
+def test_hinge_losses():
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.3])
+    assert torch.isclose(adversarial.hinge_d_loss(real, fake), torch.tensor(0.25 + 0.65))
+    assert torch.isclose(adversarial.hinge_g_loss(fake), torch.tensor(0.85))
+    assert adversarial.hinge_d_loss(torch.tensor([1.0, 3.0]), torch.tensor([-1.0, -5.0])) == 0
+
+
+def test_add_distillation_term_is_the_x0_l2_to_the_teacher():
+    """Sauer et al. eq. 5 with d = L2: d/dx of the distillation term == c(t) (x - x0_teacher(x_t)) / B exactly, x_t the
+    re-noised x, x0_teacher the CFG teacher's denoised estimate, c(t) = a_t s_t (weighting "sds") or 1 ("snr_inv")."""
+    from guidance import GuidanceConfig, Prompts, add_noise, guidance_step, x0_from_eps
+
+    teacher, ac = toy_setup(), toy_setup().alphas_cumprod
+    x, mu, g = _held_out(8)
+    t, noise = torch.randint(20, 980, (8,), generator=g), torch.randn(x.shape, generator=g)
+    x0_teacher = x0_from_eps(add_noise(x, noise, t, ac), cfg_combine(teacher.eps(add_noise(x, noise, t, ac), t,
+                             torch.zeros_like(mu)), teacher.eps(add_noise(x, noise, t, ac), t, mu), 2.0), t, ac)
+    for weighting, c in (("sds", (ac[t] * (1 - ac[t])).sqrt()), ("snr_inv", torch.ones(8))):
+        xg = x.clone().requires_grad_(True)
+        gcfg = GuidanceConfig(method="sds", cfg_scale=2.0, weighting=weighting)
+        guidance_step(teacher, xg, Prompts(mu, torch.zeros_like(mu)), t, noise, gcfg).loss.backward()
+        assert torch.allclose(xg.grad, c.view(-1, 1, 1, 1) * (x - x0_teacher) / 8, atol=1e-5), weighting
+
+
+def test_add_discriminator_learns_real_vs_fake_on_frozen_unet_features(tiny_sd_dir):
+    """Hinge updates of the heads alone separate two image sets; the feature UNet stays frozen."""
+    teacher = DiffusersTeacher.from_pretrained(tiny_sd_dir)
+    before = copy.deepcopy(teacher.unet.state_dict())
+    cond = teacher.encode_prompt(["a red cube"] * 8)
+    disc = adversarial.make_discriminator(teacher, adversarial.AddSettings(head_width=16), cond.shape[-1])
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(8, 4, 8, 8, generator=g) + 1.0, torch.randn(8, 4, 8, 8, generator=g) - 1.0
+    opt = torch.optim.Adam(disc.params, lr=1e-2)
+    for _ in range(30):
+        loss = adversarial.hinge_d_loss(disc(real, cond), disc(fake, cond))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        assert disc(real, cond).min() > disc(fake, cond).max()
+    for k, v in teacher.unet.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
 # ----------------------------------------------------------------------------------------------- end to end
 SMOKE = {  # recipe -> overrides that make it tiny
     "guidance": {"guidance_distill.sample_steps": 2},
@@ -215,6 +260,7 @@ SMOKE = {  # recipe -> overrides that make it tiny
     "consistency-lora": {"timesteps": "[999, 499]", "lora_rank": 2},
     "noise-lora": {"timesteps": "[999, 499]", "lora_rank": 2},
     "kd": {"regression_pairs": 1, "regression_ddim_steps": 2},
+    "add": {"timesteps": "[999, 499]", "add.head_width": 8},
     "reflow": {"regression_pairs": 1, "regression_ddim_steps": 2, "reflow.reflow_iters": 1, "reflow.ode_steps": 2,
                "reflow.distill_iters": 1},
 }

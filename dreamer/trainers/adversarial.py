@@ -1,0 +1,136 @@
+"""Adversarial diffusion distillation (Sauer et al. 2023, ADD, sec. 3): student + discriminator (hinge loss) +
+distillation loss.
+
+The student G(x_s, s, y) sees real images noised to one of its few-step timesteps s (ADD sec. 3.1). The
+discriminator is trainable heads on frozen features: the teacher UNet's encoder (down blocks + mid block at t = 0)
+or the shapes evaluator's. The distillation term is ADD's c(t) d(x_theta, x_psi), d = ||x_theta - x0_teacher(x_t)||^2,
+x_t the re-noised student output: its gradient c(t)(x_theta - x0_teacher) = c(t)(s_t / a_t)(eps_cfg - eps) is
+guidance.score_distillation_step with the SDS baseline (the project's one gradient formula); weighting "sds"
+(w = 1 - abar) is c(t) = a_t s_t, which keeps the high-noise x0 estimates (error x s/a) from dominating.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from guidance import GuidanceConfig, Prompts, add_noise, score_distillation_step
+
+from ..generator import Generator, make_generator
+from .common import Data, Run, data_pool, make_optimizer, optimizer_step, scale_of
+
+
+@dataclass
+class AddSettings:
+    """Method settings (DistillConfig.add)."""
+
+    features: str = "unet"         # unet: the teacher UNet's frozen encoder | evaluator: the shapes evaluator
+    lr_disc: float = 1.0e-4
+    distill_weight: float = 2.5    # lambda (ADD: 2.5)
+    weighting: str = "sds"         # w(t) of the distillation term: sds = c(t) a_t s_t; snr_inv = c(t) 1 (plain L2)
+    head_width: int = 64
+
+
+def hinge_d_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """E[max(0, 1 - D(x_real))] + E[max(0, 1 + D(x_fake))] (ADD eq. 4; Lim & Ye 2017)."""
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
+def hinge_g_loss(fake: torch.Tensor) -> torch.Tensor:
+    """-E[D(x_fake)] (ADD eq. 3)."""
+    return -fake.mean()
+
+
+class UNetEncoderFeatures(nn.Module):
+    """Feature maps of a frozen UNet2DConditionModel's encoder (each down block's output and the mid block) at t."""
+
+    def __init__(self, unet, t: int = 0):
+        super().__init__()
+        self.unet, self.t = unet, t
+        c = list(unet.config.block_out_channels)
+        self.channels = c + [c[-1]]
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> list[torch.Tensor]:
+        u = self.unet
+        t = torch.full((x.shape[0],), self.t, dtype=torch.long, device=x.device)
+        emb = u.time_embedding(u.get_time_embed(sample=x, timestep=t).to(x.dtype))
+        h, out = u.conv_in(x.to(u.dtype)), []
+        for blk in u.down_blocks:
+            kw = {"encoder_hidden_states": cond.to(u.dtype)} if getattr(blk, "has_cross_attention", False) else {}
+            h, _ = blk(h, emb, **kw)
+            out.append(h)
+        out.append(u.mid_block(h, emb, encoder_hidden_states=cond.to(u.dtype)))
+        return [o.float() for o in out]
+
+
+class EvaluatorFeatures(nn.Module):
+    """Penultimate features of the frozen shapes evaluator on decoded images, as one 1x1 map [B,D,1,1]."""
+
+    def __init__(self, teacher):
+        super().__init__()
+        from ..shapes.evaluator import ShapesEvaluator
+
+        self.decode, self.net = teacher.decode, ShapesEvaluator.load()
+        self.channels = [self.net.cfg.feat_dim]
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> list[torch.Tensor]:
+        return [self.net.embed(self.decode(x))[..., None, None]]
+
+
+class Discriminator(nn.Module):
+    """Trainable heads on frozen features: per level 1x1 conv -> LeakyReLU -> 1x1 conv, spatial mean, plus a
+    text projection term <pooled head features, W mean_tokens(y)> (ADD's conditioned heads, projection style)."""
+
+    def __init__(self, features: nn.Module, text_dim: int, width: int = 64):
+        super().__init__()
+        self.features = features.requires_grad_(False)
+        self.heads = nn.ModuleList(nn.Sequential(nn.Conv2d(c, width, 1), nn.LeakyReLU(0.2)) for c in features.channels)
+        self.out = nn.ModuleList(nn.Conv2d(width, 1, 1) for _ in features.channels)
+        self.text = nn.ModuleList(nn.Linear(text_dim, width) for _ in features.channels)
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if not n.startswith("features.")]
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Logits [B] for images x [B,C,h,w] under prompts cond [B,L,D]."""
+        e = cond.float().mean(1)                                                     # [B,D]
+        logit = torch.zeros(x.shape[0], device=x.device)
+        for f, head, out, text in zip(self.features(x, cond), self.heads, self.out, self.text):
+            h = head(f)                                                              # [B,W,h,w]
+            logit = logit + out(h).mean((1, 2, 3)) + (h.mean((2, 3)) * text(e)).sum(1) / h.shape[1] ** 0.5
+        return logit
+
+
+def make_discriminator(teacher, s: AddSettings, text_dim: int) -> Discriminator:
+    feats = UNetEncoderFeatures(teacher.unet) if s.features == "unet" else EvaluatorFeatures(teacher)
+    return Discriminator(feats, text_dim, s.head_width)
+
+
+def train(teacher, cfg, run: Run, data: Data | None = None) -> Generator:
+    """ADD: alternate one hinge discriminator step and one student step (adversarial + lambda * distillation)."""
+    s = cfg.add
+    ac, g = teacher.alphas_cumprod, torch.Generator().manual_seed(cfg.seed)
+    gen = make_generator(teacher, cfg.timesteps, cfg.lora_rank, run.meta, sampler="renoise")
+    data = data or data_pool(teacher, gen, cfg, g)
+    disc = make_discriminator(teacher, s, data.conds.shape[-1])
+    opt_g, opt_d = make_optimizer(gen.params, cfg), make_optimizer(disc.params, cfg, lr=s.lr_disc)
+    gcfg = GuidanceConfig(method="sds", cfg_scale=scale_of(teacher, cfg), weighting=s.weighting, t_min=cfg.t_min,
+                          t_max=cfg.t_max)
+    sched = torch.tensor(gen.timesteps)
+    for step in range(1, cfg.steps + 1):
+        x_real, cond = data.batch(cfg.batch, g)
+        t = sched[torch.randint(0, len(sched), (cfg.batch,), generator=g)]
+        x_fake = gen.x0(add_noise(x_real, torch.randn(x_real.shape, generator=g), t, ac), t, cond)  # [B,C,h,w]
+        d_loss = hinge_d_loss(disc(x_real, cond), disc(x_fake.detach(), cond))
+        optimizer_step(d_loss, disc.params, opt_d, cfg.max_grad_norm)
+        adv = hinge_g_loss(disc(x_fake, cond))
+        dist = score_distillation_step(teacher, x_fake, Prompts(cond, data.uncond.expand(len(cond), -1, -1)), gcfg, g)
+        loss = adv + s.distill_weight * dist.loss / x_fake[0].numel()      # d = per-pixel mean squared distance
+        gnorm = optimizer_step(loss, gen.params, opt_g, cfg.max_grad_norm)
+        run.log({"d_loss": d_loss.item(), "g_adv": adv.item(), "distill": dist.loss.item(), "grad_norm": gnorm},
+                last=step == cfg.steps)
+        run.maybe_save(gen, step)
+    return gen
