@@ -1,0 +1,126 @@
+"""Fault injection: a teacher that returns NaN on chosen calls; bad steps are skipped, K in a row stop the run."""
+import copy
+
+import pytest
+import torch
+
+import dreamer.generate as generate_mod
+from dreamer.cli import _generate_config, main
+from dreamer.distill import DistillConfig, distill, distill_step, guidance_config, init_state
+from dreamer.errors import DreamerWarning, NumericalFault
+from dreamer.generate import CKPT, Run, generate
+from dreamer.teachers import load_teacher
+
+TINY = ["train.preview_every=0", "camera.resolution=16", "camera.batch=1", "gaussians.n_init=100",
+        "train.threads=1", "export.evaluate=false"]
+
+
+class NaNTeacher:
+    """Wraps a teacher; `eps` returns NaN on the calls `bad(i)` selects (i counts from 0)."""
+
+    def __init__(self, inner, bad):
+        self.inner, self.bad, self.calls = inner, bad, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def eps(self, x_t, t, cond, **kw):
+        out = self.inner.eps(x_t, t, cond, **kw)
+        i, self.calls = self.calls, self.calls + 1
+        return torch.full_like(out, float("nan")) if self.bad(i) else out
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    torch.set_num_threads(1)
+    return load_teacher()
+
+
+def _cfg(*over):
+    return _generate_config("gaussians-sds", "a red cube", None, TINY + list(over))
+
+
+def _scene_state(run):
+    return copy.deepcopy(run.scene.state_dict())
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return torch.equal(a, b) if torch.is_tensor(a) else a == b
+
+
+def test_nan_step_is_skipped_without_touching_parameters_or_optimizer(teacher):
+    run = Run(_cfg("train.steps=8"), NaNTeacher(teacher, lambda i: i == 2))
+    run.step(), run.step()
+    before = _scene_state(run)
+    rec = run.step()
+    assert rec["skipped"] and run.skipped == [2] and run.bad_streak == 1
+    assert _same(before, _scene_state(run))  # parameters, Adam moments and step counts all unchanged
+    assert not run.step().get("skipped") and run.bad_streak == 0
+    assert not _same(before["params"], _scene_state(run)["params"])
+    assert len(run.history["loss"]) == 3 and all(torch.isfinite(torch.tensor(run.history["loss"])))
+
+
+def test_isolated_nan_steps_are_counted_and_the_run_finishes(teacher, tmp_path):
+    cfg = _cfg("train.steps=6", "train.checkpoint_every=2", "train.max_bad_steps=2")
+    with pytest.warns(DreamerWarning, match="non-finite loss or gradient, step skipped") as rec:
+        run = generate(cfg, tmp_path, progress=False, teacher=NaNTeacher(teacher, lambda i: i in (1, 3)))
+    assert run.skipped == [1, 3] and run.step_i == 6
+    assert len([w for w in rec if issubclass(w.category, DreamerWarning)]) == 2
+    sd = torch.load(tmp_path / CKPT, weights_only=True)
+    assert sd["skipped"] == [1, 3] and '"skipped_steps": 2' in (tmp_path / "timing.json").read_text()
+
+
+def test_k_consecutive_nan_steps_stop_and_keep_the_last_good_checkpoint(teacher, tmp_path):
+    cfg = _cfg("train.steps=20", "train.checkpoint_every=2", "train.max_bad_steps=3")
+    with pytest.warns(DreamerWarning), pytest.raises(NumericalFault) as err:
+        generate(cfg, tmp_path, progress=False, teacher=NaNTeacher(teacher, lambda i: i >= 5))
+    msg = str(err.value)
+    assert "\n" not in msg and "stopped at step 8: 3 consecutive" in msg and "(step 4) is kept" in msg
+    sd = torch.load(tmp_path / CKPT, weights_only=True)
+    assert sd["step"] == 4 and sd["skipped"] == [] and not (tmp_path / (CKPT + ".tmp")).exists()
+    assert all(torch.isfinite(v).all() for v in sd["scene"]["params"].values())
+    assert not (tmp_path / "timing.json").exists()
+
+
+def test_cli_reports_the_abort_as_one_error_line_and_exit_2(teacher, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(generate_mod, "load_teacher", lambda *a, **k: NaNTeacher(teacher, lambda i: True))
+    rc = main(["generate", "a red cube", "--out", str(tmp_path / "r"), "--quiet", "--no-export", *TINY,
+               "train.steps=10", "train.max_bad_steps=2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "Traceback" not in "\n".join(err)
+    assert [line.split(":")[1].strip() for line in err] == ["warning", "warning", "error"], err
+    assert "stopped at step 2: 2 consecutive" in err[-1] and "no checkpoint had been written yet" in err[-1]
+
+
+def _dcfg(**kw):
+    base = dict(method="dmd", steps=4, batch=2, fake_updates=1, lr_gen=1e-3, lr_fake=1e-3, cfg_scale=3.0,
+                prompts=["a red cube"], timesteps=[999], threads=1, log_every=1, regression_weight=0.0)
+    return DistillConfig(**{**base, **kw})
+
+
+def test_distill_skips_a_nan_update_without_touching_the_generator(teacher):
+    cfg = _dcfg()
+    nan_teacher = NaNTeacher(teacher, lambda i: i == 0)
+    state = init_state(nan_teacher, cfg)
+    before = [p.detach().clone() for p in state.gen.params]
+    opt_before = copy.deepcopy(state.opt.state_dict())
+    m = distill_step(state, nan_teacher, cfg, guidance_config(cfg, teacher.default_cfg))
+    assert m["skipped"] and state.skipped == 1 and state.bad_streak == 1 and state.step == 1
+    assert all(torch.equal(a, p) for a, p in zip(before, state.gen.params))
+    assert _same(opt_before, state.opt.state_dict())
+    m = distill_step(state, nan_teacher, cfg, guidance_config(cfg, teacher.default_cfg))
+    assert not m.get("skipped") and state.bad_streak == 0
+    assert any(not torch.equal(a, p) for a, p in zip(before, state.gen.params))
+
+
+def test_distill_stops_after_k_bad_updates_keeping_the_saved_generator(teacher, tmp_path):
+    cfg = _dcfg(steps=10, save_every=2, max_bad_steps=2)
+    with pytest.warns(DreamerWarning), pytest.raises(NumericalFault, match="2 consecutive") as err:
+        distill(cfg, tmp_path, teacher=NaNTeacher(teacher, lambda i: i >= 3), log=lambda s: None)
+    assert "is kept" in str(err.value)
+    assert (tmp_path / "generator" / "generator.json").is_file()
+    assert not (tmp_path / "generator.tmp").exists()
