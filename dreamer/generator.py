@@ -75,7 +75,6 @@ class Generator:
             x0 = c_skip * x_t + c_out * x0
         return x0
 
-
     def sample_shape(self, n: int) -> tuple[int, ...]:
         c, r = self.unet.config.in_channels, self.size or self.unet.config.sample_size
         r = r if isinstance(r, int) else r[0]

@@ -1,9 +1,12 @@
 """Teacher DDIM (50 and 1/2/4 steps) vs distilled generators (1/2/4 steps) on the shapes world, timed in one run.
 
-    python scripts/bench_distill.py [--generator runs/dmd/generator --label dmd]... [--n-per-prompt 4] [--seed 0]
+    python scripts/bench_distill.py [--generator runs/dmd --label dmd]... [--n-per-prompt 4] [--seed 0]
 
-JSON on stdout; a markdown table on stderr. Metrics: time/image, speedup vs teacher-50, prompt accuracy (shapes
-evaluator), Frechet distance to GT renders (evaluator features), per-prompt diversity, accuracy retention.
+Any number of --generator DIR [--label NAME] pairs (DIR: a generator folder or a `dreamer distill` run folder; the
+label defaults to the run folder's name); every row uses the same noise z and the same prompts. Each generator
+samples with its own recorded sampler (DDIM or re-noising) and guidance. JSON on stdout; a markdown table on
+stderr. Metrics: time/image, speedup vs teacher-50, prompt accuracy (shapes evaluator), Frechet distance to GT
+renders (evaluator features), per-prompt diversity, accuracy retention vs teacher-50, training wall time.
 """
 from __future__ import annotations
 
@@ -11,11 +14,12 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 from dreamer.distill import ddim_sample, teacher_clip
-from dreamer.generator import generate, load_generator
+from dreamer.generator import META, generate, load_generator
 from dreamer.shapes.evaluator import ShapesEvaluator, diversity, frechet_distance
 from dreamer.shapes.render import random_views, render_shapes
 from dreamer.shapes.world import catalogue_prompts
@@ -24,6 +28,14 @@ from dreamer.teachers import load_teacher
 
 def _batched(fn, z: torch.Tensor, cond: torch.Tensor, chunk: int) -> torch.Tensor:
     return torch.cat([fn(z[i:i + chunk], cond[i:i + chunk]) for i in range(0, len(z), chunk)])
+
+
+def generator_dir(path: str) -> tuple[Path, str]:
+    """(generator folder, default label) for a generator folder or a run folder holding generator/."""
+    p = Path(path)
+    if not (p / META).is_file() and (p / "generator" / META).is_file():
+        return p / "generator", p.name
+    return p, (p.parent.name if p.name == "generator" else p.name)
 
 
 def run_method(sample_fn, z, cond, decode, chunk) -> tuple[torch.Tensor, float]:
@@ -37,8 +49,9 @@ def run_method(sample_fn, z, cond, decode, chunk) -> tuple[torch.Tensor, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", default=None, help="teacher folder (default: the embedded shapes teacher)")
-    ap.add_argument("--generator", action="append", default=[], help="distilled generator folder (repeatable)")
-    ap.add_argument("--label", action="append", default=[], help="label per --generator (default: folder name)")
+    ap.add_argument("--generator", action="append", default=[],
+                    help="generator or run folder (repeatable; rows share noise and prompts)")
+    ap.add_argument("--label", action="append", default=[], help="label per --generator, in order (default: folder)")
     ap.add_argument("--n-per-prompt", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cfg", type=float, default=None, help="teacher CFG (default: the teacher's)")
@@ -63,25 +76,29 @@ def main() -> None:
     scale = teacher.default_cfg if args.cfg is None else args.cfg
     clip = teacher_clip(teacher)
 
+    if len(args.label) > len(args.generator):
+        ap.error("more --label than --generator")
     runs = []
     for n in args.teacher_steps:
-        fn = lambda zz, cc, n=n: ddim_sample(teacher, cc, uncond.expand(len(cc), -1, -1), scale, n, zz, clip)  # noqa
-        runs.append((f"teacher-ddim-{n}", n, fn))
+        fn = lambda zz, cc, n=n: ddim_sample(teacher, cc, uncond.expand(len(cc), -1, -1), scale, n, zz, clip)
+        runs.append((f"teacher-ddim-{n}", n, fn, {"trainer": "teacher", "sampler": "ddim"}))
     labels = args.label + [None] * (len(args.generator) - len(args.label))
     for path, label in zip(args.generator, labels):
-        gen = load_generator(path)
-        name = label or path.rstrip("/").split("/")[-2 if path.rstrip("/").endswith("generator") else -1]
+        folder, default = generator_dir(path)
+        gen = load_generator(folder)
+        info = {"trainer": gen.meta.get("method"), "sampler": gen.sampler,
+                "train_seconds": gen.meta.get("train_seconds"), "generator": str(folder)}
         for n in args.gen_steps:
-            fn = lambda zz, cc, gen=gen, n=n: generate(gen, cc, zz, n, torch.Generator().manual_seed(args.seed))  # noqa
-            runs.append((f"{name}-{n}", n, fn))
+            fn = lambda zz, cc, gen=gen, n=n: generate(gen, cc, zz, n, torch.Generator().manual_seed(args.seed))
+            runs.append((f"{label or default}-{n}", n, fn, info))
 
     rows = []
-    for name, steps, fn in runs:
+    for name, steps, fn, info in runs:
         rgb, sec = run_method(fn, z, cond, teacher.decode, args.chunk)
         feats = evaluator.features(rgb)
         rows.append({"method": name, "steps": steps, "sec_per_image": sec,
                      "accuracy": evaluator.prompt_accuracy(rgb, specs), "fd": frechet_distance(feats, gt_feats),
-                     "diversity": diversity(feats, prompts)})
+                     "diversity": diversity(feats, prompts), **info})
         print(f"{name}: {json.dumps(rows[-1])}", file=sys.stderr)
     ref = next((r for r in rows if r["method"] == "teacher-ddim-50"), rows[0])
     for r in rows:
@@ -91,11 +108,13 @@ def main() -> None:
     out = {"n_images": len(specs), "seed": args.seed, "cfg": scale, "reference": ref["method"],
            "gt_diversity": gt_div, "gt_accuracy": evaluator.prompt_accuracy(gt, specs), "rows": rows}
     print(json.dumps(out, indent=2))
-    print("| method | steps | s/img | speedup | accuracy | retention | FD | diversity |", file=sys.stderr)
-    print("|---|---|---|---|---|---|---|---|", file=sys.stderr)
+    print("| method | steps | s/img | speedup | accuracy | retention | FD | diversity | train min |", file=sys.stderr)
+    print("|---|---|---|---|---|---|---|---|---|", file=sys.stderr)
     for r in rows:
+        train = f"{r['train_seconds'] / 60:.1f}" if r.get("train_seconds") else "-"
         print(f"| {r['method']} | {r['steps']} | {r['sec_per_image']:.4f} | {r['speedup']:.1f}x | "
-              f"{r['accuracy']:.3f} | {r['retention']:.3f} | {r['fd']:.2f} | {r['diversity']:.3f} |", file=sys.stderr)
+              f"{r['accuracy']:.3f} | {r['retention']:.3f} | {r['fd']:.2f} | {r['diversity']:.3f} | {train} |",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ import torch
 
 from guidance import Prompts, teacher_cfg, x0_from_eps
 
-from ..fewstep import Denoise, rollout, uniform_timesteps
 from .. import generator as _generator
+from ..fewstep import Denoise, rollout, uniform_timesteps
 from ..generator import Generator, load_generator
 
 

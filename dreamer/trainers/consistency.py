@@ -17,8 +17,17 @@ from guidance import add_noise
 
 from ..fewstep import renoise
 from ..generator import Generator, make_generator
-from .common import (Data, Run, data_pool, ema_update, make_optimizer, optimizer_step, scale_of, teacher_clip,
-                     teacher_denoiser)
+from .common import (
+    Data,
+    Run,
+    data_pool,
+    ema_update,
+    make_optimizer,
+    optimizer_step,
+    scale_of,
+    teacher_clip,
+    teacher_denoiser,
+)
 
 
 @dataclass

@@ -17,8 +17,16 @@ from guidance import add_noise, sample_timesteps
 
 from ..fewstep import alpha_sigma, rollout, uniform_timesteps
 from ..generator import Generator, make_generator
-from .common import (Run, default_prompts, make_optimizer, optimizer_step, regression_pairs, scale_of, teacher_clip,
-                     weighted_mse)
+from .common import (
+    Run,
+    default_prompts,
+    make_optimizer,
+    optimizer_step,
+    regression_pairs,
+    scale_of,
+    teacher_clip,
+    weighted_mse,
+)
 
 
 @dataclass

@@ -16,8 +16,17 @@ from guidance import add_noise
 
 from ..fewstep import alpha_sigma, renoise, uniform_timesteps
 from ..generator import Generator, make_generator
-from .common import (Data, Run, data_pool, make_optimizer, optimizer_step, scale_of, teacher_clip, teacher_denoiser,
-                     weighted_mse)
+from .common import (
+    Data,
+    Run,
+    data_pool,
+    make_optimizer,
+    optimizer_step,
+    scale_of,
+    teacher_clip,
+    teacher_denoiser,
+    weighted_mse,
+)
 
 
 @dataclass
@@ -78,7 +87,7 @@ def train(teacher, cfg, run: Run, data: Data | None = None) -> Generator:
         for it in range(1, s.iters_per_stage + 1):
             x0, cond = data.batch(cfg.batch, g)
             den = (teacher_denoiser(teacher, cond, data.uncond, scale) if prev is None
-                   else (lambda x, t, c=cond: prev.x0(x, t, c)))
+                   else (lambda x, t, c=cond, p=prev: p.x0(x, t, c)))
             i = torch.randint(0, n, (cfg.batch,), generator=g)
             t0 = torch.tensor(gen.timesteps)[i]
             x_t = add_noise(x0, torch.randn(x0.shape, generator=g), t0, ac)

@@ -4,18 +4,18 @@ import copy
 
 import pytest
 import torch
+from toy_models import quiet_run, toy_setup
 
 from dreamer.distill import TRAINERS, DistillConfig, distill, load_distill_config
-from dreamer.generator import generate, load_generator
 from dreamer.fewstep import renoise
+from dreamer.generator import generate, load_generator
 from dreamer.trainers import adversarial, consistency, guidance_distill, kd, noise_lora, progressive
-from dreamer.trainers.consistency import ConsistencySettings
 from dreamer.trainers.common import ddim_sample, regression_pairs, teacher_denoiser
+from dreamer.trainers.consistency import ConsistencySettings
 from dreamer.trainers.guidance_distill import GuidanceDistillSettings
 from dreamer.trainers.kd import ReflowSettings
 from dreamer.trainers.progressive import ProgressiveSettings
 from guidance import DiffusersTeacher, add_noise, cfg_combine
-from toy_models import quiet_run, toy_setup
 
 
 @pytest.fixture(autouse=True)
@@ -284,6 +284,26 @@ def test_trainer_end_to_end_on_tiny_sd(recipe, tiny_sd_dir, tmp_path):
         assert x.shape == (2, 4, 8, 8) and torch.isfinite(x).all()
     for k, v in teacher.unet.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+def test_guidance_distilled_generator_is_a_teacher_for_the_other_trainers(tiny_sd_dir, tmp_path):
+    """teacher=<generator folder>: one pass at the stored w (default_cfg 1), and its student keeps the w input."""
+    from dreamer.trainers.common import GeneratorTeacher, load_any_teacher
+
+    tiny = ["steps=1", "batch=2", "data_size=4", "threads=1", "log_every=1", "prompts=[a red cube]"]
+    cfg = load_distill_config("distill-guidance", [*tiny, f"teacher={tiny_sd_dir}", "cfg_scale=4.0"])
+    distill(cfg, tmp_path / "gd", log=lambda s: None)
+    teacher = load_any_teacher(str(tmp_path / "gd" / "generator"))
+    assert isinstance(teacher, GeneratorTeacher) and teacher.default_cfg == 1.0 and teacher.guidance == 4.0
+    x, t, cond = torch.randn(2, 4, 8, 8), torch.tensor([999, 10]), teacher.encode_prompt(["a red cube"] * 2)
+    with torch.no_grad():
+        assert torch.equal(teacher.eps(x, t, cond), teacher.gen.eps(x, t, cond, torch.full((2,), 4.0)))
+    cfg = load_distill_config("distill-progressive", [*tiny, f"teacher={tmp_path / 'gd' / 'generator'}",
+                                                      "progressive.teacher_steps=2", "progressive.iters_per_stage=1"])
+    distill(cfg, tmp_path / "pd", log=lambda s: None)
+    gen = load_generator(tmp_path / "pd" / "generator")
+    assert gen.guidance == 4.0 and gen.unet.config.time_cond_proj_dim == 256
+    assert gen.meta["teacher"] == str(tiny_sd_dir) and gen.meta["init"].endswith("generator")
 
 
 def test_every_method_has_a_recipe_and_a_trainer():
