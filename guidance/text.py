@@ -35,12 +35,19 @@ class TextEncoder:
     def load(cls, ref: str | Path, subfolder: str | None = None, max_length: int | None = None,
              use_attention_mask: bool = False, dtype: torch.dtype = torch.float32) -> "TextEncoder":
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         path = resolve_encoder_path(str(ref))
         tok_sub = {"subfolder": "tokenizer"} if subfolder else {}
         enc_sub = {"subfolder": subfolder} if subfolder else {}
         tokenizer = AutoTokenizer.from_pretrained(path, **tok_sub)
-        model = AutoModel.from_pretrained(path, dtype=dtype, **enc_sub).eval().requires_grad_(False)
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar on stderr for a 100-tensor encoder
+        try:
+            model = AutoModel.from_pretrained(path, dtype=dtype, **enc_sub).eval().requires_grad_(False)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         return cls(tokenizer, model, max_length or tokenizer.model_max_length, use_attention_mask)
 
     @torch.no_grad()
