@@ -16,10 +16,13 @@ ADAPTER = "vsd"
 
 
 def optimise(loss: torch.Tensor, params, opt: torch.optim.Optimizer, max_norm: float = 1.0) -> float:
-    """zero_grad -> backward -> clip the gradient norm -> step; returns the loss value."""
+    """zero_grad -> backward -> clip the gradient norm -> step; a non-finite loss or gradient skips the step."""
     opt.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+    if not (torch.isfinite(loss) and torch.isfinite(norm)):
+        opt.zero_grad(set_to_none=True)  # e.g. a NaN render: keep the auxiliary's weights and Adam moments
+        return float("nan")
     opt.step()
     return loss.item()
 

@@ -65,3 +65,19 @@ def test_fake_score_starts_at_teacher_and_trains_alone(tiny_sd_dir):
     with torch.no_grad():
         assert torch.equal(teacher.eps(x, t, cond), e0)
         assert not torch.allclose(fake.eps(x, t, cond), e0)
+
+
+def test_auxiliary_skips_a_non_finite_update(tiny_sd_dir):
+    teacher = DiffusersTeacher.from_pretrained(tiny_sd_dir)
+    lora = LoraScore(teacher, lr=1e-2)
+    x, t, cond, cam = _batch(teacher)
+    lora.train_step(x, cond, camera=None)
+    before = [p.detach().clone() for p in lora.params]
+    state = {k: v["exp_avg"].clone() for k, v in enumerate(lora.opt.state.values())}
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")  # a NaN render
+    assert lora.train_step(bad, cond, camera=None) != lora.train_step(bad, cond, camera=None)  # nan != nan
+    assert all(torch.equal(a, b) for a, b in zip(before, lora.params))
+    assert all(torch.equal(v["exp_avg"], state[k]) for k, v in enumerate(lora.opt.state.values()))
+    lora.train_step(x, cond, camera=None)
+    assert any(not torch.equal(a, b) for a, b in zip(before, lora.params))  # good steps still train
