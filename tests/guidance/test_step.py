@@ -60,12 +60,17 @@ def test_sds_cfg_pulls_particles_to_the_prompted_mode(method="sds"):
     assert bool((d[1] < 0.5 * d[0]).all()), (d[0], d[1])
 
 
+def _draw(seed: int, B: int = 4):
+    """Free particles x [B,*D] (requires grad), timesteps t [B] and noise [B,*D] from one seeded generator."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, *D, generator=g, dtype=torch.float64, requires_grad=True)
+    t = sample_timesteps(B, 0.02, 0.98, 1000, g)
+    return x, t, torch.randn(x.shape, generator=g, dtype=torch.float64)
+
+
 def test_vsd_with_an_auxiliary_returning_the_true_noise_equals_sds():
     T = _two_modes()
-    g = torch.Generator().manual_seed(2)
-    x = torch.randn(4, *D, generator=g, dtype=torch.float64, requires_grad=True)
-    t = sample_timesteps(4, 0.02, 0.98, 1000, g)
-    noise = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    x, t, noise = _draw(2)
 
     class TrueNoise:
         def eps(self, x_t, t, cond, **kw):
@@ -149,10 +154,7 @@ class _LinearAux:
 
 def test_shared_pass_gives_the_auxiliary_its_denoising_loss_on_the_same_draw():
     T = _two_modes()
-    g = torch.Generator().manual_seed(3)
-    x = torch.randn(4, *D, generator=g, dtype=torch.float64, requires_grad=True)
-    t = sample_timesteps(4, 0.02, 0.98, 1000, g)
-    noise = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    x, t, noise = _draw(3)
     aux = _LinearAux()
     cfg = GuidanceConfig(method="vsd", cfg_scale=7.5)
     plain = guidance_step(T, x, _prompts(T, 4), t, noise, cfg, aux=aux)
