@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -87,7 +88,8 @@ class Run:
         out = self.scene.render(cams, i, self.gen)
         x0 = self.to_teacher(out["rgb"])
         aux_kw = {"camera": R.camera_vector(cams)} if self.aux is not None else {}
-        g = score_distillation_step(self.teacher, x0, self.prompts_for(cams), c.guidance, self.gen,
+        gcfg = replace(c.guidance, cfg_scale=c.guidance.cfg_scale * c.train.cfg_mult(i))
+        g = score_distillation_step(self.teacher, x0, self.prompts_for(cams), gcfg, self.gen,
                                     t_max=c.train.t_max(i), aux=self.aux, **aux_kw)
         regs = regularisers(c, out)
         loss = g.loss + sum(regs.values())

@@ -50,6 +50,7 @@ class TrainConfig:
     seed: int = 0
     t_max: Ramp = field(default_factory=lambda: Ramp("linear", 0.98, 0.5, 0, 400))
     lr_scale: Ramp = field(default_factory=lambda: Ramp("constant", 1.0, 1.0))
+    cfg_mult: Ramp = field(default_factory=lambda: Ramp("constant", 1.0, 1.0))  # x guidance.cfg_scale per step
     preview_every: int = 100
     checkpoint_every: int = 100
     threads: int = 0                 # 0 = leave torch's default
@@ -62,6 +63,7 @@ class ExportConfig:
     turntable_frames: int = 36
     turntable_elevation: float = 20.0
     turntable_resolution: int = 64
+    bake_colors: bool = True         # vertex colours from multi-view renders (visible surface), not the field
     evaluate: bool = True            # shapes-world prompts: Chamfer / IoU / colour / accuracy vs ground truth
 
 

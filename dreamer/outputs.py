@@ -4,10 +4,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import renderers as R
 
+from .bake import bake_vertex_colors
 from .export import extract_mesh, save_mesh
 from .report import write_report
 from .video import write_video
@@ -54,6 +56,11 @@ def export_run(run, out_dir: str | Path) -> dict:
         res = cfg.export.mesh_resolution
         mesh = extract_mesh(scene.density_fn, scene.color_fn, bound=1.0, res=res, threshold=scene.export_threshold,
                             grid=scene.density_grid(res))
+        if cfg.export.bake_colors:
+            rgb, seen = bake_vertex_colors(scene, mesh.vertices, mesh.vertex_normals)
+            colors = np.array(mesh.visual.vertex_colors)                  # [V,4] uint8 from the field query
+            colors[seen, :3] = (rgb[seen] * 255).round().astype(np.uint8)
+            mesh.visual.vertex_colors = colors
         files.update({k: str(v.name) for k, v in save_mesh(mesh, out_dir, "mesh").items()})
     except Exception as e:  # an empty field must not lose the rest of the outputs
         files["mesh_error"] = str(e)

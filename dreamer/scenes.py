@@ -59,6 +59,7 @@ class GaussianScene:
     """Gaussian splats rendered by renderers.rasterize (gsplat on CUDA, tile-binned torch on CPU)."""
 
     kind = "gaussians"
+    depth_kind = "z"                 # rendered depth is the camera z of the splats
 
     def __init__(self, cfg: GaussianSceneConfig, generator: torch.Generator, device="cpu"):
         self.cfg = cfg
@@ -84,11 +85,12 @@ class GaussianScene:
         bg = torch.ones(3, device=means.device)
         out = R.rasterize(means, quats, scales, opac, colors, cams, background=bg, backend=self.cfg.backend)
         self._last = out
-        return dict(rgb=out["rgb"].permute(0, 3, 1, 2), alpha=out["alpha"].permute(0, 3, 1, 2), scales=scales,
-                    opacities=opac)
+        return dict(rgb=out["rgb"].permute(0, 3, 1, 2), alpha=out["alpha"].permute(0, 3, 1, 2),
+                    depth=out["depth"].permute(0, 3, 1, 2), scales=scales, opacities=opac)
 
     def post_step(self, step: int, cams: R.Cameras, generator: torch.Generator | None = None) -> dict:
         """Accumulate view-space gradients and densify / prune on schedule (call after optimizer.step)."""
+        R.project_colors_(self.params)
         out = self._last
         self.densify_state = R.update_densify_state(self.densify_state, out["means2d"], out["radii"],
                                                     cams.width, cams.height)
@@ -137,6 +139,7 @@ class NeRFScene:
     """Hash-grid NeRF with a torch occupancy grid, rendered by renderers.render_nerf."""
 
     kind = "nerf"
+    depth_kind = "ray"               # rendered depth is the distance along the (unit) ray
 
     def __init__(self, cfg: NeRFSceneConfig, generator: torch.Generator, device="cpu"):
         self.cfg = cfg
@@ -159,7 +162,7 @@ class NeRFScene:
         out = R.render_nerf(self.field, cams, rc, background=bg, light_dirs=light, occupancy=self.occupancy,
                             generator=generator)
         return dict(rgb=out["rgb"].permute(0, 3, 1, 2), alpha=out["alpha"].permute(0, 3, 1, 2),
-                    weights=out["weights"], normals=out.get("normals"), dirs=out["dirs"])
+                    depth=out["depth"].permute(0, 3, 1, 2), weights=out["weights"], normals=out.get("normals"), dirs=out["dirs"])
 
     def post_step(self, step: int, cams: R.Cameras, generator: torch.Generator | None = None) -> dict:
         if (step + 1) % self.cfg.occupancy_every == 0:

@@ -4,7 +4,8 @@ from .cameras import (Cameras, camera_vector, focal_from_fov, look_at, opencv_vi
                       rays_from_cameras, sample_orbit_cameras, turntable_cameras)
 from .gaussians import (GaussianParams, activate, gaussians_color, gaussians_density, gaussians_density_grid,
                         init_gaussians_ball,
-                        init_gaussians_from_points, load_3dgs_ply, make_optimizer, rgb_to_sh0, save_3dgs_ply,
+                        init_gaussians_from_points, load_3dgs_ply, make_optimizer, project_colors_, rgb_to_sh0,
+                        save_3dgs_ply,
                         sh0_to_rgb)
 from .gaussians_densify import (DensifyConfig, DensifyState, densify_and_prune, edit_gaussians, reset_opacity,
                                 update_densify_state)
@@ -21,7 +22,7 @@ __all__ = [
     "Cameras", "camera_vector", "focal_from_fov", "look_at", "opencv_viewmats", "orbit_cameras", "orbit_position",
     "rays_from_cameras", "sample_orbit_cameras", "turntable_cameras",
     "GaussianParams", "activate", "gaussians_color", "gaussians_density", "gaussians_density_grid", "init_gaussians_ball",
-    "init_gaussians_from_points", "load_3dgs_ply", "make_optimizer", "rgb_to_sh0", "save_3dgs_ply", "sh0_to_rgb",
+    "init_gaussians_from_points", "load_3dgs_ply", "make_optimizer", "project_colors_", "rgb_to_sh0", "save_3dgs_ply", "sh0_to_rgb",
     "DensifyConfig", "DensifyState", "densify_and_prune", "edit_gaussians", "reset_opacity",
     "update_densify_state",
     "eval_sh", "project_gaussians", "quat_to_rotmat", "rasterize", "rasterize_dense_reference", "rasterize_tiles",

@@ -73,6 +73,17 @@ def activate(p: GaussianParams):
     return p.means, quats, torch.exp(p.log_scales), torch.sigmoid(p.opacity_logits), colors
 
 
+def project_colors_(p: GaussianParams) -> None:
+    """Projected gradient step: put degree-0 colours back in RGB [0,1] in place (call after optimizer.step).
+
+    The activation clamps colours; without this a channel pushed past the clamp (high-CFG guidance does that)
+    gets zero gradient forever, while on the box boundary its gradient stays live.
+    """
+    if p.shN.shape[1] == 0:
+        with torch.no_grad():
+            p.sh0.clamp_(-0.5 / _C0 + 1e-5, 0.5 / _C0 - 1e-5)  # a hair inside, so fp rounding stays unclamped
+
+
 def _params(means, scales, rgb, opacity, sh_degree):
     N = means.shape[0]
     quats = torch.zeros(N, 4, dtype=means.dtype, device=means.device)

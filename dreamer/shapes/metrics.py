@@ -182,11 +182,22 @@ def colour_error(mesh, spec: ShapeSpec, n: int = 20000, seed: int = 0) -> float:
 
 
 def nearest_colour(mesh, n: int = 20000, seed: int = 0) -> str:
-    """Catalogue colour name nearest (RGB L2) to the median surface colour: "correct colour" = this matches."""
+    """Catalogue colour nearest to the median surface colour, up to GT shading: "correct colour" = this matches.
+
+    GT renders show albedo * s with s in [AMBIENT, 1] (render.py), and a reconstruction without lighting bakes
+    that shading into its colours; so the distance to a colour is min over such s of ||median - s * albedo||.
+    """
+    from .render import AMBIENT
     from .world import COLOURS
 
     med = np.median(surface_colours(mesh, n, seed), axis=0)
-    return min(COLOURS, key=lambda c: float(np.linalg.norm(med - np.asarray(COLOURS[c]))))
+
+    def dist(rgb) -> float:
+        a = np.asarray(rgb)
+        s = float(np.clip(med @ a / (a @ a), AMBIENT, 1.0))  # least-squares shading, within the GT range
+        return float(np.linalg.norm(med - s * a))
+
+    return min(COLOURS, key=lambda c: dist(COLOURS[c]))
 
 
 def psnr(a, b, max_mse_floor: float = 1e-10) -> float:

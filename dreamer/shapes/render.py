@@ -12,6 +12,9 @@ from .world import SHAPES, ShapeSpec, sdf
 BOUND_R = 0.8  # every primitive lies inside this sphere
 
 
+AMBIENT = 0.35  # GT shading is albedo * (AMBIENT + (1 - AMBIENT) * lambert), so in [AMBIENT, 1] x albedo
+
+
 def _trace(shape: str, o: torch.Tensor, d: torch.Tensor, iters: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
     """Sphere-trace rays o [R,3], d [R,3]; returns hit mask [R] and hit points [R,3]."""
     b = (o * d).sum(-1)
@@ -60,7 +63,7 @@ def render_shapes(specs: list[ShapeSpec], elev, azim, dist, fov_deg, res: int = 
         hit, p = _trace(shape, o, d)
         n = _normals(shape, p)
         lam = (n * light[ii].repeat_interleave(hi * hi, 0)).sum(-1).clamp(min=0)
-        shade = (0.35 + 0.65 * lam)[:, None]
+        shade = (AMBIENT + (1 - AMBIENT) * lam)[:, None]
         base = torch.tensor([specs[i].rgb for i in idx]).repeat_interleave(hi * hi, 0)
         col = torch.where(hit[:, None], (base * shade).clamp(0, 1), torch.ones_like(base))
         rgb[ii] = col.reshape(len(idx), hi, hi, 3)

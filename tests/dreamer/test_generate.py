@@ -72,3 +72,22 @@ def test_cli_distill_then_sample(tiny_sd_dir, tmp_path):
     assert main(["sample", "a red cube", "--generator", str(out / "generator"), "--steps", "2", "-n", "2",
                  "--out", str(tmp_path / "g.png")]) == 0
     assert (tmp_path / "g.png").stat().st_size > 0
+
+
+def test_cfg_mult_ramp_scales_the_guidance_scale_per_step(tiny_sd_dir, tmp_path, monkeypatch):
+    import dreamer.generate as G
+
+    seen = []
+    real = G.score_distillation_step
+
+    def spy(teacher, x0, prompts, cfg, *a, **kw):
+        seen.append(cfg.cfg_scale)
+        return real(teacher, x0, prompts, cfg, *a, **kw)
+
+    monkeypatch.setattr(G, "score_distillation_step", spy)
+    over = CPU + ["train.steps=5", "camera.resolution=16", "camera.batch=1", "gaussians.n_init=100",
+                  "export.evaluate=false", "guidance.cfg_scale=10",
+                  "train.cfg_mult={kind: linear, start: 1.0, end: 0.2, begin: 1, until: 3}"]
+    generate(_generate_config("gaussians-sds", "a red cube", str(tiny_sd_dir), over), tmp_path / "r", progress=False)
+    assert seen == pytest.approx([10.0, 10.0, 6.0, 2.0, 2.0])
+

@@ -112,11 +112,19 @@ def test_nearest_colour_and_report_flag():
     from dreamer.shapes.world import COLOURS, ShapeSpec, gt_mesh
 
     m = gt_mesh("cube")
+
+    def painted(rgb):
+        vc = np.concatenate([np.tile((np.asarray(rgb) * 255).round(), (len(m.vertices), 1)),
+                             np.full((len(m.vertices), 1), 255)], 1)
+        return trimesh.Trimesh(m.vertices, m.faces, vertex_colors=vc.astype(np.uint8), process=False)
+
     for name, rgb in COLOURS.items():
-        shaded = 0.8 * np.asarray(rgb)  # a darker (shaded) surface still reads as its own colour
-        vc = np.concatenate([np.tile((shaded * 255).round(), (len(m.vertices), 1)), np.full((len(m.vertices), 1), 255)], 1)
-        mc = trimesh.Trimesh(m.vertices, m.faces, vertex_colors=vc.astype(np.uint8), process=False)
-        assert nearest_colour(mc) == name
+        for shade in (0.4, 0.6, 0.8, 1.0):  # any GT shading level still reads as its own colour
+            assert nearest_colour(painted(shade * np.asarray(rgb))) == name, (name, shade)
+    assert nearest_colour(painted((0.9, 0.0, 0.0))) == "red"      # orange whose green died reads as red
+    assert nearest_colour(painted((0.1, 0.9, 0.05))) == "green"   # yellow whose red died reads as green
+    assert nearest_colour(painted((0.15, 0.15, 0.15))) != "yellow"
+    mc = painted(0.8 * np.asarray(COLOURS["orange"]))
     rep = mesh_report(mc, ShapeSpec("cube", "orange"), res=16, n=2000)
     assert rep["colour_correct"] is True and rep["chamfer"] < 1e-3 and rep["iou"] > 0.9
 

@@ -137,3 +137,21 @@ def test_density_grid_splatting_matches_the_exact_mixture():
     exact = gaussians_density(p, pts).reshape(res, res, res)
     fast = gaussians_density_grid(p, res, 1.0, n_sigma=6.0)
     assert torch.allclose(fast, exact, atol=1e-6)
+
+
+def test_project_colors_keeps_a_live_gradient_where_the_clamp_would_kill_it():
+    from renderers import project_colors_, sh0_to_rgb
+
+    p = init_gaussians_ball(4, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    with torch.no_grad():
+        p.sh0[:, 0] = torch.tensor([[-3.0, 0.0, 5.0], [0.2, -0.1, 0.0], [9.0, 9.0, -9.0], [0.0, 0.0, 0.0]])
+    inside = p.sh0[1].clone()
+    target = torch.full((4, 3), 0.5)                      # a loss that wants every channel back at 0.5
+    dead = torch.autograd.grad(((activate(p)[4].clamp(max=1) - target) ** 2).sum(), p.sh0)[0][:, 0]
+    assert (dead[0, 0] == 0) and (dead[2, 2] == 0)        # clamped channels: no gradient, stuck for good
+    project_colors_(p)
+    rgb = sh0_to_rgb(p.sh0[:, 0])
+    assert rgb.min() > 0 and rgb.max() < 1
+    assert torch.allclose(rgb[0], torch.tensor([0.0, 0.5, 1.0]), atol=1e-5) and torch.equal(p.sh0[1], inside)
+    live = torch.autograd.grad(((activate(p)[4] - target) ** 2).sum(), p.sh0)[0][:, 0]
+    assert (live[0, [0, 2]].abs() > 0.1).all() and (live[2].abs() > 0.1).all()  # on the boundary: live, pointing in
