@@ -63,6 +63,7 @@ class ExportConfig:
     turntable_frames: int = 36
     turntable_elevation: float = 20.0
     turntable_resolution: int = 64
+    threshold_from_renders: bool = True  # marching-cubes level whose silhouettes best match the renders
     bake_colors: bool = True         # vertex colours from multi-view renders (visible surface), not the field
     evaluate: bool = True            # shapes-world prompts: Chamfer / IoU / colour / accuracy vs ground truth
 

@@ -9,9 +9,10 @@ import torch
 
 import renderers as R
 
-from .bake import bake_vertex_colors
+from .bake import bake_cameras, bake_vertex_colors
 from .export import extract_mesh, save_mesh
 from .report import write_report
+from .silhouette import silhouette_threshold
 from .video import write_video
 
 EVAL_VIEWS = 8
@@ -44,6 +45,26 @@ def evaluate_against_ground_truth(prompt: str, mesh, scene, resolution: int = 32
             "psnr_8_views": psnr(ours, gt)}
 
 
+def export_mesh(cfg, scene):
+    """-> (vertex-coloured mesh, marching-cubes level): level matched to the renders' silhouettes and colours
+    baked from renders unless the export settings turn these off (then the scene's fixed level / field colours)."""
+    res = cfg.export.mesh_resolution
+    grid, level = scene.density_grid(res), scene.export_threshold
+    if cfg.export.threshold_from_renders:
+        cams = bake_cameras(res=48)
+        with torch.no_grad():
+            alpha = torch.cat([scene.render(cams[i], step=10 ** 9)["alpha"][:, 0] for i in range(len(cams))])
+        level, _ = silhouette_threshold(grid, 1.0, cams, alpha)
+        grid = scene.density_grid(res, threshold=level)
+    mesh = extract_mesh(scene.density_fn, scene.color_fn, bound=1.0, res=res, threshold=level, grid=grid)
+    if cfg.export.bake_colors:
+        rgb, seen = bake_vertex_colors(scene, mesh.vertices, mesh.vertex_normals)
+        colors = np.array(mesh.visual.vertex_colors)                      # [V,4] uint8 from the field query
+        colors[seen, :3] = (rgb[seen] * 255).round().astype(np.uint8)
+        mesh.visual.vertex_colors = colors
+    return mesh, level
+
+
 def export_run(run, out_dir: str | Path) -> dict:
     """Write every output of a finished (or resumed) run into out_dir; returns the metrics dict."""
     from .video import image_grid, save_png
@@ -51,16 +72,9 @@ def export_run(run, out_dir: str | Path) -> dict:
     out_dir = Path(out_dir)
     cfg, scene = run.cfg, run.scene
     files: dict[str, str] = {}
-    mesh = None
+    mesh, level = None, None
     try:
-        res = cfg.export.mesh_resolution
-        mesh = extract_mesh(scene.density_fn, scene.color_fn, bound=1.0, res=res, threshold=scene.export_threshold,
-                            grid=scene.density_grid(res))
-        if cfg.export.bake_colors:
-            rgb, seen = bake_vertex_colors(scene, mesh.vertices, mesh.vertex_normals)
-            colors = np.array(mesh.visual.vertex_colors)                  # [V,4] uint8 from the field query
-            colors[seen, :3] = (rgb[seen] * 255).round().astype(np.uint8)
-            mesh.visual.vertex_colors = colors
+        mesh, level = export_mesh(cfg, scene)
         files.update({k: str(v.name) for k, v in save_mesh(mesh, out_dir, "mesh").items()})
     except Exception as e:  # an empty field must not lose the rest of the outputs
         files["mesh_error"] = str(e)
@@ -79,7 +93,7 @@ def export_run(run, out_dir: str | Path) -> dict:
     metrics = {"prompt": cfg.prompt, "renderer": cfg.renderer, "method": cfg.guidance.method, **timing,
                "final_loss": run.history["loss"][-1] if run.history["loss"] else None}
     if mesh is not None:
-        metrics.update(vertices=len(mesh.vertices), faces=len(mesh.faces))
+        metrics.update(vertices=len(mesh.vertices), faces=len(mesh.faces), export_threshold=level)
     if ex.evaluate:
         metrics.update(evaluate_against_ground_truth(cfg.prompt, mesh, scene))
     metrics["files"] = files

@@ -104,18 +104,19 @@ class GaussianScene:
     def color_fn(self, points: torch.Tensor) -> torch.Tensor:
         return R.gaussians_color(self.params.detach(), points)
 
-    def density_grid(self, res: int, bound: float = 1.0):
+    def density_grid(self, res: int, bound: float = 1.0, threshold: float | None = None):
         """Density on linspace(-bound, bound, res)^3 by local splatting, with enclosed cavities filled.
 
         Splats of an opaque object sit on its surface, so the mixture density is a shell; voxels that the
-        thresholded shell encloses are raised to 2x the export threshold so marching cubes yields the solid.
+        thresholded shell encloses are raised to 2x the threshold (default: the export threshold) so marching
+        cubes yields the solid.
         """
         from scipy.ndimage import binary_fill_holes, gaussian_filter
 
         grid = R.gaussians_density_grid(self.params.detach(), res, bound).numpy()
         if self.cfg.export_smooth > 0:  # in voxels of a 64^3 grid
             grid = gaussian_filter(grid, self.cfg.export_smooth * res / 64)
-        thr = self.cfg.export_threshold
+        thr = self.cfg.export_threshold if threshold is None else threshold
         filled = binary_fill_holes(grid > thr)
         grid[filled] = np.maximum(grid[filled], 2 * thr)
         return grid
@@ -175,7 +176,7 @@ class NeRFScene:
     def color_fn(self, points: torch.Tensor) -> torch.Tensor:
         return self.field(points)[1]
 
-    def density_grid(self, res: int, bound: float = 1.0):
+    def density_grid(self, res: int, bound: float = 1.0, threshold: float | None = None):
         from .export import density_grid
 
         return density_grid(self.density_fn, bound, res)
