@@ -4,21 +4,18 @@ Conventions follow gsplat: 0.3 px low-pass dilation (eps2d), alpha = min(0.99, o
 samples with alpha < 1/255 skipped, compositing stops once transmittance would fall to <= 1e-4.
 The screen-space support is gsplat's opacity-aware 3-sigma box (extent = min(3.33, sqrt(2 ln(255 o)))
 sigma per axis), outside of which alpha < 1/255, so the tile cull is exact: tile == dense reference.
-Both share one compositing kernel (`_Composite`) with a hand-written, gradcheck-tested backward.
+Both share one compositing kernel (`gaussians_composite.composite`, hand-written gradcheck-tested backward).
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .cameras import Cameras, opencv_viewmats
+from .gaussians_composite import ALPHA_MIN, Rows, composite
 from .sh import eval_sh
 
-ALPHA_MIN = 1.0 / 255.0
-ALPHA_MAX = 0.99
-T_MIN = 1e-4
+CHUNK = 64  # Gaussians per compositing row (tiles with more use several rows)
 
 __all__ = ["quat_to_rotmat", "project_gaussians", "rasterize", "rasterize_tiles", "rasterize_dense_reference"]
 
@@ -85,67 +82,6 @@ def _table(means2d, conics, depths, opacities, cols):
     return torch.cat([t, pad.detach()], 0)
 
 
-def _terms(g, xs, ys):
-    dx = g[..., 0, None] - xs[:, None, :]                       # [T,K,X]
-    dy = g[..., 1, None] - ys[:, None, :]                       # [T,K,Y]
-    nx = -0.5 * g[..., 2, None] * dx * dx                       # [T,K,X]
-    ny = g[..., 5, None] - 0.5 * g[..., 4, None] * dy * dy      # [T,K,Y] (log o folded in)
-    nb = -g[..., 3, None] * dy                                  # [T,K,Y]
-    return dx, dy, nx, ny, nb
-
-
-class _Composite(torch.autograd.Function):
-    """Front-to-back compositing with a hand-written backward (reverse accumulation as in gsplat)."""
-
-    @staticmethod
-    def forward(ctx, g, xs, ys):
-        dx, dy, nx, ny, nb = _terms(g, xs, ys)
-        T, K, X, Y = g.shape[0], g.shape[1], xs.shape[1], ys.shape[1]
-        alpha = torch.exp(ny[..., :, None] + nx[..., None, :] + nb[..., :, None] * dx[..., None, :])
-        alpha = alpha.reshape(T, K, Y * X).clamp_max_(ALPHA_MAX)  # [T,K,P]
-        alpha.mul_(alpha >= ALPHA_MIN)
-        log1m = torch.log1p(-alpha)
-        log_t = torch.cumsum(log1m, dim=1)                      # inclusive log transmittance
-        # exclusive transmittance, zeroed from the sample that would bring T to <= 1e-4 (gsplat stop)
-        t_ex = torch.exp(log_t.sub_(log1m)).mul_(log_t + log1m > math.log(T_MIN))
-        feat = torch.cat([g[..., 7:], g[..., 6:7], torch.ones_like(g[..., :1])], -1)  # [T,K,C+2]
-        ctx.save_for_backward(g, xs, ys, alpha, t_ex)
-        return torch.bmm((alpha * t_ex).transpose(1, 2), feat)  # [T,P,C+2]
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_out):
-        g, xs, ys, alpha, t_ex = ctx.saved_tensors
-        T, K, X, Y = g.shape[0], g.shape[1], xs.shape[1], ys.shape[1]
-        feat = torch.cat([g[..., 7:], g[..., 6:7], torch.ones_like(g[..., :1])], -1)
-        w = alpha * t_ex                                        # [T,K,P]
-        d_feat = torch.bmm(w, grad_out)                         # [T,K,C+2]
-        gf = torch.bmm(feat, grad_out.transpose(1, 2))          # [T,K,P] = dL/dw
-        wg = w * gf
-        after = wg.sum(1, keepdim=True) - torch.cumsum(wg, 1)   # sum_{j>k} w_j gf_j
-        d_alpha = t_ex * gf - after / (1 - alpha)
-        live = (t_ex > 0) & (alpha > 0) & (alpha < ALPHA_MAX)
-        dz = (d_alpha * alpha * live).reshape(T, K, Y, X)       # d/d exponent
-        dx, dy, nx, ny, nb = _terms(g, xs, ys)
-        d_ny = dz.sum(-1)                                       # [T,K,Y]
-        d_nx = dz.sum(-2)                                       # [T,K,X]
-        d_nb = (dz @ dx[..., None])[..., 0]                     # [T,K,Y]
-        d_dx = (nb[..., None, :] @ dz)[..., 0, :] - d_nx * g[..., 2, None] * dx   # [T,K,X]
-        d_dy = -d_ny * g[..., 4, None] * dy - d_nb * g[..., 3, None]              # [T,K,Y]
-        grad_g = torch.cat([
-            d_dx.sum(-1, keepdim=True), d_dy.sum(-1, keepdim=True),
-            -0.5 * (d_nx * dx * dx).sum(-1, keepdim=True), -(d_nb * dy).sum(-1, keepdim=True),
-            -0.5 * (d_ny * dy * dy).sum(-1, keepdim=True), d_ny.sum(-1, keepdim=True),
-            d_feat[..., -2:-1], d_feat[..., :-2]], -1)
-        return grad_g, None, None
-
-
-def _composite(g, xs, ys):
-    """Front-to-back compositing of depth-sorted rows g [T,K,7+C] over the pixel grid ys x xs
-    (centres, xs [T,X], ys [T,Y]) -> [T,Y*X,C+2] = (sum w c, sum w z, alpha)."""
-    return _Composite.apply(g, xs, ys)
-
-
 def _prepare(means, quats, scales, opacities, colors, cams, sh_degree, eps2d, near):
     viewmats, Ks = opencv_viewmats(cams), cams.K
     means2d, conics, depths, radii = project_gaussians(
@@ -170,10 +106,11 @@ def _finish(rgb, alpha, depth, background, means2d, radii):
 
 
 def rasterize_tiles(means, quats, scales, opacities, colors, cams: Cameras, background=None,
-                    sh_degree=None, tile_size=8, eps2d=0.3, near=0.01):
+                    sh_degree=None, tile_size=8, eps2d=0.3, near=0.01, chunk=CHUNK):
     """Tile-binned torch rasterizer (CPU or GPU). Activated inputs: means [N,3], quats [N,4],
     scales [N,3], opacities [N], colors [N,C] (or SH [N,K,3] with sh_degree). Returns dict of
-    rgb [B,H,W,C], alpha [B,H,W,1], depth [B,H,W,1] (expected), means2d [B,N,2], radii [B,N,2]."""
+    rgb [B,H,W,C], alpha [B,H,W,1], depth [B,H,W,1] (expected), means2d [B,N,2], radii [B,N,2].
+    Each tile's list is composited in rows of `chunk` Gaussians (less padding than one row per tile)."""
     means2d, conics, depths, radii, cols = _prepare(means, quats, scales, opacities, colors, cams,
                                                     sh_degree, eps2d, near)
     B, N = depths.shape
@@ -200,14 +137,19 @@ def rasterize_tiles(means, quats, scales, opacities, colors, cams: Cameras, back
         tile, pb, pg = tile[order], bi[pair][order], gi[pair][order]
         counts = torch.bincount(tile, minlength=B * ntx * nty)
         active = (counts > 0).nonzero(as_tuple=True)[0]        # [Ta]
-        row = torch.full_like(counts, -1)
-        row[active] = torch.arange(active.numel(), device=dev)
-        K = int(counts.max()) if counts.numel() else 0
-        start = torch.cumsum(counts, 0) - counts
-        col_k = torch.arange(tile.numel(), device=dev) - start[tile]
         Ta = active.numel()
-        gidx = torch.full((Ta, K), B * N, dtype=torch.long, device=dev)   # B*N = padding row
-        gidx[row[tile], col_k] = pb * N + pg
+        # each active tile's depth-sorted list -> ceil(count / chunk) rows of `chunk` (last one padded)
+        n_rows = (counts[active] + chunk - 1) // chunk                              # [Ta]
+        first = torch.full_like(counts, -1)
+        first[active] = torch.cumsum(n_rows, 0) - n_rows                            # first row of each tile
+        start = torch.cumsum(counts, 0) - counts
+        col_k = torch.arange(tile.numel(), device=dev) - start[tile]                # position in its tile
+        width = max(1, min(chunk, int(counts.max()) if counts.numel() else 0))
+        row_tile = torch.repeat_interleave(torch.arange(Ta, device=dev), n_rows)    # [R]
+        rows = Rows(row_tile, torch.arange(len(row_tile), device=dev) - first[active][row_tile], Ta,
+                    int(n_rows.max()) if Ta else 0)
+        gidx = torch.full((len(row_tile), width), B * N, dtype=torch.long, device=dev)  # B*N = padding row
+        gidx[first[tile] + col_k // chunk, col_k % chunk] = pb * N + pg
         tb, tr = active // (ntx * nty), active % (ntx * nty)
         oy, ox = (tr // ntx) * ts, (tr % ntx) * ts             # tile origins [Ta]
         ar = torch.arange(ts, device=dev)
@@ -216,8 +158,9 @@ def rasterize_tiles(means, quats, scales, opacities, colors, cams: Cameras, back
         inside = ((pxi < W) & (pyi < H)).reshape(Ta, -1)
         flat = ((tb[:, None, None] * H + pyi) * W + pxi).reshape(Ta, -1)[inside]
     table = _table(means2d, conics, depths, opacities, cols)
-    g = table.index_select(0, gidx.reshape(-1)).reshape(Ta, K, -1)
-    out = _composite(g, xi.to(g.dtype) + 0.5, yi.to(g.dtype) + 0.5)[inside]   # [Ps,C+2]
+    g = table.index_select(0, gidx.reshape(-1)).reshape(*gidx.shape, -1)            # [R,chunk,7+C]
+    xs, ys = xi.to(g.dtype) + 0.5, yi.to(g.dtype) + 0.5
+    out = composite(g, xs[rows.tile], ys[rows.tile], rows)[inside]                   # [Ps,C+2]
     img = table.new_zeros(B * H * W, C + 2).index_put((flat,), out).reshape(B, H, W, C + 2)
     return _finish(img[..., :C], img[..., C + 1:], img[..., C:C + 1], background, means2d, radii)
 
@@ -236,8 +179,8 @@ def rasterize_dense_reference(means, quats, scales, opacities, colors, cams: Cam
     for b in range(B):
         vis = (radii[b, :, 0] > 0).nonzero(as_tuple=True)[0]
         g = table.index_select(0, b * N + vis[torch.argsort(depths[b, vis].detach())])[None]
-        parts = [_composite(g, xs, torch.arange(y, min(y + rows, H), device=means.device,
-                                                dtype=table.dtype)[None] + 0.5)[0]
+        parts = [composite(g, xs, torch.arange(y, min(y + rows, H), device=means.device,
+                                               dtype=table.dtype)[None] + 0.5)[0]
                  for y in range(0, H, rows)]
         images.append(torch.cat(parts, 0).reshape(H, W, C + 2))
     img = torch.stack(images)

@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from renderers import (DensifyConfig, DensifyState, activate, densify_and_prune, gaussians_color,
@@ -18,6 +19,19 @@ def _random_scene(n, seed, dtype=torch.float32):
     opac = (0.05 + 0.9 * torch.rand(n, generator=g)).to(dtype)
     cols = torch.rand(n, 3, generator=g).to(dtype)
     return means, quats, scales, opac, cols
+
+
+def _max_tile_count(scene, cams, tile_size):
+    """Largest number of Gaussians binned to one tile (via the rows the rasterizer builds)."""
+    from renderers.gaussians_composite import Rows
+    seen = []
+    orig = Rows.scan
+    Rows.scan = lambda self, v, reverse=False: (seen.append(self.max_rows), orig(self, v, reverse))[1]
+    try:
+        rasterize_tiles(*scene, cams, tile_size=tile_size, chunk=1)
+    finally:
+        Rows.scan = orig
+    return max(seen)
 
 
 def test_single_isotropic_gaussian_matches_analytic_footprint():
@@ -37,7 +51,8 @@ def test_single_isotropic_gaussian_matches_analytic_footprint():
     assert (out["depth"][0, 16, 16, 0] - 2.0).abs() < 1e-4
 
 
-def test_gradcheck_tile_rasterizer_fp64():
+@pytest.mark.parametrize("chunk", [128, 2])
+def test_gradcheck_tile_rasterizer_fp64(chunk):
     cams = sample_orbit_cameras(1, width=8, height=8, dist_range=(1.5, 1.5), generator=torch.Generator().manual_seed(1))
     cams = cams.to(dtype=torch.float64)
     g = torch.Generator().manual_seed(3)
@@ -48,7 +63,7 @@ def test_gradcheck_tile_rasterizer_fp64():
     cols = torch.rand(3, 3, generator=g).double().requires_grad_()
 
     def f(m, s, o, c):
-        out = rasterize_tiles(m, quats, s, o, c, cams, tile_size=4)
+        out = rasterize_tiles(m, quats, s, o, c, cams, tile_size=4, chunk=chunk)  # chunk 2: tiles span rows
         return out["rgb"], out["alpha"]
 
     assert torch.autograd.gradcheck(f, (means, scales, opac, cols), eps=1e-6, atol=1e-5, rtol=1e-3)
@@ -60,7 +75,7 @@ def test_tile_matches_dense_reference_forward_and_grad():
     wts = torch.rand(2, 36, 40, 5, generator=torch.Generator().manual_seed(5))
     results = []
     for fn, kw in ((rasterize_dense_reference, {}), (rasterize_tiles, dict(tile_size=16)),
-                   (rasterize_tiles, dict(tile_size=8))):
+                   (rasterize_tiles, dict(tile_size=8)), (rasterize_tiles, dict(tile_size=8, chunk=16))):
         ts = [t.clone().requires_grad_() for t in base]
         out = fn(*ts, cams, background=torch.tensor([1.0, 1.0, 1.0]), **kw)
         img = torch.cat([out["rgb"], out["alpha"], out["depth"] * 0.1], -1)
@@ -68,6 +83,7 @@ def test_tile_matches_dense_reference_forward_and_grad():
         results.append((img.detach(), [t.grad for t in ts]))
     ref_img, ref_grads = results[0]
     assert ref_img[..., 3].mean() > 0.3                       # the scene actually covers the image
+    assert _max_tile_count(base, cams, 8) > 3 * 16            # chunk 16 really splits tiles into several rows
     for img, grads in results[1:]:
         assert (img - ref_img).abs().max() <= 1e-5
         for g, rg in zip(grads, ref_grads):
