@@ -47,7 +47,8 @@ def evaluate_against_ground_truth(prompt: str, mesh, scene, resolution: int = 32
 
 def export_mesh(cfg, scene):
     """-> (vertex-coloured mesh, marching-cubes level): level matched to the renders' silhouettes and colours
-    baked from renders unless the export settings turn these off (then the scene's fixed level / field colours)."""
+    baked from renders unless the export settings turn these off (then the scene's fixed level / field colours,
+    which also colour the vertices no bake view sees)."""
     res = cfg.export.mesh_resolution
     grid, level = scene.density_grid(res), scene.export_threshold
     if cfg.export.threshold_from_renders:
@@ -55,13 +56,16 @@ def export_mesh(cfg, scene):
         with torch.no_grad():
             alpha = torch.cat([scene.render(cams[i], step=10 ** 9)["alpha"][:, 0] for i in range(len(cams))])
         level, _ = silhouette_threshold(grid, 1.0, cams, alpha)
-        grid = scene.density_grid(res, threshold=level)
-    mesh = extract_mesh(scene.density_fn, scene.color_fn, bound=1.0, res=res, threshold=level, grid=grid)
-    if cfg.export.bake_colors:
-        rgb, seen = bake_vertex_colors(scene, mesh.vertices, mesh.vertex_normals)
-        colors = np.array(mesh.visual.vertex_colors)                      # [V,4] uint8 from the field query
-        colors[seen, :3] = (rgb[seen] * 255).round().astype(np.uint8)
-        mesh.visual.vertex_colors = colors
+    bake = cfg.export.bake_colors
+    mesh = extract_mesh(scene.density_fn, None if bake else scene.color_fn, bound=1.0, res=res, threshold=level,
+                        grid=scene.solidify(grid, level))
+    if bake:
+        rgb, seen = bake_vertex_colors(scene, mesh.vertices, mesh.vertex_normals)     # [V,3], [V]
+        if not seen.all():                                                            # the field for the rest
+            with torch.no_grad():
+                rgb[~seen] = scene.color_fn(torch.as_tensor(mesh.vertices[~seen], dtype=torch.float32)).clamp(0, 1).numpy()
+        mesh.visual.vertex_colors = np.concatenate([(rgb * 255).round().astype(np.uint8),
+                                                    np.full((len(rgb), 1), 255, np.uint8)], 1)   # [V,4] RGBA
     return mesh, level
 
 

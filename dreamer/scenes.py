@@ -104,21 +104,24 @@ class GaussianScene:
     def color_fn(self, points: torch.Tensor) -> torch.Tensor:
         return R.gaussians_color(self.params.detach(), points)
 
-    def density_grid(self, res: int, bound: float = 1.0, threshold: float | None = None):
-        """Density on linspace(-bound, bound, res)^3 by local splatting, with enclosed cavities filled.
-
-        Splats of an opaque object sit on its surface, so the mixture density is a shell; voxels that the
-        thresholded shell encloses are raised to 2x the threshold (default: the export threshold) so marching
-        cubes yields the solid.
-        """
-        from scipy.ndimage import binary_fill_holes, gaussian_filter
+    def density_grid(self, res: int, bound: float = 1.0) -> np.ndarray:
+        """Mixture density on linspace(-bound, bound, res)^3 by local splatting, blurred by export_smooth."""
+        from scipy.ndimage import gaussian_filter
 
         grid = R.gaussians_density_grid(self.params.detach(), res, bound).numpy()
         if self.cfg.export_smooth > 0:  # in voxels of a 64^3 grid
             grid = gaussian_filter(grid, self.cfg.export_smooth * res / 64)
-        thr = self.cfg.export_threshold if threshold is None else threshold
-        filled = binary_fill_holes(grid > thr)
-        grid[filled] = np.maximum(grid[filled], 2 * thr)
+        return grid
+
+    @staticmethod
+    def solidify(grid: np.ndarray, level: float) -> np.ndarray:
+        """Splats of an opaque object sit on its surface, so the mixture density is a shell: voxels that the
+        level set encloses are raised to 2x the level so marching cubes yields the solid."""
+        from scipy.ndimage import binary_fill_holes
+
+        filled = binary_fill_holes(grid > level)
+        grid = grid.copy()
+        grid[filled] = np.maximum(grid[filled], 2 * level)
         return grid
 
     @property
@@ -176,10 +179,14 @@ class NeRFScene:
     def color_fn(self, points: torch.Tensor) -> torch.Tensor:
         return self.field(points)[1]
 
-    def density_grid(self, res: int, bound: float = 1.0, threshold: float | None = None):
+    def density_grid(self, res: int, bound: float = 1.0) -> np.ndarray:
         from .export import density_grid
 
         return density_grid(self.density_fn, bound, res)
+
+    @staticmethod
+    def solidify(grid: np.ndarray, level: float) -> np.ndarray:
+        return grid  # a volume field is solid already
 
     @property
     def export_threshold(self) -> float:
