@@ -8,11 +8,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .losses import add_noise
-from .teachers import unet_eps
+from .lora import add_lora, lora_state_dict
+from .losses import add_noise, cfg_combine
+from .teachers import eps_from_output, unet_eps
+from .unet_split import Encoded, decode, encode, supports_split
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
-ADAPTER = "vsd"
+# full-match regex: the attention projections of the decoder half (the up blocks) only
+LORA_DECODER_TARGETS = r"up_blocks\..*\.(" + "|".join(t.replace(".", r"\.") for t in LORA_TARGETS) + ")"
 
 
 def optimise(loss: torch.Tensor, params, opt: torch.optim.Optimizer, max_norm: float = 1.0) -> float:
@@ -50,42 +53,58 @@ class CameraEmbedding(torch.nn.Module):
 
 
 class LoraScore:
-    """VSD's eps_lora(x_t, t, y, c): a peft LoRA adapter on the teacher UNet + camera MLP on the time embedding.
+    """VSD's eps_lora(x_t, t, y, c) = Dec_lora(Enc_teacher(x_t, t, y), emb(t) + cam(c), y) (Wang et al. 2023, sec. 4).
 
-    The adapter lives on a shallow copy of the teacher UNet whose frozen weights are the teacher's own tensors
-    (no extra memory): teacher passes never run LoRA code and stay bit-identical, and nothing toggles it.
+    A LoRA (guidance.lora; peft's layout) adapts the attention projections of the UNet's decoder half (its up
+    blocks) on a shallow copy of the teacher UNet whose frozen weights are the teacher's own tensors (no extra
+    memory; teacher passes never run adapter code). The camera MLP's offset enters the decoder's time embedding.
+    As the encoder half is the teacher's, the guidance pass hands its conditional encoder output over
+    (`teacher_cfg`, then `eps(..., encoded=)`) and a LoRA pass, forward and backward, runs the decoder alone.
     """
 
     def __init__(self, teacher, rank: int = 4, lr: float = 1e-4, camera_dropout: float = 0.1):
-        from peft import LoraConfig
-
+        why = supports_split(teacher.unet)
+        if why is not None:
+            raise ValueError(f"VSD's LoRA score needs an SD-family UNet split into encoder / decoder; {why} is "
+                             f"not supported")
         self.teacher = teacher
         shared = {id(v): v for v in itertools.chain(teacher.unet.parameters(), teacher.unet.buffers())}
         self.unet = copy.deepcopy(teacher.unet, memo=shared)  # new modules, same weight tensors
-        self.unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=True,
-                                         target_modules=LORA_TARGETS), adapter_name=ADAPTER)
+        self.layers = add_lora(self.unet, LORA_DECODER_TARGETS, rank)                 # float32 A, B
         dim = self.unet.time_embedding.linear_2.out_features
         self.camera = CameraEmbedding(dim).to(self.unet.device, torch.float32)
-        lora = [p for n, p in self.unet.named_parameters() if "lora_" in n]
-        for p in lora:
-            p.data = p.data.float()
-            p.requires_grad_(True)
-        self.params = lora + list(self.camera.parameters())
+        self.params = [p for m in self.layers.values() for p in (m.lora_A.weight, m.lora_B.weight)]
+        self.params += list(self.camera.parameters())
         self.opt = torch.optim.AdamW(self.params, lr=lr, foreach=True)
         self.camera_dropout = camera_dropout
         self.alphas_cumprod = teacher.alphas_cumprod
 
+    def _out_to_eps(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return eps_from_output(out, x_t.to(out.dtype), t, self.alphas_cumprod, self.teacher.prediction_type)
+
+    def teacher_cfg(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
+                    scale: float) -> tuple[torch.Tensor, Encoded]:
+        """The teacher's batched CFG pass (as guidance.teacher_cfg; same numbers) -> eps_cfg [B,...] and the
+        encoder output of its conditional half, for `eps(..., encoded=)`."""
+        unet, B = self.teacher.unet, x_t.shape[0]
+        dt = unet.dtype
+        x2 = x_t.repeat(2, *[1] * (x_t.dim() - 1)).to(dt)
+        enc = encode(unet, x2, t.repeat(2), torch.cat([cond, uncond]).to(dt))
+        eps_c, eps_u = self._out_to_eps(decode(unet, enc), x2, t.repeat(2)).to(x_t.dtype).chunk(2)
+        return cfg_combine(eps_u, eps_c, scale), enc.take(slice(0, B))
+
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, camera: torch.Tensor | None = None,
-            **kw) -> torch.Tensor:
-        """eps with the LoRA adapter; camera [B,16] or None (dropped: no class embedding)."""
-        if camera is None:
-            return unet_eps(self.unet, self.teacher.prediction_type, self.alphas_cumprod, x_t, t, cond, **kw)
-        self.unet.class_embedding = self.camera
-        try:
-            return unet_eps(self.unet, self.teacher.prediction_type, self.alphas_cumprod, x_t, t, cond,
-                            class_labels=camera.to(self.unet.device, torch.float32), **kw)
-        finally:
-            self.unet.class_embedding = None
+            encoded: Encoded | None = None) -> torch.Tensor:
+        """eps with the LoRA decoder; camera [B,16] or None (dropped); `encoded`: Enc_teacher(x_t, t, cond) if
+        already computed (the guidance pass's conditional half)."""
+        dt = self.unet.dtype
+        if encoded is None:
+            with torch.no_grad():
+                encoded = encode(self.teacher.unet, x_t.to(dt), t, cond.to(dt))
+        emb = encoded.emb
+        if camera is not None:
+            emb = emb + self.camera(camera.to(emb.device, torch.float32)).to(emb.dtype)
+        return self._out_to_eps(decode(self.unet, encoded, emb), x_t, t).to(x_t.dtype)
 
     def drops_camera(self, generator: torch.Generator | None = None) -> bool:
         """Draw whether this update drops the camera condition (whole batch, p = camera_dropout)."""
@@ -107,10 +126,9 @@ class LoraScore:
         """LoRA in the diffusers format (loadable by `pipe.load_lora_weights`) + camera MLP as safetensors."""
         from diffusers import StableDiffusionPipeline
         from diffusers.utils import convert_state_dict_to_diffusers
-        from peft.utils import get_peft_model_state_dict
         from safetensors.torch import save_file
 
-        state = convert_state_dict_to_diffusers(get_peft_model_state_dict(self.unet, adapter_name=ADAPTER))
+        state = convert_state_dict_to_diffusers(lora_state_dict(self.layers))
         StableDiffusionPipeline.save_lora_weights(str(out_dir), unet_lora_layers=state, safe_serialization=True)
         save_file({k: v.contiguous() for k, v in self.camera.state_dict().items()},
                   str(Path(out_dir) / "camera_embedding.safetensors"))

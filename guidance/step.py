@@ -90,7 +90,12 @@ def _auxiliary(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw, aux_fit):
     """
     if aux is None:
         raise ValueError(f"method {cfg.method!r} needs an auxiliary score model")
-    eps_cfg, _ = teacher_cfg(teacher, x_t, t, prompts, cfg.cfg_scale)
+    if aux_fit and getattr(aux, "teacher", None) is teacher and hasattr(aux, "teacher_cfg"):
+        # VSD's LoRA adapts the decoder only: the teacher pass's conditional encoder output is the LoRA's too
+        eps_cfg, encoded = aux.teacher_cfg(x_t, t, prompts.cond, prompts.uncond, cfg.cfg_scale)
+        aux_kw = {**aux_kw, "encoded": encoded}
+    else:
+        eps_cfg, _ = teacher_cfg(teacher, x_t, t, prompts, cfg.cfg_scale)
     if not aux_fit:
         return eps_cfg, teacher_cfg(aux, x_t, t, prompts, cfg.aux_cfg_scale, **aux_kw)[0], None
     with torch.enable_grad():
