@@ -35,6 +35,7 @@ class GuidanceConfig:
     aux_updates: int = 1           # auxiliary updates per guidance step (DMD2 TTUR uses 5-10)
     camera_dropout: float = 0.1    # VSD: drop the camera condition with this probability
     aux_shared_pass: bool = True   # fit the auxiliary on the guidance pass's own (x_t, t, noise): one pass fewer
+    #                                (VSD's LoRA decoder also reuses that pass's teacher encoder output)
 
 
 @dataclass
