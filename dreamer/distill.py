@@ -23,7 +23,7 @@ from guidance import FakeScore, GuidanceConfig, Prompts, score_distillation_step
 
 from .config import ConfigError, apply_overrides, check_finite, dump_yaml, from_dict, load_config_dict
 from .errors import DreamerWarning, NumericalFault
-from .fewstep import check_timesteps, rollout, uniform_timesteps
+from .fewstep import check_timesteps, rollout
 from .generator import Generator, make_generator
 from .numerics import finite_step
 from .prompts import warn_if_truncated
@@ -124,12 +124,6 @@ def validate(cfg: DistillConfig) -> DistillConfig:
                           f"got {cfg.resolution}")
     if any(not p.strip() for p in cfg.prompts):
         raise ConfigError("'prompts' must not contain empty prompts")
-    if cfg.method in METHODS and cfg.regression_weight > 0:
-        off = [t for t in cfg.timesteps if t not in uniform_timesteps(min(cfg.regression_ddim_steps, 1000))]
-        if off:
-            raise ConfigError(f"'regression_ddim_steps': the teacher's {cfg.regression_ddim_steps}-step DDIM "
-                              f"trajectory must pass through every few-step timestep for the regression; {off} is "
-                              f"not on it (use a multiple of {len(cfg.timesteps)} steps for evenly spaced ones)")
     return cfg
 
 
@@ -158,7 +152,7 @@ class DistillState:
     conds: torch.Tensor                  # [P,L,D] prompt embeddings
     uncond: torch.Tensor                 # [1,L,D]
     rng: torch.Generator
-    pairs: tuple | None = None           # (z, x0, prompt idx, ODE states at the timesteps) for the regression loss
+    pairs: tuple | None = None           # (z, x0, prompt idx) for the regression loss
     step: int = 0
     skipped: int = 0                     # generator updates dropped for a non-finite loss / gradient
     bad_streak: int = 0                  # consecutive ones so far
@@ -186,13 +180,10 @@ def distill_step(state: DistillState, teacher, cfg: DistillConfig, gcfg: Guidanc
     loss = out.loss
     reg = torch.zeros(())
     if cfg.regression_weight > 0 and state.pairs is not None:
-        # DMD1's regression onto the teacher's ODE (Yin et al. 2024a, eq. 9), from every few-step step's timestep:
-        # G(x_{t_k}, t_k) -> x0 with x_{t_k} the DDIM trajectory's point at t_k (k = 0: x_{t*} = z)
-        _, x_ref, pidx, states = state.pairs
-        j = torch.randint(0, len(x_ref), (cfg.batch,), generator=state.rng)
-        k = torch.randint(0, states.shape[1], (cfg.batch,), generator=state.rng)
-        t = torch.as_tensor(state.gen.timesteps, dtype=torch.long)[k]
-        reg = F.mse_loss(state.gen.x0(states[j, k], t, state.conds[pidx[j]]), x_ref[j])
+        z, x_ref, pidx = state.pairs
+        j = torch.randint(0, len(z), (cfg.batch,), generator=state.rng)
+        t = torch.full((cfg.batch,), state.gen.t_star, dtype=torch.long)
+        reg = F.mse_loss(state.gen.x0(z[j], t, state.conds[pidx[j]]), x_ref[j])
         loss = loss + cfg.regression_weight * reg
     state.opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -225,7 +216,7 @@ def init_state(teacher, cfg: DistillConfig, teacher_ref: str | None = None) -> D
     state = DistillState(gen, fake, opt, conds, uncond, g)
     if cfg.regression_weight > 0:
         state.pairs = regression_pairs(teacher, gen, conds, uncond, cfg,
-                                       guidance_config(cfg, teacher.default_cfg).cfg_scale, g, states_at=gen.timesteps)
+                                       guidance_config(cfg, teacher.default_cfg).cfg_scale, g)
     return state
 
 

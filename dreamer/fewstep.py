@@ -63,19 +63,16 @@ def renoise(x: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, t_next: torch.Te
 
 def rollout(denoise: Denoise, z: torch.Tensor, timesteps: list[int], alphas_cumprod: torch.Tensor,
             generator: torch.Generator | None = None, ddim: bool = False, until: int | None = None,
-            clip: float | None = None, visit: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+            clip: float | None = None) -> torch.Tensor:
     """Run the multistep sampler from z ~ N(0, I) at timesteps[0].
 
     Returns x0 after the last step, or (until=k) the input x_{t_k} of step k, i.e. the student's own earlier
     steps (DMD2 backward simulation). Re-noising: x_{t_{i+1}} = a x0_hat + s * (fresh eps | eps_hat if ddim).
-    `clip` clamps x0_hat to [-clip, clip] before re-noising (diffusers' clip_sample). `visit(t, x_t)` sees
-    every step's input (e.g. to record points of the teacher's ODE trajectory).
+    `clip` clamps x0_hat to [-clip, clip] before re-noising (diffusers' clip_sample).
     """
     stop = len(timesteps) if until is None else until
     x = z
     for i in range(stop):
-        if visit is not None:
-            visit(timesteps[i], x)
         t = _full(timesteps[i], x)
         x0 = denoise(x, t)
         if clip is not None:

@@ -48,32 +48,24 @@ def teacher_denoiser(teacher, cond: torch.Tensor, uncond: torch.Tensor, scale: f
 
 
 def ddim_sample(teacher, cond: torch.Tensor, uncond: torch.Tensor, cfg: float, steps: int, z: torch.Tensor,
-                clip: float | None = None, visit: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
-    """Deterministic DDIM (Song et al. 2021, eta = 0) with CFG over teacher.alphas_cumprod; z [B,C,h,w] -> x0.
-    `visit(t, x_t)` sees each step's input (see fewstep.rollout)."""
+                clip: float | None = None) -> torch.Tensor:
+    """Deterministic DDIM (Song et al. 2021, eta = 0) with CFG over teacher.alphas_cumprod; z [B,C,h,w] -> x0."""
     with torch.no_grad():
         return rollout(teacher_denoiser(teacher, cond, uncond, cfg), z, uniform_timesteps(steps, len(teacher.alphas_cumprod)),
-                       teacher.alphas_cumprod, ddim=True, clip=clip, visit=visit)
+                       teacher.alphas_cumprod, ddim=True, clip=clip)
 
 
 def regression_pairs(teacher, gen: Generator, conds: torch.Tensor, uncond: torch.Tensor, cfg, scale: float,
-                     g: torch.Generator, chunk: int = 64, states_at: list[int] | None = None) -> tuple[torch.Tensor, ...]:
-    """Teacher ODE pairs (DMD1 regression, Luhman & Luhman KD, reflow): z [N,C,h,w], x0 [N,C,h,w], prompt idx [N].
-
-    states_at: also return the trajectory's points x_t [N,K,C,h,w] at these timesteps (each must lie on the DDIM
-    schedule of cfg.regression_ddim_steps; the first, t*, is z itself), for regression at every few-step step."""
+                     g: torch.Generator, chunk: int = 64) -> tuple[torch.Tensor, ...]:
+    """Teacher ODE pairs (DMD1 regression, Luhman & Luhman KD, reflow): z [N,C,h,w], x0 [N,C,h,w], prompt idx [N]."""
     idx = torch.arange(len(conds)).repeat_interleave(cfg.regression_pairs)
     z = torch.randn(gen.sample_shape(len(idx)), generator=g)
-    out, states = [], []
+    out = []
     for i in range(0, len(idx), chunk):
         c = conds[idx[i:i + chunk]]                                             # [b,L,D]
-        seen: dict[int, torch.Tensor] = {}
         out.append(ddim_sample(teacher, c, uncond, scale, cfg.regression_ddim_steps, z[i:i + chunk],
-                               teacher_clip(teacher), visit=lambda t, x: seen.__setitem__(t, x)))
-        if states_at is not None:
-            states.append(torch.stack([seen[t] for t in states_at], 1))         # [b,K,C,h,w]
-    pairs = (z, torch.cat(out), idx)
-    return pairs + (torch.cat(states),) if states_at is not None else pairs
+                               teacher_clip(teacher)))
+    return z, torch.cat(out), idx
 
 
 class GeneratorTeacher:

@@ -31,7 +31,7 @@ def _cfg(method, **kw):
 @pytest.mark.parametrize("method", ["dmd", "diff_instruct"])
 def test_loop_updates_generator_and_fake_not_teacher(teacher, tiny_sd_dir, method):
     cfg = _cfg(method, teacher=str(tiny_sd_dir), regression_weight=0.25 if method == "dmd" else 0.0,
-               regression_pairs=1, regression_ddim_steps=4)
+               regression_pairs=1, regression_ddim_steps=3)
     before_teacher = copy.deepcopy(teacher.unet.state_dict())
     state = init_state(teacher, cfg, str(tiny_sd_dir))
     gen0 = [p.detach().clone() for p in state.gen.params]
@@ -48,28 +48,6 @@ def test_loop_updates_generator_and_fake_not_teacher(teacher, tiny_sd_dir, metho
     for k, v in teacher.unet.state_dict().items():
         assert torch.equal(v, before_teacher[k]), k
     assert not any(p.requires_grad for p in teacher.unet.parameters())
-
-
-def test_regression_states_lie_on_the_teacher_ode(teacher):
-    """The multi-step DMD1 regression's inputs are the teacher's own DDIM trajectory at the few-step timesteps:
-    z at t*, and continuing DDIM from the recorded x_499 lands exactly on the pair's x0."""
-    from dreamer.fewstep import rollout
-    from dreamer.generator import make_generator
-    from dreamer.trainers.common import regression_pairs, teacher_denoiser
-
-    cfg = _cfg("dmd", regression_weight=0.25, regression_pairs=2, regression_ddim_steps=4)
-    gen = make_generator(teacher, cfg.timesteps)
-    conds, uncond = teacher.encode_prompt(cfg.prompts), teacher.encode_prompt([""])
-    z, x0, idx, states = regression_pairs(teacher, gen, conds, uncond, cfg, 3.0, torch.Generator().manual_seed(0),
-                                          states_at=[999, 499])
-    assert states.shape == (len(z), 2, *z.shape[1:]) and torch.equal(states[:, 0], z)
-    with torch.no_grad():
-        rest = rollout(teacher_denoiser(teacher, conds[idx], uncond.expand(len(z), -1, -1), 3.0), states[:, 1],
-                       [499, 249], teacher.alphas_cumprod, ddim=True)
-    assert torch.allclose(rest, x0, atol=1e-6) and not torch.allclose(states[:, 1], x0, atol=1e-2)
-    with pytest.raises(ConfigError, match=r"\[499\] is not on it"):
-        validate(_cfg("dmd", regression_weight=0.25, regression_ddim_steps=3))
-    validate(_cfg("dmd", regression_weight=0.0, regression_ddim_steps=3))  # no regression: any DDIM length
 
 
 def test_distill_writes_loadable_generator(teacher, tiny_sd_dir, tmp_path):
