@@ -34,6 +34,18 @@ def density_grid(density_fn: DensityFn, bound: float = 1.0, res: int = 96, chunk
     return sigma.reshape(res, res, res).numpy().astype(np.float32)
 
 
+def fill_enclosed(grid: np.ndarray, level: float) -> np.ndarray:
+    """Raise every voxel that the `level` set encloses to >= 2 * level: an opaque object is seen only at its
+    surface, so splats (and often a NeRF's density) form a shell; marching cubes of the filled grid is the solid.
+    grid [R,R,R] -> [R,R,R]; cavities open to the outside (a torus's hole) stay empty."""
+    from scipy.ndimage import binary_fill_holes
+
+    filled = binary_fill_holes(grid > level)  # [R,R,R] bool
+    out = grid.copy()
+    out[filled] = np.maximum(out[filled], 2 * level)
+    return out
+
+
 def _largest_component(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     """Keep only the connected component with the most faces."""
     labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))  # [F]

@@ -10,7 +10,7 @@ import torch
 import renderers as R
 
 from .bake import bake_cameras, bake_vertex_colors
-from .export import extract_mesh, save_mesh
+from .export import extract_mesh, fill_enclosed, save_mesh
 from .report import write_report
 from .silhouette import silhouette_threshold
 from .video import write_video
@@ -58,7 +58,7 @@ def export_mesh(cfg, scene):
         level, _ = silhouette_threshold(grid, 1.0, cams, alpha)
     bake = cfg.export.bake_colors
     mesh = extract_mesh(scene.density_fn, None if bake else scene.color_fn, bound=1.0, res=res, threshold=level,
-                        grid=scene.solidify(grid, level))
+                        grid=fill_enclosed(grid, level))
     if bake:
         rgb, seen = bake_vertex_colors(scene, mesh.vertices, mesh.vertex_normals)     # [V,3], [V]
         if not seen.all():                                                            # the field for the rest

@@ -113,17 +113,6 @@ class GaussianScene:
             grid = gaussian_filter(grid, self.cfg.export_smooth * res / 64)
         return grid
 
-    @staticmethod
-    def solidify(grid: np.ndarray, level: float) -> np.ndarray:
-        """Splats of an opaque object sit on its surface, so the mixture density is a shell: voxels that the
-        level set encloses are raised to 2x the level so marching cubes yields the solid."""
-        from scipy.ndimage import binary_fill_holes
-
-        filled = binary_fill_holes(grid > level)
-        grid = grid.copy()
-        grid[filled] = np.maximum(grid[filled], 2 * level)
-        return grid
-
     @property
     def export_threshold(self) -> float:
         return self.cfg.export_threshold
@@ -183,10 +172,6 @@ class NeRFScene:
         from .export import density_grid
 
         return density_grid(self.density_fn, bound, res)
-
-    @staticmethod
-    def solidify(grid: np.ndarray, level: float) -> np.ndarray:
-        return grid  # a volume field is solid already
 
     @property
     def export_threshold(self) -> float:

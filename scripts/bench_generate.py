@@ -2,8 +2,9 @@
 
     python scripts/bench_generate.py [--recipes gaussians-sds nerf-sds ...] [--prompts "a red cube" ...]
                                      [--out runs/bench] [key=value overrides applied to every recipe]
-Per run: loop wall time, steps, Chamfer (fraction of GT bbox diagonal), IoU, colour error, PSNR of 8 views vs
-GT renders, prompt accuracy of 8 views (shapes evaluator); per recipe: medians.
+Per run: loop wall time, total time (loop + export + evaluation), steps, Chamfer (fraction of GT bbox diagonal),
+IoU, colour error, PSNR of 8 views vs GT renders, prompt accuracy of 8 views (shapes evaluator); per recipe: medians
+and the slowest run's loop / total time.
 """
 from __future__ import annotations
 
@@ -52,6 +53,9 @@ def main() -> None:
             print(json.dumps(row), file=sys.stderr, flush=True)
         med = {k: statistics.median([r[k] for r in rows if r[k] is not None]) for k in KEYS
                if any(r[k] is not None for r in rows)}
+        med["max_train_seconds"] = max(r["train_seconds"] for r in rows)
+        med["max_total_seconds"] = max(r["total_seconds"] for r in rows)
+        med["total_seconds"] = statistics.median(r["total_seconds"] for r in rows)
         med["colour_correct_fraction"] = sum(bool(r["colour_correct"]) for r in rows) / len(rows)
         med["chamfer_le_0.05_and_colour_fraction"] = sum((r["chamfer"] or 1) <= 0.05 and bool(r["colour_correct"])
                                                          for r in rows) / len(rows)

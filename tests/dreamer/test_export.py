@@ -96,3 +96,29 @@ def test_image_grid_and_png(tmp_path):
     from PIL import Image
     p = save_png(grid, tmp_path / "g.png")
     assert np.array_equal(np.asarray(Image.open(p)), grid)
+
+
+def test_fill_enclosed_makes_a_shell_solid_and_keeps_open_holes():
+    from dreamer.export import density_grid, fill_enclosed
+
+    shell = lambda p: torch.exp(-((p.norm(dim=-1) - 0.5) / 0.05) ** 2)  # [P] peak 1 on the r=0.5 sphere
+    grid = density_grid(shell, BOUND, RES)
+    filled = fill_enclosed(grid, 0.5)
+    c = RES // 2
+    assert grid[c, c, c] < 1e-6 and filled[c, c, c] == pytest.approx(1.0)  # interior raised to 2 * level
+    axis = np.linspace(-BOUND, BOUND, RES)
+    r = np.sqrt(sum(a ** 2 for a in np.meshgrid(axis, axis, axis, indexing="ij")))  # [R,R,R]
+    assert (filled >= grid).all() and np.array_equal(filled[r > 0.6], grid[r > 0.6])  # outside untouched
+    solid = extract_mesh(shell, None, bound=BOUND, res=RES, threshold=0.5, grid=filled)
+    hollow = extract_mesh(shell, None, bound=BOUND, res=RES, threshold=0.5, keep_largest=False, grid=grid)
+    assert solid.is_watertight and solid.volume == pytest.approx(4 / 3 * np.pi * 0.55 ** 3, rel=0.08)
+    assert hollow.volume < 0.6 * solid.volume  # the shell alone: outer minus inner sphere
+
+    # a torus of density: its hole is open to the outside, so nothing is filled there
+    def torus(p):
+        q = torch.stack([p[:, :2].norm(dim=-1) - 0.5, p[:, 2]], -1)
+        return torch.sigmoid((0.15 - q.norm(dim=-1)) * 40.0)
+
+    g = density_grid(torus, BOUND, RES)
+    changed = fill_enclosed(g, 0.5) != g
+    assert (g[changed] > 0.5).all()  # only the torus's own solid is raised; its hole and the outside are not
