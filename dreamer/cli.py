@@ -45,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("overrides", nargs="*")
     s = sub.add_parser("sample", help="sample an image grid from a distilled generator")
     s.add_argument("prompt")
-    s.add_argument("--generator", required=True)
+    s.add_argument("--generator", required=True, help="generator folder, or the run folder of dreamer distill")
     s.add_argument("--steps", type=int, default=1, choices=[1, 2, 3, 4])
     s.add_argument("-n", type=int, default=16)
     s.add_argument("--seed", type=int, default=0)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -61,6 +61,7 @@ class DistillConfig:
     regression_pairs: int = 2            # pairs per prompt
     regression_ddim_steps: int = 50
     timesteps: list[int] = field(default_factory=lambda: [999])  # few-step schedule; [0] = t*
+    step_cfg_scales: list[float] = field(default_factory=list)  # real-score CFG per few-step timestep; [] = cfg_scale
     lora_rank: int = 0                   # > 0: train a LoRA adapter only
     prompts: list[str] = field(default_factory=list)  # empty: every catalogue prompt of the shapes world
     uncond_prompt: str = ""
@@ -109,6 +110,9 @@ def validate(cfg: DistillConfig) -> DistillConfig:
         raise ConfigError(f"'consistency': skip must divide 1000 and 0 <= ema < 1, got {c.skip}, {c.ema}")
     if cfg.method == "add" and cfg.add.features not in ("unet", "evaluator"):
         raise ConfigError(f"'add.features' must be unet or evaluator, got {cfg.add.features!r}")
+    if cfg.step_cfg_scales and len(cfg.step_cfg_scales) != len(cfg.timesteps):
+        raise ConfigError(f"'step_cfg_scales' needs one CFG scale per timestep ({len(cfg.timesteps)}), "
+                          f"got {len(cfg.step_cfg_scales)}")
     if not 0 <= cfg.t_min < cfg.t_max <= 1:
         raise ConfigError(f"need 0 <= t_min < t_max <= 1, got {cfg.t_min}, {cfg.t_max}")
     check_finite(cfg)
@@ -158,7 +162,7 @@ class DistillState:
     bad_streak: int = 0                  # consecutive ones so far
 
 
-def generator_batch(state: DistillState, cfg: DistillConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def generator_batch(state: DistillState, cfg: DistillConfig) -> tuple[torch.Tensor, torch.Tensor, int]:
     """x0 = G(x_{t_k}, t_k, y) with grad; x_{t_k} from the student's own k earlier steps (DMD2 backward simulation)."""
     gen, g = state.gen, state.rng
     idx = torch.randint(0, len(state.conds), (cfg.batch,), generator=g)
@@ -169,14 +173,19 @@ def generator_batch(state: DistillState, cfg: DistillConfig) -> tuple[torch.Tens
         x_t = rollout(lambda x, t: gen.x0(x, t, cond), z, gen.timesteps, gen.alphas_cumprod, g, until=k,
                       clip=gen.clip)
     t = torch.full((cfg.batch,), gen.timesteps[k], dtype=torch.long)
-    return gen.x0(x_t, t, cond), cond
+    return gen.x0(x_t, t, cond), cond, k
+
+
+def step_guidance(gcfg: GuidanceConfig, cfg: DistillConfig, k: int) -> GuidanceConfig:
+    """The GuidanceConfig for samples of few-step step k: the real score's CFG may differ per step."""
+    return replace(gcfg, cfg_scale=cfg.step_cfg_scales[k]) if cfg.step_cfg_scales else gcfg
 
 
 def distill_step(state: DistillState, teacher, cfg: DistillConfig, gcfg: GuidanceConfig) -> dict:
     """One generator update (and cfg.fake_updates fake-score updates inside score_distillation_step)."""
-    x0, cond = generator_batch(state, cfg)
+    x0, cond, k = generator_batch(state, cfg)
     prompts = Prompts(cond, state.uncond.expand(len(cond), -1, -1))
-    out = score_distillation_step(teacher, x0, prompts, gcfg, state.rng, aux=state.fake)
+    out = score_distillation_step(teacher, x0, prompts, step_guidance(gcfg, cfg, k), state.rng, aux=state.fake)
     loss = out.loss
     reg = torch.zeros(())
     if cfg.regression_weight > 0 and state.pairs is not None:

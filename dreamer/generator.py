@@ -186,11 +186,17 @@ def save_atomic(gen: Generator, final: Path, scheduler=None) -> Path:
     return final
 
 
+def generator_folder(path: str | Path) -> Path:
+    """The generator folder itself, or the generator/ inside a `dreamer distill` run folder."""
+    path = Path(path)
+    return path / "generator" if not (path / META).is_file() and (path / "generator" / META).is_file() else path
+
+
 def load_generator(path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Generator:
-    """Load a folder written by save_generator with stock diffusers classes; eval mode, no grad."""
+    """Load a folder written by save_generator (or a run folder holding one) with stock diffusers classes."""
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
-    path = Path(path)
+    path = generator_folder(path)
     meta = check_generator_folder(path)
     sched_dir = path / "scheduler"
     if not sched_dir.is_dir():
@@ -217,7 +223,7 @@ def check_generator_folder(path: str | Path) -> dict:
     """generator.json of a folder written by `dreamer distill`, after checking its weights (one-line errors)."""
     from .teachers import check_weights_folder
 
-    path = Path(path)
+    path = generator_folder(path)
     if not (path / META).is_file():
         raise DreamerError(f"{path} is not a generator folder (no {META}; make one with dreamer distill)")
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from dreamer.distill import ddim_sample, teacher_clip
-from dreamer.generator import META, generate, load_generator
+from dreamer.generator import generate, generator_folder, load_generator
 from dreamer.shapes.evaluator import ShapesEvaluator, diversity, frechet_distance
 from dreamer.shapes.render import random_views, render_shapes
 from dreamer.shapes.world import catalogue_prompts
@@ -32,10 +32,8 @@ def _batched(fn, z: torch.Tensor, cond: torch.Tensor, chunk: int) -> torch.Tenso
 
 def generator_dir(path: str) -> tuple[Path, str]:
     """(generator folder, default label) for a generator folder or a run folder holding generator/."""
-    p = Path(path)
-    if not (p / META).is_file() and (p / "generator" / META).is_file():
-        return p / "generator", p.name
-    return p, (p.parent.name if p.name == "generator" else p.name)
+    p, folder = Path(path), generator_folder(path)
+    return folder, (p.name if folder != p or p.name != "generator" else p.parent.name)
 
 
 def run_method(sample_fn, z, cond, decode, chunk) -> tuple[torch.Tensor, float]:

@@ -50,6 +50,30 @@ def test_loop_updates_generator_and_fake_not_teacher(teacher, tiny_sd_dir, metho
     assert not any(p.requires_grad for p in teacher.unet.parameters())
 
 
+def test_per_step_cfg(teacher, tiny_sd_dir, monkeypatch):
+    """step_cfg_scales[k] is the real score's CFG in the shared guidance step for samples of few-step step k."""
+    cfg = _cfg("dmd", teacher=str(tiny_sd_dir), step_cfg_scales=[3.0, 1.5], fake_updates=0)
+    state = init_state(teacher, cfg, str(tiny_sd_dir))
+    gcfg = guidance_config(cfg, teacher.default_cfg)
+    seen, real_batch, real_step = [], distill_mod.generator_batch, distill_mod.score_distillation_step
+
+    def batch(state, cfg):
+        x0, cond, k = real_batch(state, cfg)
+        seen.append([k])
+        return x0, cond, k
+
+    def step(teacher, x0, prompts, cfg, *a, **kw):
+        seen[-1].append(cfg.cfg_scale)
+        return real_step(teacher, x0, prompts, cfg, *a, **kw)
+
+    monkeypatch.setattr(distill_mod, "generator_batch", batch)
+    monkeypatch.setattr(distill_mod, "score_distillation_step", step)
+    for _ in range(8):
+        distill_step(state, teacher, cfg, gcfg)
+    assert {tuple(s) for s in seen} == {(0, 3.0), (1, 1.5)}
+    assert distill_mod.step_guidance(gcfg, _cfg("dmd"), 1) is gcfg  # none given: the one CFG for every step
+
+
 def test_distill_writes_loadable_generator(teacher, tiny_sd_dir, tmp_path):
     gen = distill(_cfg("dmd", teacher=str(tiny_sd_dir)), tmp_path, teacher=teacher, log=lambda s: None)
     assert (tmp_path / "config.yaml").is_file() and len((tmp_path / "log.jsonl").read_text().splitlines()) == 2
@@ -105,7 +129,7 @@ def test_recipe_dmd_sd21_inherits():
 
 
 @pytest.mark.parametrize("bad", [["method=gan"], ["timesteps=[499, 999]"], ["t_min=0.9", "t_max=0.1"],
-                                 ["stepz=3"], ["batch=0"]])
+                                 ["stepz=3"], ["batch=0"], ["step_cfg_scales=[3, 2]"]])
 def test_bad_configs_rejected(bad):
     with pytest.raises(ConfigError):
         load_distill_config("distill-dmd", bad)

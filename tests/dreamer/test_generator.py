@@ -117,6 +117,10 @@ def test_sample_cli_writes_grid(teacher, tiny_sd_dir, tmp_path):
 
     arr = np.asarray(Image.open(png))
     assert arr.shape == (2 + 18, 2 + 3 * 18, 3)
+    run = tmp_path / "run"  # a `dreamer distill` run folder (generator/ inside) is accepted too
+    save_generator(gen, run / "generator", teacher.scheduler)
+    png2 = sample_cli("a red cube", run, steps=2, n=3, out_png=tmp_path / "r.png", seed=0)
+    assert np.array_equal(np.asarray(Image.open(png2)), arr)
 
 
 def test_generate_default_steps(teacher):
