@@ -32,8 +32,8 @@ def _batched(fn, z: torch.Tensor, cond: torch.Tensor, chunk: int) -> torch.Tenso
 
 def generator_dir(path: str) -> tuple[Path, str]:
     """(generator folder, default label) for a generator folder or a run folder holding generator/."""
-    p, folder = Path(path), generator_folder(path)
-    return folder, (p.name if folder != p or p.name != "generator" else p.parent.name)
+    folder = generator_folder(path)
+    return folder, (folder.parent.name if folder.name == "generator" else folder.name)
 
 
 def run_method(sample_fn, z, cond, decode, chunk) -> tuple[torch.Tensor, float]:
