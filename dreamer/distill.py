@@ -70,6 +70,7 @@ class DistillConfig:
     adam_betas: tuple[float, float] = (0.0, 0.999)
     weight_decay: float = 0.0
     max_grad_norm: float = 10.0          # generator gradient-norm clip; 0 = off
+    ema_decay: float = 0.0               # > 0: save an EMA of the generator weights (the fake score sees the online G)
     device: str = "cpu"
     dtype: str = "float32"               # teacher dtype (float16 / bfloat16 on GPUs)
     log_every: int = 10
@@ -113,6 +114,8 @@ def validate(cfg: DistillConfig) -> DistillConfig:
     if cfg.step_cfg_scales and len(cfg.step_cfg_scales) != len(cfg.timesteps):
         raise ConfigError(f"'step_cfg_scales' needs one CFG scale per timestep ({len(cfg.timesteps)}), "
                           f"got {len(cfg.step_cfg_scales)}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise ConfigError(f"'ema_decay' must be in [0, 1), got {cfg.ema_decay}")
     if not 0 <= cfg.t_min < cfg.t_max <= 1:
         raise ConfigError(f"need 0 <= t_min < t_max <= 1, got {cfg.t_min}, {cfg.t_max}")
     check_finite(cfg)
@@ -157,6 +160,7 @@ class DistillState:
     uncond: torch.Tensor                 # [1,L,D]
     rng: torch.Generator
     pairs: tuple | None = None           # (z, x0, prompt idx) for the regression loss
+    ema: list[torch.Tensor] | None = None  # EMA of gen.params (cfg.ema_decay > 0), same order
     step: int = 0
     skipped: int = 0                     # generator updates dropped for a non-finite loss / gradient
     bad_streak: int = 0                  # consecutive ones so far
@@ -167,12 +171,12 @@ def generator_batch(state: DistillState, cfg: DistillConfig) -> tuple[torch.Tens
     gen, g = state.gen, state.rng
     idx = torch.randint(0, len(state.conds), (cfg.batch,), generator=g)
     cond = state.conds[idx]                                                    # [B,L,D]
-    z = torch.randn(gen.sample_shape(cfg.batch), generator=g)                 # [B,C,h,w]
+    z = torch.randn(gen.sample_shape(cfg.batch), generator=g).to(cond.device)  # [B,C,h,w]
     k = int(torch.randint(0, len(gen.timesteps), (), generator=g))
     with torch.no_grad():
         x_t = rollout(lambda x, t: gen.x0(x, t, cond), z, gen.timesteps, gen.alphas_cumprod, g, until=k,
                       clip=gen.clip)
-    t = torch.full((cfg.batch,), gen.timesteps[k], dtype=torch.long)
+    t = torch.full((cfg.batch,), gen.timesteps[k], dtype=torch.long, device=cond.device)
     return gen.x0(x_t, t, cond), cond, k
 
 
@@ -191,7 +195,7 @@ def distill_step(state: DistillState, teacher, cfg: DistillConfig, gcfg: Guidanc
     if cfg.regression_weight > 0 and state.pairs is not None:
         z, x_ref, pidx = state.pairs
         j = torch.randint(0, len(z), (cfg.batch,), generator=state.rng)
-        t = torch.full((cfg.batch,), state.gen.t_star, dtype=torch.long)
+        t = torch.full((cfg.batch,), state.gen.t_star, dtype=torch.long, device=z.device)
         reg = F.mse_loss(state.gen.x0(z[j], t, state.conds[pidx[j]]), x_ref[j])
         loss = loss + cfg.regression_weight * reg
     state.opt.zero_grad(set_to_none=True)
@@ -205,6 +209,9 @@ def distill_step(state: DistillState, teacher, cfg: DistillConfig, gcfg: Guidanc
     gnorm = (torch.nn.utils.clip_grad_norm_(state.gen.params, cfg.max_grad_norm) if cfg.max_grad_norm > 0
              else torch.zeros(()))
     state.opt.step()
+    if state.ema is not None:
+        with torch.no_grad():
+            torch._foreach_lerp_(state.ema, [p.detach() for p in state.gen.params], 1 - cfg.ema_decay)
     return {"step": state.step, "loss": out.loss.item(), "reg": reg.item(), "grad_norm": float(gnorm),
             "grad_abs": out.grad.abs().mean().item()}
 
@@ -223,6 +230,8 @@ def init_state(teacher, cfg: DistillConfig, teacher_ref: str | None = None) -> D
     conds = teacher.encode_prompt(prompts)
     uncond = teacher.encode_prompt([cfg.uncond_prompt])
     state = DistillState(gen, fake, opt, conds, uncond, g)
+    if cfg.ema_decay > 0:
+        state.ema = [p.detach().clone() for p in gen.params]
     if cfg.regression_weight > 0:
         state.pairs = regression_pairs(teacher, gen, conds, uncond, cfg,
                                        guidance_config(cfg, teacher.default_cfg).cfg_scale, g)
@@ -261,8 +270,24 @@ def train_score(teacher, cfg: DistillConfig, run: Run, data=None) -> Generator:
                                      f"losses or gradients ({state.skipped} skipped in all); {kept}; lower lr_gen "
                                      f"or cfg_scale")
         run.log({k: v for k, v in m.items() if k != "step"}, last=state.step == cfg.steps)
-        run.maybe_save(state.gen, state.step)
+        if state.ema is not None and cfg.save_every and state.step % cfg.save_every == 0:
+            swap_ema(state)                       # save the EMA weights, then train on
+            run.maybe_save(state.gen, state.step)
+            swap_ema(state)
+        else:
+            run.maybe_save(state.gen, state.step)
+    if state.ema is not None:
+        swap_ema(state)                           # the returned (and saved) generator carries the EMA weights
     return state.gen
+
+
+@torch.no_grad()
+def swap_ema(state: DistillState) -> None:
+    """Exchange the generator's trainable weights with their EMA copies (twice restores them)."""
+    for p, e in zip(state.gen.params, state.ema):
+        tmp = p.detach().clone()
+        p.copy_(e)
+        e.copy_(tmp)
 
 
 # The one table: method name -> trainer(teacher, cfg, run, data=None) -> Generator.

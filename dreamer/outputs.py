@@ -10,6 +10,7 @@ import torch
 import renderers as R
 
 from .bake import bake_cameras, bake_vertex_colors
+from .errors import one_line
 from .export import extract_mesh, fill_enclosed, save_mesh
 from .report import write_report
 from .silhouette import silhouette_threshold
@@ -74,7 +75,7 @@ def export_run(run, out_dir: str | Path) -> dict:
     from .video import image_grid, save_png
 
     out_dir = Path(out_dir)
-    cfg, scene = run.cfg, run.scene
+    cfg, scene = run.cfg, run.scene.to("cpu")  # export (marching cubes, bake, video, metrics) runs on the CPU
     files: dict[str, str] = {}
     mesh, level = None, None
     try:
@@ -89,10 +90,13 @@ def export_run(run, out_dir: str | Path) -> dict:
     cams = R.turntable_cameras(ex.turntable_frames, ex.turntable_elevation, 2.1, 42.0, ex.turntable_resolution,
                                ex.turntable_resolution)
     frames = (render_views(scene, cams).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
-    write_video(list(frames), out_dir / "turntable.mp4", out_dir / "turntable.gif", fps=12)
+    try:
+        write_video(list(frames), out_dir / "turntable.mp4", out_dir / "turntable.gif", fps=12)
+        files.update(video="turntable.mp4", gif="turntable.gif")
+    except (ImportError, OSError, RuntimeError) as e:  # e.g. no ffmpeg: keep the other outputs
+        files["video_error"] = one_line(e)
     save_png(image_grid(torch.from_numpy(frames[:: max(1, len(frames) // 8)][:8]).permute(0, 3, 1, 2) / 255.0, nrow=8),
              out_dir / "views.png")
-    files.update(video="turntable.mp4", gif="turntable.gif")
     timing = json.loads((out_dir / "timing.json").read_text()) if (out_dir / "timing.json").exists() else {}
     metrics = {"prompt": cfg.prompt, "renderer": cfg.renderer, "method": cfg.guidance.method, **timing,
                "final_loss": run.history["loss"][-1] if run.history["loss"] else None}

@@ -121,11 +121,19 @@ class GaussianScene:
         return {"params": {k: v.detach().clone() for k, v in self.params.as_dict().items()},
                 "opt": self.opt.state_dict(), "densify": (self.densify_state.grad2d, self.densify_state.count)}
 
-    def load_state_dict(self, sd: dict) -> None:
-        self.params = R.GaussianParams(**sd["params"]).requires_grad_(True)
+    def load_state_dict(self, sd: dict, device=None) -> None:
+        """Restore onto `device` (default: where the scene lives now; checkpoints load on the CPU)."""
+        dev = device if device is not None else self.params.means.device
+        self.params = R.GaussianParams(**{k: v.to(dev) for k, v in sd["params"].items()}).requires_grad_(True)
         self.opt = R.make_optimizer(self.params, {g["name"]: g["lr"] for g in self.opt.param_groups})
-        self.opt.load_state_dict(sd["opt"])
-        self.densify_state = R.DensifyState(*sd["densify"])
+        self.opt.load_state_dict(sd["opt"])                      # casts the Adam state to the params' device
+        self.densify_state = R.DensifyState(*(t.to(dev) for t in sd["densify"]))
+
+    def to(self, device) -> "GaussianScene":
+        """Move parameters, optimizer state and densification statistics (e.g. to the CPU for export)."""
+        self.load_state_dict(self.state_dict(), device)
+        self._last = None
+        return self
 
 
 class NeRFScene:
@@ -185,6 +193,15 @@ class NeRFScene:
         self.field.load_state_dict(sd["field"])
         self.occupancy.load_state_dict(sd["occupancy"])
         self.opt.load_state_dict(sd["opt"])
+
+    def to(self, device) -> "NeRFScene":
+        """Move field, occupancy grid and optimizer state (e.g. to the CPU for export)."""
+        sd = self.opt.state_dict()
+        self.field.to(device)
+        self.occupancy.to(device)
+        self.opt = type(self.opt)(self.field.parameters(), **self.opt.defaults)  # .to() may swap Parameter objects
+        self.opt.load_state_dict(sd)                             # casts the Adam state to the params' device
+        return self
 
 
 SCENES = {"gaussians": GaussianScene, "nerf": NeRFScene}

@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from . import rng
+
 __all__ = [
     "Cameras", "look_at", "orbit_position", "orbit_cameras", "sample_orbit_cameras", "turntable_cameras",
     "camera_vector", "rays_from_cameras", "opencv_viewmats", "focal_from_fov",
@@ -116,7 +118,7 @@ def sample_orbit_cameras(batch: int, elev_range=(-10.0, 45.0), azim_range=(-180.
                          height: int = 64, generator: torch.Generator | None = None,
                          stratified: bool = True, jitter: bool = True, device="cpu") -> Cameras:
     """Random orbit cameras looking at the origin; azimuths stratified into `batch` bins."""
-    u = lambda: torch.rand(batch, generator=generator, device=device)  # noqa: E731
+    u = lambda: rng.rand(batch, generator=generator, device=device)  # noqa: E731
     lo, hi = azim_range
     if stratified:
         off = u() if jitter else torch.full((batch,), 0.5, device=device)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
+from . import rng
 from .gaussians_raster import quat_to_rotmat
 from .sh import SH_C0 as _C0
 
@@ -98,10 +99,10 @@ def init_gaussians_ball(n: int, radius: float = 0.5, generator: torch.Generator 
                         device="cpu") -> GaussianParams:
     """n Gaussians uniform in a ball, random colours, isotropic scale ~ mean spacing."""
     g = dict(generator=generator, device=device)
-    d = torch.nn.functional.normalize(torch.randn(n, 3, **g), dim=-1)
-    means = d * radius * torch.rand(n, 1, **g) ** (1 / 3)
+    d = torch.nn.functional.normalize(rng.randn(n, 3, **g), dim=-1)
+    means = d * radius * rng.rand(n, 1, **g) ** (1 / 3)
     s = scale if scale is not None else radius * (4 / 3 * math.pi / n) ** (1 / 3) * 0.7
-    return _params(means, torch.full((n, 3), s, device=device), torch.rand(n, 3, **g),
+    return _params(means, torch.full((n, 3), s, device=device), rng.rand(n, 3, **g),
                    torch.full((n,), opacity, device=device), sh_degree)
 
 

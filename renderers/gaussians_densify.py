@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import rng
 from .gaussians import PARAM_NAMES, GaussianParams
 from .gaussians_raster import quat_to_rotmat
 
@@ -117,7 +118,7 @@ def densify_and_prune(p: GaussianParams, optimizer, state: DensifyState, cfg: De
     # split: two children sampled from the parent, scale / split_factor; parent removed
     s = torch.exp(p.log_scales[split])                                           # [S,3]
     R = quat_to_rotmat(p.quats[split])                                           # [S,3,3]
-    noise = torch.randn(2, split.numel(), 3, generator=generator, device=s.device) * s
+    noise = rng.randn(2, split.numel(), 3, generator=generator, device=s.device) * s
     child_means = (p.means[split] + torch.einsum("sij,ksj->ksi", R, noise)).reshape(-1, 3)
     rep = lambda t: t.repeat(2, *([1] * (t.dim() - 1)))  # noqa: E731
     child = {k: rep(getattr(p, k)[split]) for k in PARAM_NAMES}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from . import rng
 from .cameras import Cameras, rays_from_cameras
 from .hashgrid import HashGridConfig, make_hashgrid
 from .volume import OccupancyGrid, composite, ray_aabb, stratified_samples
@@ -85,7 +86,7 @@ class NeRFRenderConfig:
 def random_light_dirs(cams: Cameras, generator: torch.Generator | None = None, spread: float = 0.5) -> torch.Tensor:
     """Unit light directions [B,3] (towards the light) near each camera, as in DreamFusion."""
     pos = torch.nn.functional.normalize(cams.c2w[:, :3, 3], dim=-1)
-    noise = torch.randn(pos.shape, generator=generator, device=pos.device, dtype=pos.dtype) * spread
+    noise = rng.randn(*pos.shape, generator=generator, device=pos.device, dtype=pos.dtype) * spread
     return torch.nn.functional.normalize(pos + noise, dim=-1)
 
 

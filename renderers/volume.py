@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from . import rng
+
 __all__ = ["ray_aabb", "stratified_samples", "composite", "composite_nerfacc", "OccupancyGrid"]
 
 
@@ -22,7 +24,7 @@ def stratified_samples(near: torch.Tensor, far: torch.Tensor, n: int, jitter: bo
     """n bins per ray between near/far [R] -> t (sample positions) [R,n], delta (bin widths) [R,n]."""
     u = torch.linspace(0.0, 1.0, n + 1, device=near.device, dtype=near.dtype)      # bin edges
     edges = near[:, None] + (far - near)[:, None] * u                                # [R,n+1]
-    off = (torch.rand(near.shape[0], n, generator=generator, device=near.device, dtype=near.dtype)
+    off = (rng.rand(near.shape[0], n, generator=generator, device=near.device, dtype=near.dtype)
            if jitter else torch.full((near.shape[0], n), 0.5, device=near.device, dtype=near.dtype))
     t = edges[:, :-1] + (edges[:, 1:] - edges[:, :-1]) * off
     return t, edges[:, 1:] - edges[:, :-1]
@@ -70,7 +72,7 @@ class OccupancyGrid(torch.nn.Module):
     def update(self, density_fn, generator: torch.Generator | None = None, chunk: int = 65536) -> None:
         """Evaluate density_fn(points [P,3]) -> [P] at a jittered point of every cell; EMA max; threshold."""
         dev = self.density.device
-        jit = torch.rand(self.cells.shape, generator=generator, device=dev)
+        jit = rng.rand(*self.cells.shape, generator=generator, device=dev)
         pts = ((self.cells + jit) / self.res * 2 - 1) * self.bound
         dens = torch.cat([density_fn(pts[s:s + chunk]).reshape(-1) for s in range(0, pts.shape[0], chunk)])
         self.density = torch.maximum(self.density * self.decay, dens.float())

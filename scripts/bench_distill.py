@@ -40,8 +40,8 @@ def run_method(sample_fn, z, cond, decode, chunk) -> tuple[torch.Tensor, float]:
     """rgb [N,3,H,W] and seconds per image."""
     t0 = time.perf_counter()
     with torch.no_grad():
-        rgb = decode(_batched(sample_fn, z, cond, chunk))
-    return rgb.float().clamp(0, 1), (time.perf_counter() - t0) / len(z)
+        rgb = decode(_batched(sample_fn, z, cond, chunk)).float().clamp(0, 1).cpu()  # .cpu() waits for the GPU
+    return rgb, (time.perf_counter() - t0) / len(z)
 
 
 def main() -> None:
@@ -57,17 +57,20 @@ def main() -> None:
     ap.add_argument("--gen-steps", type=int, nargs="*", default=[1, 2, 4])
     ap.add_argument("--chunk", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu | cuda (teacher and generators; the evaluator stays on CPU)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.device != "cpu" and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: CUDA is not available on this machine")
 
-    teacher = load_teacher(args.teacher)
+    teacher = load_teacher(args.teacher, device=args.device)
     evaluator = ShapesEvaluator.load()
     specs, prompts = catalogue_prompts(args.n_per_prompt)  # view-suffixed, as the teacher was trained
     cond = teacher.encode_prompt(prompts)                                     # [N,L,D]
     uncond = teacher.encode_prompt([""])
     res = teacher.unet.config.sample_size
     g = torch.Generator().manual_seed(args.seed)
-    z = torch.randn(len(specs), teacher.unet.config.in_channels, res, res, generator=g)  # shared noise
+    z = torch.randn(len(specs), teacher.unet.config.in_channels, res, res, generator=g).to(args.device)  # shared
     v = random_views(len(specs), torch.Generator().manual_seed(args.seed + 1))
     gt, _ = render_shapes(specs, v["elev"], v["azim"], v["dist"], v["fov"], res * (8 if teacher.vae else 1))
     gt_feats = evaluator.features(gt)
@@ -83,7 +86,7 @@ def main() -> None:
     labels = args.label + [None] * (len(args.generator) - len(args.label))
     for path, label in zip(args.generator, labels):
         folder, default = generator_dir(path)
-        gen = load_generator(folder)
+        gen = load_generator(folder, device=args.device)
         info = {"trainer": gen.meta.get("method"), "sampler": gen.sampler,
                 "train_seconds": gen.meta.get("train_seconds"), "generator": str(folder)}
         for n in args.gen_steps:
@@ -104,7 +107,7 @@ def main() -> None:
         r["speedup"] = ref["sec_per_image"] / r["sec_per_image"]
         r["retention"] = r["accuracy"] / ref["accuracy"] if ref["accuracy"] > 0 else float("nan")
     gt_div = diversity(gt_feats, objects)
-    out = {"n_images": len(specs), "seed": args.seed, "cfg": scale, "reference": ref["method"],
+    out = {"n_images": len(specs), "seed": args.seed, "cfg": scale, "device": str(z.device), "reference": ref["method"],
            "gt_diversity": gt_div, "gt_accuracy": evaluator.prompt_accuracy(gt, specs), "rows": rows}
     print(json.dumps(out, indent=2))
     print("| method | steps | s/img | speedup | accuracy | retention | FD | diversity | train min |", file=sys.stderr)

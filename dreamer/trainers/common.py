@@ -59,7 +59,7 @@ def regression_pairs(teacher, gen: Generator, conds: torch.Tensor, uncond: torch
                      g: torch.Generator, chunk: int = 64) -> tuple[torch.Tensor, ...]:
     """Teacher ODE pairs (DMD1 regression, Luhman & Luhman KD, reflow): z [N,C,h,w], x0 [N,C,h,w], prompt idx [N]."""
     idx = torch.arange(len(conds)).repeat_interleave(cfg.regression_pairs)
-    z = torch.randn(gen.sample_shape(len(idx)), generator=g)
+    z = torch.randn(gen.sample_shape(len(idx)), generator=g).to(conds.device)
     out = []
     for i in range(0, len(idx), chunk):
         c = conds[idx[i:i + chunk]]                                             # [b,L,D]

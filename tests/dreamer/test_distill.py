@@ -84,6 +84,43 @@ def test_distill_writes_loadable_generator(teacher, tiny_sd_dir, tmp_path):
         assert torch.equal(a, b)
 
 
+def test_ema_generator(teacher, tiny_sd_dir, tmp_path, monkeypatch):
+    """ema_decay: state.ema follows theta_ema <- d theta_ema + (1 - d) theta after every update; the saved and
+    returned generator carries the EMA weights, the fake score keeps seeing the online generator."""
+    d = 0.5
+    cfg = _cfg("dmd", teacher=str(tiny_sd_dir), ema_decay=d, steps=3, save_every=2)
+    state = init_state(teacher, cfg, str(tiny_sd_dir))
+    gcfg = guidance_config(cfg, teacher.default_cfg)
+    expect = [p.detach().clone() for p in state.gen.params]
+    for _ in range(3):
+        distill_step(state, teacher, cfg, gcfg)
+        expect = [d * e + (1 - d) * p.detach() for e, p in zip(expect, state.gen.params)]
+    for e, m in zip(expect, state.ema):
+        torch.testing.assert_close(m, e, rtol=1e-6, atol=1e-7)
+    assert any(not torch.equal(m, p) for m, p in zip(state.ema, state.gen.params))
+
+    saved = []
+    monkeypatch.setattr(distill_mod.Run, "save", lambda self, gen: saved.append(
+        [p.detach().clone() for p in gen.params]))
+    monkeypatch.setattr(distill_mod, "init_state", lambda *a, **k: state)   # continue the run above: steps 4, 5
+    cfg2 = _cfg("dmd", teacher=str(tiny_sd_dir), ema_decay=d, steps=5, save_every=2)
+    online = {}
+    real_step = distill_mod.distill_step
+
+    def step(state, teacher, cfg, gcfg):
+        out = real_step(state, teacher, cfg, gcfg)
+        online[state.step] = ([p.detach().clone() for p in state.gen.params], [e.clone() for e in state.ema])
+        return out
+    monkeypatch.setattr(distill_mod, "distill_step", step)
+    gen = distill(cfg2, tmp_path, teacher=teacher, log=lambda s: None)
+    assert len(saved) == 2                                        # step 4 (save_every), then the final save
+    for got, ref in zip(saved[0], online[4][1]):                  # step 4's save: EMA weights, not the online ones
+        assert torch.equal(got, ref)
+    for got, saved_, ref in zip(gen.params, saved[1], online[5][1]):  # returned and saved at the end: the final EMA
+        assert torch.equal(got.detach(), ref) and torch.equal(saved_, ref)
+    assert any(not torch.equal(a, b) for a, b in zip(online[5][0], online[5][1]))
+
+
 def test_ddim_matches_diffusers_scheduler():
     """Our DDIM (eta=0) equals diffusers' DDIMScheduler with trailing spacing on an exact Gaussian teacher."""
     from diffusers import DDIMScheduler
@@ -129,7 +166,8 @@ def test_recipe_dmd_sd21_inherits():
 
 
 @pytest.mark.parametrize("bad", [["method=gan"], ["timesteps=[499, 999]"], ["t_min=0.9", "t_max=0.1"],
-                                 ["stepz=3"], ["batch=0"], ["step_cfg_scales=[3, 2]"]])
+                                 ["stepz=3"], ["batch=0"], ["step_cfg_scales=[3, 2]"],
+                                 ["ema_decay=1.0"], ["ema_decay=-0.1"]])
 def test_bad_configs_rejected(bad):
     with pytest.raises(ConfigError):
         load_distill_config("distill-dmd", bad)

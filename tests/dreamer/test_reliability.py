@@ -190,3 +190,20 @@ def test_long_prompt_warns_once_and_runs(tmp_path, capsys):
     assert rc == 0 and len(err) == 1, err
     assert err[0].startswith("dreamer: warning: prompt truncated to 16 tokens"), err
     assert (tmp_path / "r" / "checkpoint.pt").is_file()
+
+
+def test_video_failure_keeps_the_other_outputs(tmp_path, monkeypatch):
+    """No ffmpeg (or any video-writer failure) costs the turntable only: mesh, views, metrics, report are written."""
+    import json
+
+    import dreamer.outputs as outputs
+
+    def no_ffmpeg(*a, **k):
+        raise ImportError("The `FFMPEG` plugin is not installed.")
+    monkeypatch.setattr(outputs, "write_video", no_ffmpeg)
+    out = tmp_path / "r"
+    rc = main(["generate", "a red cube", "--out", str(out), "--quiet", *TINY, "export.evaluate=false",
+               "export.mesh_resolution=32", "export.turntable_frames=2", "export.turntable_resolution=16"])
+    files = json.loads((out / "metrics.json").read_text())["files"]
+    assert rc == 0 and "FFMPEG" in files["video_error"] and "video" not in files
+    assert (out / "views.png").is_file() and (out / "report.html").is_file() and (out / "gaussians.ply").is_file()
