@@ -270,12 +270,12 @@ def train_score(teacher, cfg: DistillConfig, run: Run, data=None) -> Generator:
                                      f"losses or gradients ({state.skipped} skipped in all); {kept}; lower lr_gen "
                                      f"or cfg_scale")
         run.log({k: v for k, v in m.items() if k != "step"}, last=state.step == cfg.steps)
-        if state.ema is not None and cfg.save_every and state.step % cfg.save_every == 0:
+        saving_ema = state.ema is not None and cfg.save_every and state.step % cfg.save_every == 0
+        if saving_ema:
             swap_ema(state)                       # save the EMA weights, then train on
-            run.maybe_save(state.gen, state.step)
+        run.maybe_save(state.gen, state.step)
+        if saving_ema:
             swap_ema(state)
-        else:
-            run.maybe_save(state.gen, state.step)
     if state.ema is not None:
         swap_ema(state)                           # the returned (and saved) generator carries the EMA weights
     return state.gen

@@ -58,19 +58,19 @@ def main():
         ap.error(f"--device {a.device}: CUDA is not available on this machine")
     tensors = [t.to(a.device) for t in scene(a.n)]
     cams = sample_orbit_cameras(1, width=a.res, height=a.res, generator=torch.Generator().manual_seed(0)).to(a.device)
-    times = {b: [] for b in a.backends}
+    times, last = {b: [] for b in a.backends}, {}                        # seconds; the last (image, grads)
     for b in a.backends:                                                 # warm-up (and gsplat's JIT build)
         step(b, tensors, cams, a.tile_size)
     for _ in range(a.repeats):                                           # interleave to share noise
         for b in a.backends:
             t, img, grads = step(b, tensors, cams, a.tile_size)
             times[b].append(t)
-            times[b + "_out"] = (img, grads)
+            last[b] = (img, grads)
     ref = a.backends[-1]
-    img_r, g_r = times[ref + "_out"]
+    img_r, g_r = last[ref]
     rows = []
     for b in a.backends:
-        img, g = times[b + "_out"]
+        img, g = last[b]
         med = statistics.median(times[b])
         rows.append(dict(backend=b, median_s=round(med, 5),
                          speedup_vs_last=round(statistics.median(times[ref]) / med, 2),
