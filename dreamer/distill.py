@@ -28,8 +28,8 @@ from .generator import Generator, make_generator
 from .numerics import finite_step
 from .prompts import warn_if_truncated
 from .trainers import adversarial, consistency, guidance_distill, kd, noise_lora, progressive
-from .trainers.common import (Run, base_teacher_ref, ddim_sample, default_prompts, load_any_teacher,  # noqa: F401
-                              regression_pairs, teacher_clip)
+from .trainers.common import (Run, base_teacher_ref, ddim_sample, default_prompts, ema_lerp_,  # noqa: F401
+                              load_any_teacher, regression_pairs, teacher_clip)
 from .trainers.adversarial import AddSettings
 from .trainers.consistency import ConsistencySettings
 from .trainers.guidance_distill import GuidanceDistillSettings
@@ -210,8 +210,7 @@ def distill_step(state: DistillState, teacher, cfg: DistillConfig, gcfg: Guidanc
              else torch.zeros(()))
     state.opt.step()
     if state.ema is not None:
-        with torch.no_grad():
-            torch._foreach_lerp_(state.ema, [p.detach() for p in state.gen.params], 1 - cfg.ema_decay)
+        ema_lerp_(state.ema, state.gen.params, cfg.ema_decay)
     return {"step": state.step, "loss": out.loss.item(), "reg": reg.item(), "grad_norm": float(gnorm),
             "grad_abs": out.grad.abs().mean().item()}
 

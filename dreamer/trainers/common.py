@@ -203,12 +203,17 @@ def optimizer_step(loss: torch.Tensor, params: list, opt: torch.optim.Optimizer,
 
 
 @torch.no_grad()
+def ema_lerp_(ema: list[torch.Tensor], online: list[torch.Tensor], decay: float) -> None:
+    """theta_ema <- decay theta_ema + (1 - decay) theta, in place, pairwise over two tensor lists."""
+    if ema:
+        torch._foreach_lerp_(ema, [p.detach() for p in online], 1 - decay)
+
+
 def ema_update(target: torch.nn.Module, online: torch.nn.Module, decay: float) -> None:
-    """theta_ema <- decay theta_ema + (1 - decay) theta over the online model's trainable parameters."""
+    """ema_lerp_ over the online model's trainable parameters (matched by name)."""
     src = dict(online.named_parameters())
-    for n, p in target.named_parameters():
-        if n in src and src[n].requires_grad:
-            p.lerp_(src[n].detach(), 1 - decay)
+    pairs = [(p, src[n]) for n, p in target.named_parameters() if n in src and src[n].requires_grad]
+    ema_lerp_([p for p, _ in pairs], [q for _, q in pairs], decay)
 
 
 # ----------------------------------------------------------------------------------------------- run folder
