@@ -85,10 +85,17 @@ def cmd_generate(a) -> None:
         return
     from .outputs import export_run
 
-    metrics = export_run(run, out)
-    print(f"done: {out}/report.html  (mesh.glb, mesh.obj, mesh.ply, turntable.mp4, metrics.json)")
+    print("\n".join(export_summary(out, export_run(run, out))))
+
+
+def export_summary(out: Path, metrics: dict) -> list[str]:
+    """The closing lines of `dreamer generate`: the files actually written, what was not (and why), the metrics."""
+    files = metrics.get("files", {})
+    written = [v for k, v in files.items() if not k.endswith("_error")] + ["metrics.json"]
+    lines = [f"done: {out}/report.html  ({', '.join(written)})"]
+    lines += [f"  not written ({k.removesuffix('_error')}): {v}" for k, v in files.items() if k.endswith("_error")]
     keys = ("train_seconds", "chamfer", "iou", "colour_error", "prompt_accuracy_8_views", "psnr_8_views")
-    print("  " + "  ".join(f"{k}={metrics[k]:.4g}" for k in keys if isinstance(metrics.get(k), (int, float))))
+    return lines + ["  " + "  ".join(f"{k}={metrics[k]:.4g}" for k in keys if isinstance(metrics.get(k), (int, float)))]
 
 
 def cmd_export(a) -> None:

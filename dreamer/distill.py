@@ -2,9 +2,11 @@
 
 Score distillation (DMD / DMD2, Yin et al. 2024a,b; Diff-Instruct, Luo et al. 2023): every iteration z, y -> x0 = G
 (backward-simulated when few-step) -> guidance.score_distillation_step (the same step as the 3D loop; the fake score
-takes its TTUR updates inside it) -> generator loss (+ DMD1 regression) -> Adam. The regression / adversarial
-trainers of the seed documents live in dreamer/trainers/ (guidance, progressive, consistency, noise-matching LoRA,
-knowledge distillation, reflow, ADD) and share the teacher, generator, sampler and run folder.
+takes its TTUR updates inside it) -> generator loss (+ DMD1 regression for step 1, + for steps k >= 1 a regression
+onto the teacher's DDIM from the student's own x_tk, + an optional GAN term) -> Adam. The recipe dataclass lives in
+dreamer.distill_config. The regression / adversarial trainers of the seed documents live in dreamer/trainers/
+(guidance, progressive, consistency, noise-matching LoRA, knowledge distillation, reflow, ADD) and share the
+teacher, generator, sampler and run folder.
 
     python -m dreamer.distill --config configs/distill-dmd.yaml --out runs/dmd [key=value ...]
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -21,124 +23,17 @@ import torch.nn.functional as F
 
 from guidance import FakeScore, GuidanceConfig, Prompts, score_distillation_step
 
-from .config import ConfigError, apply_overrides, check_finite, dump_yaml, from_dict, load_config_dict
+from .config import ConfigError, dump_yaml
 from .errors import DreamerWarning, NumericalFault
-from .fewstep import check_timesteps, rollout
+from .distill_config import CONFIG_DIR, METHODS, DistillConfig, load_distill_config, validate  # noqa: F401
+from .fewstep import rollout
 from .generator import Generator, make_generator
 from .numerics import finite_step
 from .prompts import warn_if_truncated
 from .trainers import adversarial, consistency, guidance_distill, kd, noise_lora, progressive
 from .trainers.common import (Run, base_teacher_ref, ddim_sample, default_prompts, ema_lerp_,  # noqa: F401
                               load_any_teacher, regression_pairs, teacher_clip)
-from .trainers.adversarial import AddSettings
-from .trainers.consistency import ConsistencySettings
-from .trainers.guidance_distill import GuidanceDistillSettings
-from .trainers.kd import ReflowSettings
-from .trainers.noise_lora import NoiseLoraSettings
-from .trainers.progressive import ProgressiveSettings
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-
-
-@dataclass
-class DistillConfig:
-    """A distillation recipe (configs/distill-*.yaml)."""
-
-    method: str = "dmd"                  # a key of TRAINERS
-    teacher: str | None = None           # None: the embedded shapes teacher; else a diffusers folder / hub id
-    steps: int = 1000                    # generator updates
-    batch: int = 8
-    lr_gen: float = 1e-5
-    lr_fake: float = 1e-5
-    fake_updates: int = 5                # TTUR: fake-score steps per generator step (DMD2: 5; Diff-Instruct: 1)
-    cfg_scale: float | None = None       # teacher CFG for the real score; None: the teacher's default
-    fake_cfg_scale: float = 1.0
-    t_min: float = 0.02                  # DMD: t ~ U[20, 980]
-    t_max: float = 0.98
-    weighting: str = "sds"               # w(t) for un-normalised methods (diff_instruct, sds)
-    grad_clip: float = 0.0
-    regression_weight: float = 0.0       # DMD1 lambda (0.25) on teacher ODE pairs, MSE; 0 = off
-    regression_pairs: int = 2            # pairs per prompt
-    regression_ddim_steps: int = 50
-    timesteps: list[int] = field(default_factory=lambda: [999])  # few-step schedule; [0] = t*
-    step_cfg_scales: list[float] = field(default_factory=list)  # real-score CFG per few-step timestep; [] = cfg_scale
-    lora_rank: int = 0                   # > 0: train a LoRA adapter only
-    prompts: list[str] = field(default_factory=list)  # empty: every catalogue prompt of the shapes world
-    uncond_prompt: str = ""
-    resolution: int | None = None        # pixels; None: the teacher UNet's sample size (x VAE factor)
-    seed: int = 0
-    adam_betas: tuple[float, float] = (0.0, 0.999)
-    weight_decay: float = 0.0
-    max_grad_norm: float = 10.0          # generator gradient-norm clip; 0 = off
-    ema_decay: float = 0.0               # > 0: save an EMA of the generator weights (the fake score sees the online G)
-    device: str = "cpu"
-    dtype: str = "float32"               # teacher dtype (float16 / bfloat16 on GPUs)
-    log_every: int = 10
-    save_every: int = 0                  # 0: save at the end only
-    threads: int = 1                     # torch CPU threads
-    data: str = "shapes"                 # regression trainers' x0 pool: shapes (GT renders) | teacher (DDIM samples)
-    data_size: int = 2304                # images in that pool
-    guidance_distill: GuidanceDistillSettings = field(default_factory=GuidanceDistillSettings)
-    progressive: ProgressiveSettings = field(default_factory=ProgressiveSettings)
-    consistency: ConsistencySettings = field(default_factory=ConsistencySettings)
-    noise_lora: NoiseLoraSettings = field(default_factory=NoiseLoraSettings)
-    reflow: ReflowSettings = field(default_factory=ReflowSettings)
-    add: AddSettings = field(default_factory=AddSettings)
-    max_bad_steps: int = 20              # stop after this many consecutive non-finite losses / gradients
-
-
-# name -> (guidance method, needs a fake score)
-METHODS = {"dmd": ("dmd", True), "diff_instruct": ("diff_instruct", True), "sds": ("sds", False)}
-
-
-def validate(cfg: DistillConfig) -> DistillConfig:
-    """Raise ConfigError on values the dataclass types cannot catch."""
-    if cfg.method not in TRAINERS:
-        raise ConfigError(f"'method' must be one of {', '.join(TRAINERS)}, got {cfg.method!r}")
-    if cfg.data not in ("shapes", "teacher") or cfg.data_size < 1:
-        raise ConfigError(f"'data' must be shapes or teacher with data_size >= 1, got {cfg.data!r}, {cfg.data_size}")
-    try:
-        check_timesteps(cfg.timesteps)
-    except ValueError as e:
-        raise ConfigError(f"'timesteps': {e}") from None
-    try:
-        progressive.halving(cfg.progressive.teacher_steps, cfg.progressive.end_steps)
-    except ValueError as e:
-        if cfg.method == "progressive":
-            raise ConfigError(f"'progressive': {e}") from None
-    c = cfg.consistency
-    if cfg.method == "consistency" and not (0 < c.skip < 1000 and 1000 % c.skip == 0 and 0 <= c.ema < 1):
-        raise ConfigError(f"'consistency': skip must divide 1000 and 0 <= ema < 1, got {c.skip}, {c.ema}")
-    if cfg.method == "add" and cfg.add.features not in ("unet", "evaluator"):
-        raise ConfigError(f"'add.features' must be unet or evaluator, got {cfg.add.features!r}")
-    if cfg.step_cfg_scales and len(cfg.step_cfg_scales) != len(cfg.timesteps):
-        raise ConfigError(f"'step_cfg_scales' needs one CFG scale per timestep ({len(cfg.timesteps)}), "
-                          f"got {len(cfg.step_cfg_scales)}")
-    if not 0 <= cfg.ema_decay < 1:
-        raise ConfigError(f"'ema_decay' must be in [0, 1), got {cfg.ema_decay}")
-    if not 0 <= cfg.t_min < cfg.t_max <= 1:
-        raise ConfigError(f"need 0 <= t_min < t_max <= 1, got {cfg.t_min}, {cfg.t_max}")
-    check_finite(cfg)
-    for k in ("steps", "batch", "fake_updates", "regression_pairs", "regression_ddim_steps", "threads",
-              "log_every", "max_bad_steps", "save_every"):
-        if getattr(cfg, k) < (0 if k in ("fake_updates", "save_every") else 1):
-            raise ConfigError(f"'{k}' must be {'>= 0' if k in ('fake_updates', 'save_every') else 'positive'}, "
-                              f"got {getattr(cfg, k)}")
-    if min(cfg.lr_gen, cfg.lr_fake, cfg.regression_weight, cfg.lora_rank) < 0:
-        raise ConfigError("learning rates, regression_weight and lora_rank must be >= 0")
-    if cfg.resolution is not None and (cfg.resolution < 8 or cfg.resolution % 8):
-        raise ConfigError(f"'resolution' must be a positive multiple of 8 (the UNet downsamples by 2s), "
-                          f"got {cfg.resolution}")
-    if any(not p.strip() for p in cfg.prompts):
-        raise ConfigError("'prompts' must not contain empty prompts")
-    return cfg
-
-
-def load_distill_config(name_or_path: str | Path, overrides: list[str] = ()) -> DistillConfig:
-    """YAML recipe (with `base:` inheritance) + key=value overrides -> validated DistillConfig."""
-    data = apply_overrides(load_config_dict(name_or_path, CONFIG_DIR), list(overrides))
-    return validate(from_dict(DistillConfig, data))
-
+from .trainers.adversarial import GanTerm
 
 def guidance_config(cfg: DistillConfig, default_cfg: float = 1.0) -> GuidanceConfig:
     """The GuidanceConfig of a distillation method: DMD = normalised gradient, Diff-Instruct = w(t)-weighted."""
@@ -161,13 +56,15 @@ class DistillState:
     rng: torch.Generator
     pairs: tuple | None = None           # (z, x0, prompt idx) for the regression loss
     ema: list[torch.Tensor] | None = None  # EMA of gen.params (cfg.ema_decay > 0), same order
+    gan: GanTerm | None = None           # cfg.gan.weight > 0: real renders vs samples, DMD2's GAN term
     step: int = 0
     skipped: int = 0                     # generator updates dropped for a non-finite loss / gradient
     bad_streak: int = 0                  # consecutive ones so far
 
 
-def generator_batch(state: DistillState, cfg: DistillConfig) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """x0 = G(x_{t_k}, t_k, y) with grad; x_{t_k} from the student's own k earlier steps (DMD2 backward simulation)."""
+def generator_batch(state: DistillState, cfg: DistillConfig) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
+    """x0 = G(x_{t_k}, t_k, y) with grad, y, k and x_{t_k}; x_{t_k} from the student's own k earlier steps (DMD2
+    backward simulation)."""
     gen, g = state.gen, state.rng
     idx = torch.randint(0, len(state.conds), (cfg.batch,), generator=g)
     cond = state.conds[idx]                                                    # [B,L,D]
@@ -177,7 +74,7 @@ def generator_batch(state: DistillState, cfg: DistillConfig) -> tuple[torch.Tens
         x_t = rollout(lambda x, t: gen.x0(x, t, cond), z, gen.timesteps, gen.alphas_cumprod, g, until=k,
                       clip=gen.clip)
     t = torch.full((cfg.batch,), gen.timesteps[k], dtype=torch.long, device=cond.device)
-    return gen.x0(x_t, t, cond), cond, k
+    return gen.x0(x_t, t, cond), cond, k, x_t
 
 
 def step_guidance(gcfg: GuidanceConfig, cfg: DistillConfig, k: int) -> GuidanceConfig:
@@ -187,17 +84,27 @@ def step_guidance(gcfg: GuidanceConfig, cfg: DistillConfig, k: int) -> GuidanceC
 
 def distill_step(state: DistillState, teacher, cfg: DistillConfig, gcfg: GuidanceConfig) -> dict:
     """One generator update (and cfg.fake_updates fake-score updates inside score_distillation_step)."""
-    x0, cond, k = generator_batch(state, cfg)
+    x0, cond, k, x_t = generator_batch(state, cfg)
     prompts = Prompts(cond, state.uncond.expand(len(cond), -1, -1))
-    out = score_distillation_step(teacher, x0, prompts, step_guidance(gcfg, cfg, k), state.rng, aux=state.fake)
+    gk = step_guidance(gcfg, cfg, k)
+    out = score_distillation_step(teacher, x0, prompts, gk, state.rng, aux=state.fake)
     loss = out.loss
-    reg = torch.zeros(())
+    reg, rreg = torch.zeros(()), None
     if cfg.regression_weight > 0 and state.pairs is not None:
         z, x_ref, pidx = state.pairs
         j = torch.randint(0, len(z), (cfg.batch,), generator=state.rng)
         t = torch.full((cfg.batch,), state.gen.t_star, dtype=torch.long, device=z.device)
         reg = F.mse_loss(state.gen.x0(z[j], t, state.conds[pidx[j]]), x_ref[j])
         loss = loss + cfg.regression_weight * reg
+    if cfg.rollout_regression_weight > 0 and k > 0:   # anchor step k on the teacher's ODE from the student's x_tk
+        x_ref = ddim_sample(teacher, cond, prompts.uncond, gk.cfg_scale, cfg.rollout_regression_ddim_steps, x_t,
+                            teacher_clip(teacher), t_start=state.gen.timesteps[k])
+        rreg = 0.5 * (x0 - x_ref).square().flatten(1).sum(1).mean()   # per image, the DM loss's own scale
+        loss = loss + cfg.rollout_regression_weight * rreg
+    adv, d_loss = torch.zeros(()), None
+    if state.gan is not None:
+        adv, d_loss = state.gan.step(x0, cond, state.rng)
+        loss = loss + cfg.gan.weight * adv
     state.opt.zero_grad(set_to_none=True)
     loss.backward()
     state.step += 1
@@ -211,8 +118,10 @@ def distill_step(state: DistillState, teacher, cfg: DistillConfig, gcfg: Guidanc
     state.opt.step()
     if state.ema is not None:
         ema_lerp_(state.ema, state.gen.params, cfg.ema_decay)
-    return {"step": state.step, "loss": out.loss.item(), "reg": reg.item(), "grad_norm": float(gnorm),
-            "grad_abs": out.grad.abs().mean().item()}
+    m = {"step": state.step, "loss": out.loss.item(), "reg": reg.item(), "grad_norm": float(gnorm),
+         "grad_abs": out.grad.abs().mean().item()}
+    m.update({} if rreg is None else {"rollout_reg": rreg.item(), "k": k})
+    return m if d_loss is None else {**m, "g_adv": adv.item(), "d_loss": d_loss}
 
 
 def init_state(teacher, cfg: DistillConfig, teacher_ref: str | None = None) -> DistillState:
@@ -234,6 +143,8 @@ def init_state(teacher, cfg: DistillConfig, teacher_ref: str | None = None) -> D
     if cfg.regression_weight > 0:
         state.pairs = regression_pairs(teacher, gen, conds, uncond, cfg,
                                        guidance_config(cfg, teacher.default_cfg).cfg_scale, g)
+    if cfg.gan.weight > 0:
+        state.gan = GanTerm(teacher, gen, cfg, g)
     return state
 
 

@@ -52,9 +52,10 @@ class UNetEncoderFeatures(nn.Module):
         c = list(unet.config.block_out_channels)
         self.channels = c + [c[-1]]
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, t: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Features of x [B,C,h,w] (noised to t [B], or clean at self.t) under cond [B,L,D]."""
         u = self.unet
-        t = torch.full((x.shape[0],), self.t, dtype=torch.long, device=x.device)
+        t = torch.full((x.shape[0],), self.t, dtype=torch.long, device=x.device) if t is None else t
         emb = u.time_embedding(u.get_time_embed(sample=x, timestep=t).to(x.dtype))
         h, out = u.conv_in(x.to(u.dtype)), []
         for blk in u.down_blocks:
@@ -75,7 +76,7 @@ class EvaluatorFeatures(nn.Module):
         self.decode, self.net = teacher.decode, ShapesEvaluator.load()
         self.channels = [self.net.cfg.feat_dim]
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, t: torch.Tensor | None = None) -> list[torch.Tensor]:
         return [self.net.embed(self.decode(x))[..., None, None]]
 
 
@@ -94,11 +95,11 @@ class Discriminator(nn.Module):
     def params(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if not n.startswith("features.")]
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Logits [B] for images x [B,C,h,w] under prompts cond [B,L,D]."""
+    def forward(self, x: torch.Tensor, cond: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [B] for images x [B,C,h,w] (noised to timesteps t [B], if given) under prompts cond [B,L,D]."""
         e = cond.float().mean(1)                                                     # [B,D]
         logit = torch.zeros(x.shape[0], device=x.device)
-        for f, head, out, text in zip(self.features(x, cond), self.heads, self.out, self.text):
+        for f, head, out, text in zip(self.features(x, cond, t), self.heads, self.out, self.text):
             h = head(f)                                                              # [B,W,h,w]
             logit = logit + out(h).mean((1, 2, 3)) + (h.mean((2, 3)) * text(e)).sum(1) / h.shape[1] ** 0.5
         return logit
@@ -106,7 +107,47 @@ class Discriminator(nn.Module):
 
 def make_discriminator(teacher, s: AddSettings, text_dim: int) -> Discriminator:
     feats = UNetEncoderFeatures(teacher.unet) if s.features == "unet" else EvaluatorFeatures(teacher)
-    return Discriminator(feats, text_dim, s.head_width)
+    return Discriminator(feats, text_dim, s.head_width).to(teacher.unet.device)
+
+
+@dataclass
+class GanSettings:
+    """DMD2's GAN term on the DMD loop (DistillConfig.gan; Yin et al. 2024b, sec. 4.3): weight 0 = off."""
+
+    weight: float = 0.0            # generator loss += weight * hinge_g; the DM loss it adds to is a per-image sum
+    lr_disc: float = 1.0e-4
+    head_width: int = 64
+    t_max: float = 0.0             # real and fake are noised to t ~ U[0, t_max T) before D (DMD2); 0: clean (ADD)
+
+
+class GanTerm:
+    """Real images (cfg.data: shapes-world renders or teacher samples) vs generator samples, judged by heads on the
+    frozen teacher UNet's encoder.
+
+    DMD2 puts its classifier on the fake score's bottleneck; here the features are the frozen teacher's (as ADD),
+    so the fake score stays a pure denoiser and the heads alone learn real vs fake (hinge losses above).
+    """
+
+    def __init__(self, teacher, gen: Generator, cfg, g: torch.Generator):
+        self.s, self.ac = cfg.gan, teacher.alphas_cumprod
+        self.data = data_pool(teacher, gen, cfg, g)
+        self.data.x0 = self.data.x0.to(self.data.conds.device)      # pixel teachers: renders come from the CPU
+        self.disc = make_discriminator(teacher, AddSettings(head_width=self.s.head_width), self.data.conds.shape[-1])
+        self.opt = make_optimizer(self.disc.params, cfg, lr=self.s.lr_disc)
+        self.max_norm = cfg.max_grad_norm
+
+    def _judge(self, x: torch.Tensor, cond: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        if self.s.t_max <= 0:
+            return self.disc(x, cond)
+        t = torch.randint(0, max(1, int(self.s.t_max * len(self.ac))), (x.shape[0],), generator=g).to(x.device)
+        return self.disc(add_noise(x, torch.randn(x.shape, generator=g).to(x), t, self.ac), cond, t)
+
+    def step(self, x0: torch.Tensor, cond: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, float]:
+        """One D update on a real batch vs x0.detach(); returns the generator's adversarial loss on x0 (with grad)."""
+        x_real, c_real = self.data.batch(len(x0), g)
+        d_loss = hinge_d_loss(self._judge(x_real, c_real, g), self._judge(x0.detach(), cond, g))
+        optimizer_step(d_loss, self.disc.params, self.opt, self.max_norm)
+        return hinge_g_loss(self._judge(x0, cond, g)), d_loss.item()
 
 
 def train(teacher, cfg, run: Run, data: Data | None = None) -> Generator:

@@ -48,10 +48,14 @@ def teacher_denoiser(teacher, cond: torch.Tensor, uncond: torch.Tensor, scale: f
 
 
 def ddim_sample(teacher, cond: torch.Tensor, uncond: torch.Tensor, cfg: float, steps: int, z: torch.Tensor,
-                clip: float | None = None) -> torch.Tensor:
-    """Deterministic DDIM (Song et al. 2021, eta = 0) with CFG over teacher.alphas_cumprod; z [B,C,h,w] -> x0."""
+                clip: float | None = None, t_start: int | None = None) -> torch.Tensor:
+    """Deterministic DDIM (Song et al. 2021, eta = 0) with CFG over teacher.alphas_cumprod; z [B,C,h,w] -> x0.
+
+    t_start: z is x_{t_start} (not pure noise) and the `steps` trailing-spaced steps run from t_start down.
+    """
+    T = len(teacher.alphas_cumprod) if t_start is None else t_start + 1
     with torch.no_grad():
-        return rollout(teacher_denoiser(teacher, cond, uncond, cfg), z, uniform_timesteps(steps, len(teacher.alphas_cumprod)),
+        return rollout(teacher_denoiser(teacher, cond, uncond, cfg), z, uniform_timesteps(steps, T),
                        teacher.alphas_cumprod, ddim=True, clip=clip)
 
 

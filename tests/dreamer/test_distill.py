@@ -13,6 +13,7 @@ from dreamer.config import ConfigError
 from dreamer.distill import (DistillConfig, ddim_sample, distill, distill_step, guidance_config, init_state,
                              load_distill_config, validate)
 from dreamer.generator import load_generator
+from dreamer.trainers.adversarial import GanSettings
 from guidance import DiffusersTeacher, gaussian_teacher
 
 
@@ -58,9 +59,9 @@ def test_per_step_cfg(teacher, tiny_sd_dir, monkeypatch):
     seen, real_batch, real_step = [], distill_mod.generator_batch, distill_mod.score_distillation_step
 
     def batch(state, cfg):
-        x0, cond, k = real_batch(state, cfg)
+        x0, cond, k, x_t = real_batch(state, cfg)
         seen.append([k])
-        return x0, cond, k
+        return x0, cond, k, x_t
 
     def step(teacher, x0, prompts, cfg, *a, **kw):
         seen[-1].append(cfg.cfg_scale)
@@ -121,6 +122,116 @@ def test_ema_generator(teacher, tiny_sd_dir, tmp_path, monkeypatch):
     assert any(not torch.equal(a, b) for a, b in zip(online[5][0], online[5][1]))
 
 
+def test_gan_term(teacher, tiny_sd_dir, monkeypatch):
+    """gan.weight > 0: each generator update first takes one hinge step of the heads on real shapes renders vs the
+    detached samples (noised to t < t_max T), then adds weight * hinge_g(D(x0)) to the generator loss."""
+    import dreamer.trainers.adversarial as adv_mod
+
+    w = 7.0
+    cfg = _cfg("dmd", teacher=str(tiny_sd_dir), fake_updates=0, data_size=4, max_grad_norm=0.0,
+               gan=GanSettings(weight=w, head_width=8, t_max=0.5))
+    before_teacher = copy.deepcopy(teacher.unet.state_dict())
+    state = init_state(teacher, cfg, str(tiny_sd_dir))
+    assert state.gan is not None and len(state.gan.data.x0) == 4
+    heads0 = [p.detach().clone() for p in state.gan.disc.params]
+    ts, seen = [], {}
+    real_features, real_gan, real_sd = state.gan.disc.features.forward, adv_mod.GanTerm.step, \
+        distill_mod.score_distillation_step
+
+    def features(x, c, t=None):
+        ts.append(t)
+        return real_features(x, c, t)
+
+    def gan_step(self, x0, cond, g):
+        adv, d_loss = real_gan(self, x0, cond, g)
+        seen["adv"] = adv.item()
+        seen["expect"] = torch.autograd.grad(w * adv, state.gen.params, retain_graph=True)
+        return adv, d_loss
+
+    def dm_without_loss(teacher, x0, *a, **kw):      # keep the step, drop its loss: only the GAN term is left
+        out = real_sd(teacher, x0, *a, **kw)
+        out.loss = 0 * x0.sum()
+        return out
+    monkeypatch.setattr(state.gan.disc.features, "forward", features)
+    monkeypatch.setattr(adv_mod.GanTerm, "step", gan_step)
+    monkeypatch.setattr(distill_mod, "score_distillation_step", dm_without_loss)
+    monkeypatch.setattr(state.opt, "step", lambda: seen.setdefault("grads", [p.grad.clone() for p in
+                                                                               state.gen.params]))
+    m = distill_step(state, teacher, cfg, guidance_config(cfg, teacher.default_cfg))
+    assert m["g_adv"] == seen["adv"] and m["d_loss"] > 0
+    assert len(ts) == 3 and all(t is not None and int(t.max()) < 500 for t in ts)       # real, fake, generator
+    assert any(not torch.equal(a, p) for a, p in zip(heads0, state.gan.disc.params))
+    assert sum(g.abs().sum() for g in seen["grads"]) > 0
+    for got, want in zip(seen["grads"], seen["expect"]):
+        torch.testing.assert_close(got, want)
+    for k, v in teacher.unet.state_dict().items():
+        assert torch.equal(v, before_teacher[k]), k
+
+
+def test_rollout_regression(teacher, tiny_sd_dir, monkeypatch):
+    """rollout_regression_weight: samples of few-step step k >= 1 are pulled to the teacher's DDIM solution from the
+    student's own x_tk: the generator's gradient is that of w * 0.5 ||G(x_tk) - DDIM(x_tk)||^2 (per image, mean)."""
+    w = 3.0
+    cfg = _cfg("dmd", teacher=str(tiny_sd_dir), fake_updates=0, max_grad_norm=0.0, rollout_regression_weight=w,
+               rollout_regression_ddim_steps=2)
+    state = init_state(teacher, cfg, str(tiny_sd_dir))
+    seen, real_batch, real_sd = {}, distill_mod.generator_batch, distill_mod.score_distillation_step
+
+    def batch(state, cfg):
+        x0, cond, k, x_t = real_batch(state, cfg)
+        ref = ddim_sample(teacher, cond, state.uncond.expand(len(cond), -1, -1), cfg.cfg_scale, 2, x_t,
+                          t_start=state.gen.timesteps[k])
+        reg = 0.5 * (x0 - ref).pow(2).sum((1, 2, 3)).mean()
+        seen.update(k=k, reg=reg.item(), expect=torch.autograd.grad(w * reg, state.gen.params, retain_graph=True))
+        return x0, cond, k, x_t
+
+    def dm_without_loss(teacher, x0, *a, **kw):
+        out = real_sd(teacher, x0, *a, **kw)
+        out.loss = 0 * x0.sum()
+        return out
+    monkeypatch.setattr(distill_mod, "generator_batch", batch)
+    monkeypatch.setattr(distill_mod, "score_distillation_step", dm_without_loss)
+    monkeypatch.setattr(state.opt, "step", lambda: seen.update(grads=[p.grad.clone() for p in state.gen.params]))
+    ks = set()
+    for _ in range(12):
+        m = distill_step(state, teacher, cfg, guidance_config(cfg, teacher.default_cfg))
+        ks.add(seen["k"])
+        if seen["k"] == 0:       # step 0 is DMD1's (pairs from pure noise): no rollout term, so no gradient at all
+            assert "rollout_reg" not in m and all(g.abs().sum() == 0 for g in seen["grads"])
+        else:
+            assert m["k"] == seen["k"] and m["rollout_reg"] == pytest.approx(seen["reg"], rel=1e-5)
+            for got, want in zip(seen["grads"], seen["expect"]):
+                torch.testing.assert_close(got, want)
+        if ks == {0, 1}:
+            break
+    assert ks == {0, 1}
+
+
+def test_ddim_from_an_intermediate_step(teacher):
+    """ddim_sample(t_start=t): from x_t, trailing steps t -> 0; t_start = T - 1 is the full sampler, and one step
+    is the teacher's CFG x0 prediction at t."""
+    from dreamer.trainers.common import teacher_denoiser
+
+    g = torch.Generator().manual_seed(0)
+    cond, uncond = teacher.encode_prompt(["a red cube"] * 2), teacher.encode_prompt([""] * 2)
+    x = torch.randn(2, 4, 8, 8, generator=g)
+    assert torch.equal(ddim_sample(teacher, cond, uncond, 3.0, 3, x, t_start=999), ddim_sample(teacher, cond, uncond,
+                                                                                                  3.0, 3, x))
+    t = torch.full((2,), 249)
+    with torch.no_grad():
+        one = teacher_denoiser(teacher, cond, uncond, 3.0)(x, t)
+    assert torch.equal(ddim_sample(teacher, cond, uncond, 3.0, 1, x, t_start=249), one)
+    assert not torch.equal(ddim_sample(teacher, cond, uncond, 3.0, 2, x, t_start=249), one)
+
+
+def test_gan_off_builds_nothing(teacher, tiny_sd_dir):
+    """gan.weight = 0 (the default): no real-data pool, no discriminator, and the run's random stream is untouched."""
+    cfg = _cfg("dmd", teacher=str(tiny_sd_dir))
+    state = init_state(teacher, cfg, str(tiny_sd_dir))
+    assert state.gan is None and cfg.gan.weight == 0
+    assert torch.equal(state.rng.get_state(), torch.Generator().manual_seed(cfg.seed).get_state())
+
+
 def test_ddim_matches_diffusers_scheduler():
     """Our DDIM (eta=0) equals diffusers' DDIMScheduler with trailing spacing on an exact Gaussian teacher."""
     from diffusers import DDIMScheduler
@@ -167,7 +278,10 @@ def test_recipe_dmd_sd21_inherits():
 
 @pytest.mark.parametrize("bad", [["method=gan"], ["timesteps=[499, 999]"], ["t_min=0.9", "t_max=0.1"],
                                  ["stepz=3"], ["batch=0"], ["step_cfg_scales=[3, 2]"],
-                                 ["ema_decay=1.0"], ["ema_decay=-0.1"]])
+                                 ["ema_decay=1.0"], ["ema_decay=-0.1"], ["gan.weight=-1"], ["gan.t_max=1.5"],
+                                 ["rollout_regression_weight=-1"], ["rollout_regression_ddim_steps=0"],
+                                 ["timesteps=[999, 1]", "rollout_regression_ddim_steps=3"],
+                                 ["method=kd", "gan.weight=1"]])
 def test_bad_configs_rejected(bad):
     with pytest.raises(ConfigError):
         load_distill_config("distill-dmd", bad)

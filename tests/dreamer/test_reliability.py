@@ -192,8 +192,9 @@ def test_long_prompt_warns_once_and_runs(tmp_path, capsys):
     assert (tmp_path / "r" / "checkpoint.pt").is_file()
 
 
-def test_video_failure_keeps_the_other_outputs(tmp_path, monkeypatch):
-    """No ffmpeg (or any video-writer failure) costs the turntable only: mesh, views, metrics, report are written."""
+def test_video_failure_keeps_the_other_outputs(tmp_path, monkeypatch, capsys):
+    """No ffmpeg (or any video-writer failure) costs the turntable only: mesh, views, metrics, report are written,
+    and the closing lines name the files written and the video that was not."""
     import json
 
     import dreamer.outputs as outputs
@@ -207,3 +208,6 @@ def test_video_failure_keeps_the_other_outputs(tmp_path, monkeypatch):
     files = json.loads((out / "metrics.json").read_text())["files"]
     assert rc == 0 and "FFMPEG" in files["video_error"] and "video" not in files
     assert (out / "views.png").is_file() and (out / "report.html").is_file() and (out / "gaussians.ply").is_file()
+    done, why = capsys.readouterr().out.splitlines()[-3:-1]
+    assert done.startswith("done: ") and "gaussians.ply" in done and "mp4" not in done
+    assert why.startswith("  not written (video): ") and "FFMPEG" in why

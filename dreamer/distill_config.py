@@ -1,0 +1,129 @@
+"""The distillation recipe: DistillConfig (configs/distill-*.yaml mirror it), its checks and its loader."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import ConfigError, apply_overrides, check_finite, from_dict, load_config_dict
+from .fewstep import check_timesteps
+from .trainers import progressive
+from .trainers.adversarial import AddSettings, GanSettings
+from .trainers.consistency import ConsistencySettings
+from .trainers.guidance_distill import GuidanceDistillSettings
+from .trainers.kd import ReflowSettings
+from .trainers.noise_lora import NoiseLoraSettings
+from .trainers.progressive import ProgressiveSettings
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class DistillConfig:
+    """A distillation recipe (configs/distill-*.yaml)."""
+
+    method: str = "dmd"                  # a key of TRAINERS
+    teacher: str | None = None           # None: the embedded shapes teacher; else a diffusers folder / hub id
+    steps: int = 1000                    # generator updates
+    batch: int = 8
+    lr_gen: float = 1e-5
+    lr_fake: float = 1e-5
+    fake_updates: int = 5                # TTUR: fake-score steps per generator step (DMD2: 5; Diff-Instruct: 1)
+    cfg_scale: float | None = None       # teacher CFG for the real score; None: the teacher's default
+    fake_cfg_scale: float = 1.0
+    t_min: float = 0.02                  # DMD: t ~ U[20, 980]
+    t_max: float = 0.98
+    weighting: str = "sds"               # w(t) for un-normalised methods (diff_instruct, sds)
+    grad_clip: float = 0.0
+    regression_weight: float = 0.0       # DMD1 lambda (0.25) on teacher ODE pairs, MSE; 0 = off
+    regression_pairs: int = 2            # pairs per prompt
+    regression_ddim_steps: int = 50
+    rollout_regression_weight: float = 0.0  # few-step k >= 1: 0.5 ||G(x_tk) - teacher DDIM from the same x_tk||^2
+    rollout_regression_ddim_steps: int = 3  # teacher DDIM steps from t_k down to 0 for that target
+    timesteps: list[int] = field(default_factory=lambda: [999])  # few-step schedule; [0] = t*
+    step_cfg_scales: list[float] = field(default_factory=list)  # real-score CFG per few-step timestep; [] = cfg_scale
+    lora_rank: int = 0                   # > 0: train a LoRA adapter only
+    prompts: list[str] = field(default_factory=list)  # empty: every catalogue prompt of the shapes world
+    uncond_prompt: str = ""
+    resolution: int | None = None        # pixels; None: the teacher UNet's sample size (x VAE factor)
+    seed: int = 0
+    adam_betas: tuple[float, float] = (0.0, 0.999)
+    weight_decay: float = 0.0
+    max_grad_norm: float = 10.0          # generator gradient-norm clip; 0 = off
+    ema_decay: float = 0.0               # > 0: save an EMA of the generator weights (the fake score sees the online G)
+    device: str = "cpu"
+    dtype: str = "float32"               # teacher dtype (float16 / bfloat16 on GPUs)
+    log_every: int = 10
+    save_every: int = 0                  # 0: save at the end only
+    threads: int = 1                     # torch CPU threads
+    data: str = "shapes"                 # regression trainers' x0 pool: shapes (GT renders) | teacher (DDIM samples)
+    data_size: int = 2304                # images in that pool
+    guidance_distill: GuidanceDistillSettings = field(default_factory=GuidanceDistillSettings)
+    progressive: ProgressiveSettings = field(default_factory=ProgressiveSettings)
+    consistency: ConsistencySettings = field(default_factory=ConsistencySettings)
+    noise_lora: NoiseLoraSettings = field(default_factory=NoiseLoraSettings)
+    reflow: ReflowSettings = field(default_factory=ReflowSettings)
+    add: AddSettings = field(default_factory=AddSettings)
+    gan: GanSettings = field(default_factory=GanSettings)  # dmd / diff_instruct: DMD2's GAN term (weight 0 = off)
+    max_bad_steps: int = 20              # stop after this many consecutive non-finite losses / gradients
+
+
+# name -> (guidance method, needs a fake score)
+METHODS = {"dmd": ("dmd", True), "diff_instruct": ("diff_instruct", True), "sds": ("sds", False)}
+
+
+def validate(cfg: DistillConfig) -> DistillConfig:
+    """Raise ConfigError on values the dataclass types cannot catch."""
+    from .distill import TRAINERS  # the one table of trainers lives with the loops
+
+    if cfg.method not in TRAINERS:
+        raise ConfigError(f"'method' must be one of {', '.join(TRAINERS)}, got {cfg.method!r}")
+    if cfg.data not in ("shapes", "teacher") or cfg.data_size < 1:
+        raise ConfigError(f"'data' must be shapes or teacher with data_size >= 1, got {cfg.data!r}, {cfg.data_size}")
+    try:
+        check_timesteps(cfg.timesteps)
+    except ValueError as e:
+        raise ConfigError(f"'timesteps': {e}") from None
+    try:
+        progressive.halving(cfg.progressive.teacher_steps, cfg.progressive.end_steps)
+    except ValueError as e:
+        if cfg.method == "progressive":
+            raise ConfigError(f"'progressive': {e}") from None
+    c = cfg.consistency
+    if cfg.method == "consistency" and not (0 < c.skip < 1000 and 1000 % c.skip == 0 and 0 <= c.ema < 1):
+        raise ConfigError(f"'consistency': skip must divide 1000 and 0 <= ema < 1, got {c.skip}, {c.ema}")
+    if cfg.method == "add" and cfg.add.features not in ("unet", "evaluator"):
+        raise ConfigError(f"'add.features' must be unet or evaluator, got {cfg.add.features!r}")
+    if cfg.step_cfg_scales and len(cfg.step_cfg_scales) != len(cfg.timesteps):
+        raise ConfigError(f"'step_cfg_scales' needs one CFG scale per timestep ({len(cfg.timesteps)}), "
+                          f"got {len(cfg.step_cfg_scales)}")
+    if min(cfg.gan.weight, cfg.gan.lr_disc) < 0 or not 0 <= cfg.gan.t_max <= 1 or cfg.gan.head_width < 1:
+        raise ConfigError(f"'gan': need weight, lr_disc >= 0, 0 <= t_max <= 1, head_width >= 1, got {cfg.gan}")
+    if cfg.gan.weight > 0 and cfg.method not in METHODS:
+        raise ConfigError(f"'gan.weight' applies to the score methods ({', '.join(METHODS)}), not {cfg.method!r}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise ConfigError(f"'ema_decay' must be in [0, 1), got {cfg.ema_decay}")
+    if not 0 <= cfg.t_min < cfg.t_max <= 1:
+        raise ConfigError(f"need 0 <= t_min < t_max <= 1, got {cfg.t_min}, {cfg.t_max}")
+    check_finite(cfg)
+    for k in ("steps", "batch", "fake_updates", "regression_pairs", "regression_ddim_steps", "threads",
+              "rollout_regression_ddim_steps", "log_every", "max_bad_steps", "save_every"):
+        if getattr(cfg, k) < (0 if k in ("fake_updates", "save_every") else 1):
+            raise ConfigError(f"'{k}' must be {'>= 0' if k in ('fake_updates', 'save_every') else 'positive'}, "
+                              f"got {getattr(cfg, k)}")
+    if min(cfg.lr_gen, cfg.lr_fake, cfg.regression_weight, cfg.rollout_regression_weight, cfg.lora_rank) < 0:
+        raise ConfigError("learning rates, regression_weight, rollout_regression_weight and lora_rank must be >= 0")
+    if cfg.rollout_regression_weight > 0 and min(cfg.timesteps) + 1 < cfg.rollout_regression_ddim_steps:
+        raise ConfigError(f"'rollout_regression_ddim_steps' ({cfg.rollout_regression_ddim_steps}) must not exceed "
+                          f"the last few-step timestep + 1 ({min(cfg.timesteps) + 1})")
+    if cfg.resolution is not None and (cfg.resolution < 8 or cfg.resolution % 8):
+        raise ConfigError(f"'resolution' must be a positive multiple of 8 (the UNet downsamples by 2s), "
+                          f"got {cfg.resolution}")
+    if any(not p.strip() for p in cfg.prompts):
+        raise ConfigError("'prompts' must not contain empty prompts")
+    return cfg
+
+
+def load_distill_config(name_or_path: str | Path, overrides: list[str] = ()) -> DistillConfig:
+    """YAML recipe (with `base:` inheritance) + key=value overrides -> validated DistillConfig."""
+    data = apply_overrides(load_config_dict(name_or_path, CONFIG_DIR), list(overrides))
+    return validate(from_dict(DistillConfig, data))
