@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from guidance import FakeScore, GuidanceConfig, Prompts, score_distillation_step
 
 from .config import ConfigError, dump_yaml
-from .errors import DreamerWarning, NumericalFault
 from .distill_config import CONFIG_DIR, METHODS, DistillConfig, load_distill_config, validate  # noqa: F401
+from .errors import DreamerWarning, NumericalFault
 from .fewstep import rollout
 from .generator import Generator, make_generator
 from .numerics import finite_step
@@ -34,6 +34,7 @@ from .trainers import adversarial, consistency, guidance_distill, kd, noise_lora
 from .trainers.common import (Run, base_teacher_ref, ddim_sample, default_prompts, ema_lerp_,  # noqa: F401
                               load_any_teacher, regression_pairs, teacher_clip)
 from .trainers.adversarial import GanTerm
+
 
 def guidance_config(cfg: DistillConfig, default_cfg: float = 1.0) -> GuidanceConfig:
     """The GuidanceConfig of a distillation method: DMD = normalised gradient, Diff-Instruct = w(t)-weighted."""
@@ -101,10 +102,10 @@ def distill_step(state: DistillState, teacher, cfg: DistillConfig, gcfg: Guidanc
                             teacher_clip(teacher), t_start=state.gen.timesteps[k])
         rreg = 0.5 * (x0 - x_ref).square().flatten(1).sum(1).mean()   # per image, the DM loss's own scale
         loss = loss + cfg.rollout_regression_weight * rreg
-    adv, d_loss = torch.zeros(()), None
+    gan = None
     if state.gan is not None:
-        adv, d_loss = state.gan.step(x0, cond, state.rng)
-        loss = loss + cfg.gan.weight * adv
+        gan = state.gan.step(x0, cond, state.rng)                    # (adversarial loss, D loss)
+        loss = loss + cfg.gan.weight * gan[0]
     state.opt.zero_grad(set_to_none=True)
     loss.backward()
     state.step += 1
@@ -120,8 +121,11 @@ def distill_step(state: DistillState, teacher, cfg: DistillConfig, gcfg: Guidanc
         ema_lerp_(state.ema, state.gen.params, cfg.ema_decay)
     m = {"step": state.step, "loss": out.loss.item(), "reg": reg.item(), "grad_norm": float(gnorm),
          "grad_abs": out.grad.abs().mean().item()}
-    m.update({} if rreg is None else {"rollout_reg": rreg.item(), "k": k})
-    return m if d_loss is None else {**m, "g_adv": adv.item(), "d_loss": d_loss}
+    if rreg is not None:
+        m.update(rollout_reg=rreg.item(), k=k)
+    if gan is not None:
+        m.update(g_adv=gan[0].item(), d_loss=gan[1])
+    return m
 
 
 def init_state(teacher, cfg: DistillConfig, teacher_ref: str | None = None) -> DistillState:
