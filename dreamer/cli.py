@@ -7,12 +7,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from .errors import DreamerError, DreamerWarning, one_line
-from .preflight import check_distill_folder, check_prompt, check_run_folder, check_writable, slug
-from .teachers import check_teacher_source
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-_slug = slug  # older name, used by scripts/bench_generate.py
+from .common.errors import DreamerError, DreamerWarning, one_line
+from .common.preflight import check_distill_folder, check_prompt, check_run_folder, check_writable, slug
+from .common.teacher_source import check_teacher_source
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,19 +50,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _generate_config(name: str, prompt: str | None, teacher: str | None, overrides: list[str]):
-    """Recipe + prompt/teacher + key=value overrides -> validated GenerateConfig (one-line ConfigError)."""
-    from .config import apply_overrides, from_dict, load_config_dict
-    from .generate_config import GenerateConfig, validate_generate
-
-    data = apply_overrides(load_config_dict(name, CONFIG_DIR), overrides)
-    if prompt is not None:
-        data["prompt"] = prompt
-    if teacher is not None:
-        data["teacher"] = teacher
-    return validate_generate(from_dict(GenerateConfig, data))
-
-
 def cmd_generate(a) -> None:
     """Checks run cheapest first (prompt, --out, --teacher: no torch import; then the config), then the loop."""
     check_prompt(a.prompt)
@@ -73,17 +57,19 @@ def cmd_generate(a) -> None:
     check_run_folder(out, a.resume)
     if a.teacher:
         check_teacher_source(a.teacher)
-    cfg = _generate_config(a.config, a.prompt, a.teacher, a.overrides)
+    from .text_to_3d.recipe import load_generate_config
+
+    cfg = load_generate_config(a.config, a.prompt, a.teacher, a.overrides)
     check_teacher_source(cfg.teacher or None)
     if a.quiet:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # weight-loading bars
-    from .generate import generate
+    from .text_to_3d.loop import generate
 
     run = generate(cfg, out, resume=a.resume, progress=not a.quiet)
     if a.no_export:
         print(f"trained: {out}/checkpoint.pt (step {run.step_i}; export with: dreamer export {out})")
         return
-    from .outputs import export_run
+    from .text_to_3d.outputs import export_run
 
     print("\n".join(export_summary(out, export_run(run, out))))
 
@@ -104,15 +90,16 @@ def cmd_export(a) -> None:
     if not (run_dir / "checkpoint.pt").is_file() or not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a run folder (needs config.yaml and checkpoint.pt)")
     check_writable(run_dir)
-    from .checkpoints import load_checkpoint
-    from .generate import CKPT, CKPT_KEYS, Run
+    from .common.checkpoints import load_checkpoint
+    from .text_to_3d.loop import CKPT, CKPT_KEYS, SceneRun
+    from .text_to_3d.recipe import load_generate_config
 
-    cfg = _generate_config(run_dir / "config.yaml", None, None, a.overrides)
+    cfg = load_generate_config(run_dir / "config.yaml", None, None, a.overrides)
     sd = load_checkpoint(run_dir / CKPT, CKPT_KEYS)
     check_teacher_source(cfg.teacher or None)
-    from .outputs import export_run
+    from .text_to_3d.outputs import export_run
 
-    run = Run(cfg)
+    run = SceneRun(cfg)
     run.load_state_dict(sd)
     export_run(run, run_dir)
     print(f"exported: {run_dir}/report.html")
@@ -121,12 +108,13 @@ def cmd_export(a) -> None:
 def cmd_distill(a) -> None:
     """--out first (no torch import), then the config and the teacher (a diffusers teacher or a generator)."""
     check_distill_folder(a.out)
-    from .distill import distill, load_distill_config
-    from .generator import META, _teacher_dir, check_generator_folder
+    from .distill.generator import META, check_generator_folder, teacher_dir
+    from .distill.loop import distill
+    from .distill.recipe import load_distill_config
 
     cfg = load_distill_config(a.config, list(a.overrides) + ([f"teacher={a.teacher}"] if a.teacher else []))
     if cfg.teacher and (Path(cfg.teacher) / META).is_file():  # a distilled generator used as the teacher
-        check_teacher_source(_teacher_dir(check_generator_folder(cfg.teacher)))
+        check_teacher_source(teacher_dir(check_generator_folder(cfg.teacher)))
     else:
         check_teacher_source(cfg.teacher)
     distill(cfg, a.out)
@@ -138,9 +126,9 @@ def cmd_sample(a) -> None:
     if a.n < 1:
         raise ValueError(f"-n must be >= 1, got {a.n}")
     check_writable(a.out, is_file=True)
-    from .generator import _teacher_dir, check_generator_folder, sample_cli
+    from .distill.generator import check_generator_folder, sample_cli, teacher_dir
 
-    check_teacher_source(_teacher_dir(check_generator_folder(a.generator)))
+    check_teacher_source(teacher_dir(check_generator_folder(a.generator)))
     sample_cli(a.prompt, a.generator, a.steps, a.n, a.out, a.seed)
     print(f"wrote {a.out}")
 

@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import torch
 
-
-def ddpm_alphas_cumprod(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
-    """Linear-beta DDPM schedule (Ho et al. 2020): abar_t = prod_{s<=t} (1 - beta_s), [T] float64."""
-    return torch.cumprod(1 - torch.linspace(beta_start, beta_end, T, dtype=torch.float64), 0)
+from .noise_schedule import ddpm_alphas_cumprod
 
 
 class MixtureTeacher:

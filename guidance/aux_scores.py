@@ -9,8 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from .lora import add_lora, lora_state_dict
-from .losses import add_noise, cfg_combine
-from .teachers import eps_from_output, unet_eps
+from .losses import cfg_combine
+from .noise_schedule import add_noise, eps_from_output
+from .optim import guarded_step
+from .teachers import unet_eps
 from .unet_split import Encoded, decode, encode, supports_split
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -19,15 +21,8 @@ LORA_DECODER_TARGETS = r"up_blocks\..*\.(" + "|".join(t.replace(".", r"\.") for 
 
 
 def optimise(loss: torch.Tensor, params, opt: torch.optim.Optimizer, max_norm: float = 1.0) -> float:
-    """zero_grad -> backward -> clip the gradient norm -> step; a non-finite loss or gradient skips the step."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
-    if not (torch.isfinite(loss) and torch.isfinite(norm)):
-        opt.zero_grad(set_to_none=True)  # e.g. a NaN render: keep the auxiliary's weights and Adam moments
-        return float("nan")
-    opt.step()
-    return loss.item()
+    """guarded_step with the auxiliary's clip; the loss, or NaN when the update was skipped (e.g. a NaN render)."""
+    return float("nan") if guarded_step(loss, opt, max_norm, params=params) is None else loss.item()
 
 
 def denoise_train_step(eps_fn, params, opt: torch.optim.Optimizer, x0: torch.Tensor, cond: torch.Tensor,

@@ -3,21 +3,7 @@ from __future__ import annotations
 
 import torch
 
-
-def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.to(like).view(-1, *([1] * (like.dim() - 1)))
-
-
-def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    """Forward process x_t = a_t x0 + s_t eps (Ho et al. 2020, eq. 4); x0, noise [B,...], t [B]."""
-    abar = alphas_cumprod.to(x0.device)[t]
-    return _bcast(abar.sqrt(), x0) * x0 + _bcast((1 - abar).sqrt(), x0) * noise
-
-
-def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    """Tweedie / DDIM estimate x0_hat = (x_t - s_t eps) / a_t."""
-    abar = alphas_cumprod.to(x_t.device)[t]
-    return (x_t - _bcast((1 - abar).sqrt(), x_t) * eps) / _bcast(abar.sqrt(), x_t)
+from .noise_schedule import _bcast
 
 
 def cfg_combine(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, scale: float) -> torch.Tensor:

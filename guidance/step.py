@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .losses import add_noise, cfg_combine, score_distillation_grad, target_loss, x0_from_eps
-from .schedules import sample_timesteps, weighting
+from .losses import cfg_combine, score_distillation_grad, target_loss
+from .noise_schedule import add_noise, sample_timesteps, weighting, x0_from_eps
 
 NEGATIVE_PROMPT = ("unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, dark, "
                    "low-resolution, gloomy")

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import torch
 
+from .noise_schedule import eps_from_output
 from .text import TextEncoder
 
 
@@ -24,20 +25,6 @@ class Teacher(Protocol):
     def encode(self, rgb: torch.Tensor) -> torch.Tensor: ...   # rgb [B,3,H,W] in [0,1] -> x0
     def decode(self, x0: torch.Tensor) -> torch.Tensor: ...    # x0 -> rgb in [0,1]
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor: ...  # -> cond [B,L,D]
-
-
-def eps_from_output(out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor,
-                    prediction_type: str) -> torch.Tensor:
-    """Convert an eps / v / x0 prediction to eps (Salimans & Ho 2022, eq. for v: eps = s_t x_t + a_t v)."""
-    abar = alphas_cumprod.to(x_t.device, torch.float32)[t].view(-1, *([1] * (x_t.dim() - 1)))
-    a, s = abar.sqrt().to(out.dtype), (1 - abar).sqrt().to(out.dtype)
-    if prediction_type == "epsilon":
-        return out
-    if prediction_type == "v_prediction":
-        return s * x_t + a * out
-    if prediction_type == "sample":
-        return (x_t - a * out) / s
-    raise ValueError(f"unsupported prediction_type {prediction_type!r} (epsilon, v_prediction, sample)")
 
 
 def unet_eps(unet, prediction_type: str, alphas_cumprod: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,

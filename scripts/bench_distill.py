@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from dreamer.distill import ddim_sample, teacher_clip
-from dreamer.generator import generate, generator_folder, load_generator
+from dreamer.distill.trainers.common import ddim_sample, teacher_clip
+from dreamer.distill.generator import generator_folder, load_generator, sample_latents
 from dreamer.shapes.evaluator import ShapesEvaluator, diversity, frechet_distance
 from dreamer.shapes.render import random_views, render_shapes
 from dreamer.shapes.world import catalogue_prompts
-from dreamer.teachers import load_teacher
+from dreamer.common.teacher_source import load_teacher
 
 
 def _batched(fn, z: torch.Tensor, cond: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -90,7 +90,7 @@ def main() -> None:
         info = {"trainer": gen.meta.get("method"), "sampler": gen.sampler,
                 "train_seconds": gen.meta.get("train_seconds"), "generator": str(folder)}
         for n in args.gen_steps:
-            fn = lambda zz, cc, gen=gen, n=n: generate(gen, cc, zz, n, torch.Generator().manual_seed(args.seed))
+            fn = lambda zz, cc, gen=gen, n=n: sample_latents(gen, cc, zz, n, torch.Generator().manual_seed(args.seed))
             runs.append((f"{label or default}-{n}", n, fn, info))
 
     objects = [s.prompt for s in specs]  # diversity within one catalogue object (its samples span view suffixes)

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import torch
 
-from dreamer.cli import _generate_config, _slug
-from dreamer.generate import generate
-from dreamer.outputs import export_run
+from dreamer.common.preflight import slug
+from dreamer.text_to_3d.recipe import load_generate_config
+from dreamer.text_to_3d.loop import generate
+from dreamer.text_to_3d.outputs import export_run
 
 DEFAULT_PROMPTS = ["a red cube", "a blue sphere", "a green cylinder", "a yellow cone", "a purple torus",
                    "an orange pyramid", "a blue cube", "a green sphere", "a red cylinder", "a purple cone",
@@ -41,8 +42,8 @@ def main() -> None:
     for recipe in args.recipes:
         rows = []
         for prompt in args.prompts:
-            cfg = _generate_config(recipe, prompt, None, ["train.preview_every=0"] + args.overrides)
-            out = Path(args.out) / f"{recipe}" / _slug(prompt)
+            cfg = load_generate_config(recipe, prompt, None, ["train.preview_every=0"] + args.overrides)
+            out = Path(args.out) / f"{recipe}" / slug(prompt)
             t0 = time.time()
             run = generate(cfg, out, progress=False)
             m = export_run(run, out)

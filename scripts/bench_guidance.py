@@ -38,7 +38,7 @@ def main() -> None:
                     help="cpu: process CPU time (robust to other jobs on a shared machine; use with --threads 1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from dreamer.teachers import DEFAULT_TEACHER
+    from dreamer.common.teacher_source import DEFAULT_TEACHER
 
     teacher = DiffusersTeacher.from_pretrained(args.teacher or DEFAULT_TEACHER)
     B, res = args.batch, teacher.unet.config.sample_size

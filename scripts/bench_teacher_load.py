@@ -24,7 +24,7 @@ import torch
 t1 = time.time()
 import diffusers, transformers
 from diffusers import UNet2DConditionModel, DDPMScheduler
-from dreamer.teachers import load_teacher
+from dreamer.common.teacher_source import load_teacher
 t2 = time.time()
 teacher = load_teacher()
 t3 = time.time()

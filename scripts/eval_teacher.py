@@ -15,7 +15,7 @@ import time
 
 import torch
 
-LOAD_SNIPPET = ("import time; t=time.perf_counter(); from dreamer.teachers import load_teacher; "
+LOAD_SNIPPET = ("import time; t=time.perf_counter(); from dreamer.common.teacher_source import load_teacher; "
                 "T=load_teacher({src!r}); T.encode_prompt(['a red cube']); print(time.perf_counter()-t)")
 
 
@@ -29,11 +29,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from dreamer.distill import ddim_sample, teacher_clip
+    from dreamer.distill.trainers.common import ddim_sample, teacher_clip
     from dreamer.shapes.evaluator import ShapesEvaluator, diversity, frechet_distance
     from dreamer.shapes.render import random_views, render_shapes
     from dreamer.shapes.world import catalogue_prompts
-    from dreamer.teachers import load_teacher
+    from dreamer.common.teacher_source import load_teacher
     from guidance import Prompts, teacher_cfg
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -78,7 +78,7 @@ def main() -> None:
     }
     print(json.dumps(out, indent=2))
     if os.environ.get("EVAL_GRID"):
-        from dreamer.video import image_grid, save_png
+        from dreamer.common.media import image_grid, save_png
 
         save_png(image_grid(imgs[:: args.n_per_prompt], nrow=6), os.environ["EVAL_GRID"])
 

@@ -56,10 +56,10 @@ def main() -> int:
 
     import torch
 
-    from dreamer.cli import _generate_config
-    from dreamer.generate import generate
-    from dreamer.outputs import export_run
-    from dreamer.teachers import load_teacher
+    from dreamer.text_to_3d.recipe import load_generate_config
+    from dreamer.text_to_3d.loop import generate
+    from dreamer.text_to_3d.outputs import export_run
+    from dreamer.common.teacher_source import load_teacher
 
     torch.set_num_threads(1)
     start = rss_mb()
@@ -70,7 +70,7 @@ def main() -> int:
     rss, t0, leaked = [], time.time(), []
     for i in range(args.runs):
         extra = [f"train.seed={i}", f"export.evaluate={str(i % 5 == 0).lower()}"]
-        cfg = _generate_config("gaussians-sds", PROMPTS[i % len(PROMPTS)], None, over + extra)
+        cfg = load_generate_config("gaussians-sds", PROMPTS[i % len(PROMPTS)], None, over + extra)
         with tempfile.TemporaryDirectory(prefix="soak-") as out:
             run = generate(cfg, out, progress=False, teacher=teacher)
             if not args.no_export:

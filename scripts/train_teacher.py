@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from dreamer.shapes.render import random_views, render_shapes
 from dreamer.shapes.teacher_spec import MAX_TOKENS, TEXT_ENCODER, TeacherTrainConfig, scheduler_config, unet_config
-from dreamer.shapes.world import catalogue, view_prompt
+from dreamer.common.prompts import view_prompt
+from dreamer.shapes.world import catalogue
 from guidance.text import TextEncoder
 
 

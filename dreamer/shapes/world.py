@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..common.prompts import VIEW_SUFFIXES
+
 SHAPES = ("cube", "sphere", "cylinder", "cone", "torus", "pyramid")
 COLOURS = {
     "red": (0.86, 0.10, 0.10),
@@ -59,25 +61,6 @@ def parse_prompt(prompt: str) -> ShapeSpec | None:
     shape = next((s for s in SHAPES if s in words), None)
     colour = next((c for c in COLOUR_NAMES if c in words), None)
     return ShapeSpec(shape, colour) if shape and colour else None
-
-
-def view_suffix(elevation_deg: float, azimuth_deg: float) -> str:
-    """DreamFusion view-dependent prompt suffix from a camera."""
-    if elevation_deg > 60.0:
-        return "overhead view"
-    a = (azimuth_deg + 180.0) % 360.0 - 180.0
-    if abs(a) < 45.0:
-        return "front view"
-    if abs(a) > 135.0:
-        return "back view"
-    return "side view"
-
-
-def view_prompt(prompt: str, elevation_deg: float, azimuth_deg: float) -> str:
-    return f"{prompt}, {view_suffix(elevation_deg, azimuth_deg)}"
-
-
-VIEW_SUFFIXES = ("front view", "side view", "back view", "overhead view")
 
 
 def catalogue_prompts(n_per_prompt: int = 1) -> tuple[list[ShapeSpec], list[str]]:

@@ -3,7 +3,7 @@ import numpy as np
 import torch
 
 import renderers as R
-from dreamer.bake import bake_cameras, bake_vertex_colors, project
+from dreamer.text_to_3d.bake import bake_cameras, bake_vertex_colors, project
 
 RADIUS = 0.5
 RED, BLUE = torch.tensor([0.9, 0.1, 0.1]), torch.tensor([0.1, 0.2, 0.9])

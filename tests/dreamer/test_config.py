@@ -5,7 +5,7 @@ from typing import Literal, Optional
 import pytest
 import yaml
 
-from dreamer.config import (
+from dreamer.common.config import (
     ConfigError, apply_overrides, dump_yaml, from_dict, load_config_dict, load_yaml,
     resolve_config_path, to_dict,
 )

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dreamer.checkpoints import KILL_ENV, atomic_save, load_checkpoint
-from dreamer.errors import CheckpointError
+from dreamer.common.checkpoints import KILL_ENV, atomic_save, load_checkpoint
+from dreamer.common.errors import CheckpointError
 
 REPO = Path(__file__).resolve().parents[2]
 # 6 steps, a checkpoint every 2 (saves #1-#3 at steps 2, 4, 6; #4 is the final save); densification on, so

@@ -6,14 +6,16 @@ import re
 import pytest
 import torch
 
-import dreamer.distill as distill_mod
-import dreamer.fewstep as fewstep_mod
-import dreamer.generator as generator_mod
-from dreamer.config import ConfigError
-from dreamer.distill import (DistillConfig, ddim_sample, distill, distill_step, guidance_config, init_state,
-                             load_distill_config, validate)
-from dreamer.generator import load_generator
-from dreamer.trainers.adversarial import GanSettings
+import dreamer.distill.generator as generator_mod
+import dreamer.distill.sampling as fewstep_mod
+import dreamer.distill.trainers.score as distill_mod
+from dreamer.common.config import ConfigError
+from dreamer.distill.loop import distill
+from dreamer.distill.recipe import DistillConfig, load_distill_config, validate
+from dreamer.distill.trainers.common import DistillRun, ddim_sample
+from dreamer.distill.trainers.score import distill_step, guidance_config, init_state
+from dreamer.distill.generator import load_generator
+from dreamer.distill.trainers.adversarial import GanSettings
 from guidance import DiffusersTeacher, gaussian_teacher
 
 
@@ -101,7 +103,7 @@ def test_ema_generator(teacher, tiny_sd_dir, tmp_path, monkeypatch):
     assert any(not torch.equal(m, p) for m, p in zip(state.ema, state.gen.params))
 
     saved = []
-    monkeypatch.setattr(distill_mod.Run, "save", lambda self, gen: saved.append(
+    monkeypatch.setattr(DistillRun, "save", lambda self, gen: saved.append(
         [p.detach().clone() for p in gen.params]))
     monkeypatch.setattr(distill_mod, "init_state", lambda *a, **k: state)   # continue the run above: steps 4, 5
     cfg2 = _cfg("dmd", teacher=str(tiny_sd_dir), ema_decay=d, steps=5, save_every=2)
@@ -125,7 +127,7 @@ def test_ema_generator(teacher, tiny_sd_dir, tmp_path, monkeypatch):
 def test_gan_term(teacher, tiny_sd_dir, monkeypatch):
     """gan.weight > 0: each generator update first takes one hinge step of the heads on real shapes renders vs the
     detached samples (noised to t < t_max T), then adds weight * hinge_g(D(x0)) to the generator loss."""
-    import dreamer.trainers.adversarial as adv_mod
+    import dreamer.distill.trainers.adversarial as adv_mod
 
     w = 7.0
     cfg = _cfg("dmd", teacher=str(tiny_sd_dir), fake_updates=0, data_size=4, max_grad_norm=0.0,
@@ -210,7 +212,7 @@ def test_rollout_regression(teacher, tiny_sd_dir, monkeypatch):
 def test_ddim_from_an_intermediate_step(teacher):
     """ddim_sample(t_start=t): from x_t, trailing steps t -> 0; t_start = T - 1 is the full sampler, and one step
     is the teacher's CFG x0 prediction at t."""
-    from dreamer.trainers.common import teacher_denoiser
+    from dreamer.distill.trainers.common import teacher_denoiser
 
     g = torch.Generator().manual_seed(0)
     cond, uncond = teacher.encode_prompt(["a red cube"] * 2), teacher.encode_prompt([""] * 2)

@@ -4,8 +4,8 @@ import pytest
 import torch
 import trimesh
 
-from dreamer.export import ExportError, extract_mesh, save_mesh
-from dreamer.video import image_grid, save_png, write_video
+from dreamer.text_to_3d.export import ExportError, extract_mesh, save_mesh
+from dreamer.common.media import image_grid, save_png, write_video
 
 torch.set_num_threads(1)
 RES, BOUND, RADIUS = 48, 1.0, 0.5
@@ -99,7 +99,7 @@ def test_image_grid_and_png(tmp_path):
 
 
 def test_fill_enclosed_makes_a_shell_solid_and_keeps_open_holes():
-    from dreamer.export import density_grid, fill_enclosed
+    from dreamer.text_to_3d.export import density_grid, fill_enclosed
 
     shell = lambda p: torch.exp(-((p.norm(dim=-1) - 0.5) / 0.05) ** 2)  # [P] peak 1 on the r=0.5 sphere
     grid = density_grid(shell, BOUND, RES)

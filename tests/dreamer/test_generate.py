@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from dreamer.cli import _generate_config, main
-from dreamer.generate import generate
+from dreamer.cli import main
+from dreamer.text_to_3d.recipe import load_generate_config
+from dreamer.text_to_3d.loop import generate
 from guidance import DiffusersTeacher
 
 SD_RECIPES = ["sd21-nerf-sds", "sd21-nerf-vsd", "sd21-gaussians-sds"]
@@ -14,8 +15,8 @@ CPU = ["device=cpu", "teacher_dtype=float32", "train.preview_every=0", "train.ch
 def test_sd_recipes_validate_and_run_on_the_tiny_pipeline(recipe, tiny_sd_dir, tmp_path):
     tiny = CPU + ["train.steps=2", "camera.resolution=16", "camera.batch=1", "nerf.n_samples=8",
                   "nerf.levels=4", "nerf.log2_table_size=10", "gaussians.n_init=200", "export.evaluate=false"]
-    cfg = _generate_config(recipe, "a red cube", str(tiny_sd_dir), tiny)
-    full = _generate_config(recipe, "a red cube", None, [])
+    cfg = load_generate_config(recipe, "a red cube", str(tiny_sd_dir), tiny)
+    full = load_generate_config(recipe, "a red cube", None, [])
     assert full.teacher == "stabilityai/stable-diffusion-2-1-base" and full.train.steps >= 1200
     run = generate(cfg, tmp_path / recipe, progress=False)
     assert run.step_i == 2 and all(torch.isfinite(torch.tensor(v)).all() for v in run.history["loss"])
@@ -41,7 +42,7 @@ def test_resume_gives_the_same_final_parameters(recipe, tiny_sd_dir, tmp_path, o
     over = CPU + ["train.steps=6", "train.checkpoint_every=3", "camera.resolution=16", "gaussians.n_init=300",
                   "gaussians.densify_from=2", "gaussians.densify_every=2", "gaussians.grow_grad2d=0.0",
                   "nerf.n_samples=8", "nerf.levels=4", "nerf.log2_table_size=10", "nerf.occupancy_every=2"]
-    cfg = _generate_config(recipe, "a red cube", str(tiny_sd_dir), over)
+    cfg = load_generate_config(recipe, "a red cube", str(tiny_sd_dir), over)
     full = generate(cfg, tmp_path / "full", progress=False, teacher=DiffusersTeacher.from_pretrained(tiny_sd_dir))
     generate(cfg, tmp_path / "split", progress=False, stop_after=3,
              teacher=DiffusersTeacher.from_pretrained(tiny_sd_dir))
@@ -75,7 +76,7 @@ def test_cli_distill_then_sample(tiny_sd_dir, tmp_path):
 
 
 def test_cfg_mult_ramp_scales_the_guidance_scale_per_step(tiny_sd_dir, tmp_path, monkeypatch):
-    import dreamer.generate as G
+    import dreamer.text_to_3d.loop as G
 
     seen = []
     real = G.score_distillation_step
@@ -88,6 +89,6 @@ def test_cfg_mult_ramp_scales_the_guidance_scale_per_step(tiny_sd_dir, tmp_path,
     over = CPU + ["train.steps=5", "camera.resolution=16", "camera.batch=1", "gaussians.n_init=100",
                   "export.evaluate=false", "guidance.cfg_scale=10",
                   "train.cfg_mult={kind: linear, start: 1.0, end: 0.2, begin: 1, until: 3}"]
-    generate(_generate_config("gaussians-sds", "a red cube", str(tiny_sd_dir), over), tmp_path / "r", progress=False)
+    generate(load_generate_config("gaussians-sds", "a red cube", str(tiny_sd_dir), over), tmp_path / "r", progress=False)
     assert seen == pytest.approx([10.0, 10.0, 6.0, 2.0, 2.0])
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from dreamer.fewstep import rollout, step_schedule, uniform_timesteps
-from dreamer.generator import generate, load_generator, make_generator, sample, sample_cli, save_generator
+from dreamer.distill.sampling import rollout, step_schedule
+from guidance import uniform_timesteps
+from dreamer.distill.generator import load_generator, make_generator, sample_cli, sample_images, sample_latents, save_generator
 from guidance import DiffusersTeacher, add_noise, gaussian_teacher, x0_from_eps
 
 
@@ -36,10 +37,10 @@ def test_save_load_stock_diffusers_identical(teacher, tiny_sd_dir, tmp_path):
         assert torch.equal(a, b), n
     loaded = load_generator(tmp_path / "g")
     for steps in (1, 2):
-        a = sample(gen, teacher, ["a red cube"], steps=steps, n=2, seed=3)
-        b = sample(loaded, teacher, ["a red cube"], steps=steps, n=2, seed=3)
+        a = sample_images(gen, teacher, ["a red cube"], steps=steps, n=2, seed=3)
+        b = sample_images(loaded, teacher, ["a red cube"], steps=steps, n=2, seed=3)
         assert a.shape == (2, 3, 16, 16) and torch.equal(a, b)
-    c = sample(loaded, None, ["a red cube"], steps=2, n=2, seed=3)  # teacher from generator.json
+    c = sample_images(loaded, None, ["a red cube"], steps=2, n=2, seed=3)  # teacher from generator.json
     assert torch.equal(c, b)
 
 
@@ -62,8 +63,8 @@ def test_lora_generator_save_load(teacher, tiny_sd_dir, tmp_path):
     save_generator(gen, tmp_path / "l")
     assert (tmp_path / "l" / "pytorch_lora_weights.safetensors").is_file()
     loaded = load_generator(tmp_path / "l")
-    a = sample(gen, teacher, ["x"], steps=1, n=2, seed=1)
-    b = sample(loaded, teacher, ["x"], steps=1, n=2, seed=1)
+    a = sample_images(gen, teacher, ["x"], steps=1, n=2, seed=1)
+    b = sample_images(loaded, teacher, ["x"], steps=1, n=2, seed=1)
     assert torch.allclose(a, b, atol=1e-5)
 
 
@@ -126,5 +127,5 @@ def test_sample_cli_writes_grid(teacher, tiny_sd_dir, tmp_path):
 def test_generate_default_steps(teacher):
     gen = make_generator(teacher, [999, 499])
     cond = teacher.encode_prompt(["a"])
-    x = generate(gen, cond, torch.randn(1, 4, 8, 8))
+    x = sample_latents(gen, cond, torch.randn(1, 4, 8, 8))
     assert x.shape == (1, 4, 8, 8) and torch.isfinite(x).all()

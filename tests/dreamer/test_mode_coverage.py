@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from dreamer.distill import DistillConfig, DistillState, distill_step, guidance_config
+from dreamer.distill.recipe import DistillConfig
+from dreamer.distill.trainers.score import DistillState, distill_step, guidance_config
 from guidance import MixtureTeacher, denoise_train_step
 
 K = 4

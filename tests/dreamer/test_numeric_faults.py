@@ -4,12 +4,15 @@ import copy
 import pytest
 import torch
 
-import dreamer.generate as generate_mod
-from dreamer.cli import _generate_config, main
-from dreamer.distill import DistillConfig, distill, distill_step, guidance_config, init_state
-from dreamer.errors import DreamerWarning, NumericalFault
-from dreamer.generate import CKPT, Run, generate
-from dreamer.teachers import load_teacher
+import dreamer.text_to_3d.loop as generate_mod
+from dreamer.cli import main
+from dreamer.text_to_3d.recipe import load_generate_config
+from dreamer.distill.loop import distill
+from dreamer.distill.recipe import DistillConfig
+from dreamer.distill.trainers.score import distill_step, guidance_config, init_state
+from dreamer.common.errors import DreamerWarning, NumericalFault
+from dreamer.text_to_3d.loop import CKPT, SceneRun, generate
+from dreamer.common.teacher_source import load_teacher
 
 TINY = ["train.preview_every=0", "camera.resolution=16", "camera.batch=1", "gaussians.n_init=100",
         "train.threads=1", "export.evaluate=false"]
@@ -37,7 +40,7 @@ def teacher():
 
 
 def _cfg(*over):
-    return _generate_config("gaussians-sds", "a red cube", None, TINY + list(over))
+    return load_generate_config("gaussians-sds", "a red cube", None, TINY + list(over))
 
 
 def _scene_state(run):
@@ -53,13 +56,13 @@ def _same(a, b) -> bool:
 
 
 def test_nan_step_is_skipped_without_touching_parameters_or_optimizer(teacher):
-    run = Run(_cfg("train.steps=8"), NaNTeacher(teacher, lambda i: i == 2))
+    run = SceneRun(_cfg("train.steps=8"), NaNTeacher(teacher, lambda i: i == 2))
     run.step(), run.step()
     before = _scene_state(run)
     rec = run.step()
-    assert rec["skipped"] and run.skipped == [2] and run.bad_streak == 1
+    assert rec["skipped"] and run.bad.skipped == [2] and run.bad.streak == 1
     assert _same(before, _scene_state(run))  # parameters, Adam moments and step counts all unchanged
-    assert not run.step().get("skipped") and run.bad_streak == 0
+    assert not run.step().get("skipped") and run.bad.streak == 0
     assert not _same(before["params"], _scene_state(run)["params"])
     assert len(run.history["loss"]) == 3 and all(torch.isfinite(torch.tensor(run.history["loss"])))
 
@@ -68,7 +71,7 @@ def test_isolated_nan_steps_are_counted_and_the_run_finishes(teacher, tmp_path):
     cfg = _cfg("train.steps=6", "train.checkpoint_every=2", "train.max_bad_steps=2")
     with pytest.warns(DreamerWarning, match="non-finite loss or gradient, step skipped") as rec:
         run = generate(cfg, tmp_path, progress=False, teacher=NaNTeacher(teacher, lambda i: i in (1, 3)))
-    assert run.skipped == [1, 3] and run.step_i == 6
+    assert run.bad.skipped == [1, 3] and run.step_i == 6
     assert len([w for w in rec if issubclass(w.category, DreamerWarning)]) == 2
     sd = torch.load(tmp_path / CKPT, weights_only=True)
     assert sd["skipped"] == [1, 3] and '"skipped_steps": 2' in (tmp_path / "timing.json").read_text()
@@ -109,11 +112,11 @@ def test_distill_skips_a_nan_update_without_touching_the_generator(teacher):
     before = [p.detach().clone() for p in state.gen.params]
     opt_before = copy.deepcopy(state.opt.state_dict())
     m = distill_step(state, nan_teacher, cfg, guidance_config(cfg, teacher.default_cfg))
-    assert m["skipped"] and state.skipped == 1 and state.bad_streak == 1 and state.step == 1
+    assert m["skipped"] and state.bad.skipped == [1] and state.bad.streak == 1 and state.step == 1
     assert all(torch.equal(a, p) for a, p in zip(before, state.gen.params))
     assert _same(opt_before, state.opt.state_dict())
     m = distill_step(state, nan_teacher, cfg, guidance_config(cfg, teacher.default_cfg))
-    assert not m.get("skipped") and state.bad_streak == 0
+    assert not m.get("skipped") and state.bad.streak == 0
     assert any(not torch.equal(a, p) for a, p in zip(before, state.gen.params))
 
 
@@ -124,3 +127,49 @@ def test_distill_stops_after_k_bad_updates_keeping_the_saved_generator(teacher, 
     assert "is kept" in str(err.value)
     assert (tmp_path / "generator" / "generator.json").is_file()
     assert not (tmp_path / "generator.tmp").exists()
+
+
+def test_a_regression_trainer_skips_and_counts_a_nan_update(tmp_path):
+    """Every trainer steps through DistillRun.step (guidance.guarded_step): a NaN teacher score on update 2 of the
+    noise-matching trainer leaves the student untouched on that update, is warned about and counted."""
+    from toy_models import quiet_run, toy_setup
+
+    from dreamer.distill.trainers import noise_lora
+
+    cfg = DistillConfig(method="noise_lora", steps=4, batch=8, lr_gen=0.05, max_grad_norm=0.0, data="teacher",
+                        data_size=8, regression_ddim_steps=2, prompts=["a", "b"], timesteps=[999, 499], seed=0)
+    armed = {"on": False}
+    teacher = NaNTeacher(toy_setup(), lambda i: armed.pop("on", False))   # NaN on the first call once armed
+    run, seen = quiet_run(tmp_path, cfg), []
+    real_step = run.step
+
+    def step(loss, opt, max_norm, params=None):
+        before = [p.detach().clone() for p in opt.param_groups[0]["params"]]
+        norm = real_step(loss, opt, max_norm, params)
+        seen.append((norm, before, [p.detach().clone() for p in opt.param_groups[0]["params"]]))
+        armed["on"] = len(seen) == 1                                       # update 2's teacher pass is NaN
+        return norm
+    run.step = step
+    with pytest.warns(DreamerWarning, match="step 2: non-finite loss or gradient, update skipped"):
+        noise_lora.train(teacher, cfg, run)
+    assert run.bad.skipped == [2] and run.bad.streak == 0 and run.updates == 4
+    assert [n is None for n, _, _ in seen] == [False, True, False, False]
+    assert all(torch.equal(a, b) for a, b in zip(seen[1][1], seen[1][2]))     # the skipped update changed nothing
+    assert any(not torch.equal(a, b) for a, b in zip(seen[2][1], seen[2][2]))  # the next one trains again
+
+
+def test_a_regression_trainer_stops_after_k_bad_updates(tmp_path):
+    """max_bad_steps NaN updates in a row stop a regression trainer with one NumericalFault line."""
+    from toy_models import quiet_run, toy_setup
+
+    from dreamer.distill.trainers import noise_lora
+
+    cfg = DistillConfig(method="noise_lora", steps=10, batch=8, data="teacher", data_size=8, regression_ddim_steps=2,
+                        prompts=["a", "b"], timesteps=[999], max_bad_steps=3, seed=0)
+    armed = {"on": False}
+    run = quiet_run(tmp_path, cfg)
+    run.log = lambda metrics, last=False: armed.update(on=True)          # every pass after update 1 is NaN
+    with pytest.warns(DreamerWarning), pytest.raises(NumericalFault) as err:
+        noise_lora.train(NaNTeacher(toy_setup(), lambda i: armed["on"]), cfg, run)
+    assert "stopped at step 4: 3 consecutive" in str(err.value) and "\n" not in str(err.value)
+    assert run.bad.skipped == [2, 3, 4]

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dreamer.cli import _generate_config, main
-from dreamer.config import dump_yaml
-from dreamer.preflight import SLUG_MAX, slug
-from dreamer.teachers import DEFAULT_TEACHER
+from dreamer.cli import main
+from dreamer.text_to_3d.recipe import load_generate_config
+from dreamer.common.config import dump_yaml
+from dreamer.common.preflight import SLUG_MAX, slug
+from dreamer.common.teacher_source import DEFAULT_TEACHER
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["train.steps=2", "train.preview_every=0", "train.checkpoint_every=0", "camera.resolution=16",
@@ -80,7 +81,7 @@ def run_cli(args: list[str], cwd: Path, env: dict) -> subprocess.CompletedProces
 
 def make_prev_run(folder: Path, ckpt_bytes: bytes) -> None:
     """An earlier run's results: the config the TINY overrides give, a checkpoint, metrics and a mesh."""
-    dump_yaml(_generate_config("gaussians-sds", "a red cube", None, TINY), folder / "config.yaml")
+    dump_yaml(load_generate_config("gaussians-sds", "a red cube", None, TINY), folder / "config.yaml")
     (folder / "checkpoint.pt").write_bytes(ckpt_bytes)
     (folder / "metrics.json").write_text('{"chamfer": 0.01}')
     (folder / "mesh.glb").write_bytes(b"glTF-earlier-result")
@@ -142,7 +143,7 @@ def test_malicious_pickle_is_refused_without_running(tmp_path):
     marker = tmp_path / "MARKER"
     run = tmp_path / "run"
     run.mkdir()
-    dump_yaml(_generate_config("gaussians-sds", "a red cube", None, TINY), run / "config.yaml")
+    dump_yaml(load_generate_config("gaussians-sds", "a red cube", None, TINY), run / "config.yaml")
     torch.save({"step": 3, "gen": Payload(marker), "scene": {}, "history": {}}, run / "checkpoint.pt")
     gen = tmp_path / "gen"  # a generator folder whose only UNet weights are a pickle
     shutil.copytree(DEFAULT_TEACHER / "unet", gen / "unet", ignore=shutil.ignore_patterns("*.safetensors"))
@@ -197,7 +198,7 @@ def test_video_failure_keeps_the_other_outputs(tmp_path, monkeypatch, capsys):
     and the closing lines name the files written and the video that was not."""
     import json
 
-    import dreamer.outputs as outputs
+    import dreamer.text_to_3d.outputs as outputs
 
     def no_ffmpeg(*a, **k):
         raise ImportError("The `FFMPEG` plugin is not installed.")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from dreamer.export import extract_mesh, save_mesh
-from dreamer.report import loss_svg, write_report
-from dreamer.video import image_grid, save_png, write_video
+from dreamer.text_to_3d.export import extract_mesh, save_mesh
+from dreamer.text_to_3d.report import loss_svg, write_report
+from dreamer.common.media import image_grid, save_png, write_video
 
 torch.set_num_threads(1)
 CHROMIUM = Path("/usr/bin/chromium")

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import renderers as R
-from dreamer.scenes import GaussianScene, GaussianSceneConfig, NeRFScene, NeRFSceneConfig
+from dreamer.text_to_3d.scenes import GaussianScene, GaussianSceneConfig, NeRFScene, NeRFSceneConfig
 
 
 def _make(kind):

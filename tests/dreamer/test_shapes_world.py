@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from dreamer.common.prompts import view_prompt, view_suffix
 from dreamer.shapes.render import random_views, render_shapes
-from dreamer.shapes.world import (COLOUR_NAMES, SHAPES, SPHERE_R, ShapeSpec, catalogue, gt_mesh, parse_prompt,
-                                  sdf, view_prompt, view_suffix)
+from dreamer.shapes.world import COLOUR_NAMES, SHAPES, SPHERE_R, ShapeSpec, catalogue, gt_mesh, parse_prompt, sdf
 
 EXACT = ("cube", "sphere", "cylinder", "torus")
 

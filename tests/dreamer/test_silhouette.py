@@ -3,8 +3,8 @@ import numpy as np
 import torch
 
 import renderers as R
-from dreamer.bake import bake_cameras
-from dreamer.silhouette import ray_max_density, silhouette_threshold
+from dreamer.text_to_3d.bake import bake_cameras
+from dreamer.text_to_3d.silhouette import ray_max_density, silhouette_threshold
 
 RES, BOUND, SIGMA = 64, 1.0, 0.3
 

@@ -6,15 +6,17 @@ import pytest
 import torch
 from toy_models import quiet_run, toy_setup
 
-from dreamer.distill import TRAINERS, DistillConfig, distill, load_distill_config
-from dreamer.fewstep import renoise
-from dreamer.generator import generate, load_generator
-from dreamer.trainers import adversarial, consistency, guidance_distill, kd, noise_lora, progressive
-from dreamer.trainers.common import ddim_sample, regression_pairs, teacher_denoiser
-from dreamer.trainers.consistency import ConsistencySettings
-from dreamer.trainers.guidance_distill import GuidanceDistillSettings
-from dreamer.trainers.kd import ReflowSettings
-from dreamer.trainers.progressive import ProgressiveSettings
+from dreamer.distill.loop import distill
+from dreamer.distill.recipe import DistillConfig, load_distill_config
+from dreamer.distill.trainers import TRAINERS
+from guidance import renoise
+from dreamer.distill.generator import load_generator, sample_latents
+from dreamer.distill.trainers import adversarial, consistency, guidance_distill, kd, noise_lora, progressive
+from dreamer.distill.trainers.common import ddim_sample, regression_pairs, teacher_denoiser
+from dreamer.distill.trainers.consistency import ConsistencySettings
+from dreamer.distill.trainers.guidance_distill import GuidanceDistillSettings
+from dreamer.distill.trainers.kd import ReflowSettings
+from dreamer.distill.trainers.progressive import ProgressiveSettings
 from guidance import DiffusersTeacher, add_noise, cfg_combine
 
 
@@ -55,7 +57,7 @@ def test_guidance_distillation_equals_cfg_on_held_out_inputs(tmp_path):
 
 def test_guidance_student_starts_as_the_conditional_teacher(tiny_sd_dir):
     """The zero-initialised guidance input leaves the copied UNet's output unchanged at any w."""
-    from dreamer.generator import make_generator
+    from dreamer.distill.generator import make_generator
 
     teacher = DiffusersTeacher.from_pretrained(tiny_sd_dir)
     gen = make_generator(teacher, [999], guidance_dim=32)
@@ -94,7 +96,7 @@ def test_progressive_student_reproduces_two_teacher_ddim_steps(tmp_path):
             student_one = renoise(x, gen.x0(x, t, mu), t, torch.tensor([499, -1])[idx], ac, ddim=True)
         errs.append((student_one - teacher_two).abs().max().item())
     z = torch.randn(len(x), 2, 2, 2, generator=torch.Generator().manual_seed(5))
-    full = (generate(gen, mu, z, 2) - ddim_sample(teacher, mu, uncond, 2.0, 4, z)).abs().max().item()
+    full = (sample_latents(gen, mu, z, 2) - ddim_sample(teacher, mu, uncond, 2.0, 4, z)).abs().max().item()
     assert max(errs) < 2e-4 and full < 2e-4, (errs, full)      # measured 2.3e-5 / 1.7e-6, full 5e-6 (1.5 s)
 
 
@@ -108,7 +110,7 @@ def test_progressive_halving():
 # ----------------------------------------------------------------------------------------------- consistency
 def test_consistency_boundary_condition_by_construction(tiny_sd_dir):
     """f(x, 0) = x exactly for any weights (c_skip(0) = 1, c_out(0) = 0); without the scalings it is not."""
-    from dreamer.generator import make_generator
+    from dreamer.distill.generator import make_generator
 
     teacher = DiffusersTeacher.from_pretrained(tiny_sd_dir)
     gen = make_generator(teacher, [999], boundary=10.0)
@@ -183,7 +185,7 @@ def test_kd_student_is_the_teacher_ode_map(tmp_path):
 def test_reflow_makes_the_teacher_paths_straight(tmp_path):
     """Rectified flow: after reflow, every point x_t = a x0 + s z of a held-out pair's straight path denoises in one
     step to the pair's x0 (eps(x_t, t) = z); the final one-step generator reproduces the teacher's ODE map."""
-    from dreamer.generator import make_generator
+    from dreamer.distill.generator import make_generator
 
     teacher = toy_setup(default_cfg=2.0)
     cfg = _toy_cfg("reflow", steps=1, regression_pairs=32, t_min=0.499, t_max=0.5,
@@ -280,7 +282,7 @@ def test_trainer_end_to_end_on_tiny_sd(recipe, tiny_sd_dir, tmp_path):
     assert gen.meta["method"] == method and gen.meta["teacher"] == str(tiny_sd_dir)
     cond = teacher.encode_prompt(["a red cube"] * 2)
     for n in (1, 2):
-        x = generate(gen, cond, torch.randn(2, 4, 8, 8), n, torch.Generator().manual_seed(0))
+        x = sample_latents(gen, cond, torch.randn(2, 4, 8, 8), n, torch.Generator().manual_seed(0))
         assert x.shape == (2, 4, 8, 8) and torch.isfinite(x).all()
     for k, v in teacher.unet.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -288,7 +290,7 @@ def test_trainer_end_to_end_on_tiny_sd(recipe, tiny_sd_dir, tmp_path):
 
 def test_guidance_distilled_generator_is_a_teacher_for_the_other_trainers(tiny_sd_dir, tmp_path):
     """teacher=<generator folder>: one pass at the stored w (default_cfg 1), and its student keeps the w input."""
-    from dreamer.trainers.common import GeneratorTeacher, load_any_teacher
+    from dreamer.distill.trainers.common import GeneratorTeacher, load_any_teacher
 
     tiny = ["steps=1", "batch=2", "data_size=4", "threads=1", "log_every=1", "prompts=[a red cube]"]
     cfg = load_distill_config("distill-guidance", [*tiny, f"teacher={tiny_sd_dir}", "cfg_scale=4.0"])

@@ -1,7 +1,7 @@
 import torch
 
 from guidance import add_noise, cfg_combine, ddpm_alphas_cumprod, score_distillation_grad, target_loss, x0_from_eps
-from guidance.schedules import Ramp, sample_timesteps, weighting
+from guidance import Ramp, sample_timesteps, weighting
 
 
 def test_target_loss_gradient_is_grad_over_batch():

@@ -7,7 +7,7 @@ from guidance.unet_split import decode, encode, supports_split
 
 
 def _teachers(tiny_sd_dir):
-    from dreamer.teachers import load_teacher
+    from dreamer.common.teacher_source import load_teacher
 
     return [DiffusersTeacher.from_pretrained(tiny_sd_dir), load_teacher(None)]
 

@@ -13,17 +13,15 @@ from dataclasses import dataclass
 
 import torch
 
-from guidance import add_noise
+from guidance import add_noise, renoise
 
-from ..fewstep import renoise
 from ..generator import Generator, make_generator
 from .common import (
     Data,
-    Run,
+    DistillRun,
     data_pool,
     ema_update,
     make_optimizer,
-    optimizer_step,
     scale_of,
     teacher_clip,
     teacher_denoiser,
@@ -62,7 +60,7 @@ def consistency_pair(teacher, gen: Generator, target: Generator, x0: torch.Tenso
     return gen.x0(x_t, t, cond), y
 
 
-def train(teacher, cfg, run: Run, data: Data | None = None) -> Generator:
+def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
     """Consistency distillation; returns the consistency generator (renoise sampler, boundary scalings)."""
     s = cfg.consistency
     T, g = len(teacher.alphas_cumprod), torch.Generator().manual_seed(cfg.seed)
@@ -80,7 +78,7 @@ def train(teacher, cfg, run: Run, data: Data | None = None) -> Generator:
         t = torch.randint(1, T // s.skip + 1, (cfg.batch,), generator=g) * s.skip - 1    # grid 19, 39, ..., 999
         pred, y = consistency_pair(teacher, gen, target, x0, cond, data.uncond, t, s.skip, scale, clip, g)
         loss = pseudo_huber(pred, y, s.huber_c)
-        gnorm = optimizer_step(loss, gen.params, opt, cfg.max_grad_norm)
+        gnorm = run.step(loss, opt, cfg.max_grad_norm)
         if target is not gen:
             ema_update(target.unet, gen.unet, s.ema)
         run.log({"loss": loss.item(), "grad_norm": gnorm}, last=step == cfg.steps)

@@ -11,20 +11,18 @@ import torch
 import torch.nn.functional as F
 
 import renderers as R
-from guidance import LoraScore, Prompts, score_distillation_step
+from guidance import BadSteps, LoraScore, Prompts, guarded_step, optimizer_params, score_distillation_step
 
-from .checkpoints import atomic_save, load_checkpoint
-from .config import ConfigError, dump_yaml, load_yaml
-from .errors import CheckpointError, DreamerWarning, NumericalFault
-from .generate_config import GenerateConfig, resume_difference, validate_generate
-from .numerics import finite_step, optimizer_params
-from .prompts import warn_if_truncated
+from ..common.checkpoints import atomic_save, load_checkpoint
+from ..common.config import ConfigError, dump_yaml, load_yaml
+from ..common.errors import CheckpointError, DreamerWarning, NumericalFault, warn_skipped
+from ..common.prompts import VIEW_SUFFIXES, view_prompt, warn_if_truncated
+from ..common.teacher_source import load_teacher
+from .recipe import GenerateConfig, resume_difference, validate_generate
 from .scenes import SCENES
-from .shapes.world import VIEW_SUFFIXES, view_prompt
-from .teachers import load_teacher
 
 CKPT = "checkpoint.pt"
-CKPT_KEYS = ("step", "gen", "scene", "history")
+CKPT_KEYS = ("step", "gen", "scene", "history")  # "gen": the run's RNG state (key kept for old checkpoints)
 
 
 def regularisers(cfg: GenerateConfig, out: dict) -> dict[str, torch.Tensor]:
@@ -39,15 +37,15 @@ def regularisers(cfg: GenerateConfig, out: dict) -> dict[str, torch.Tensor]:
     return terms
 
 
-class Run:
+class SceneRun:
     """Everything a generate run owns; `step()` advances it by one iteration (state passed explicitly)."""
 
     def __init__(self, cfg: GenerateConfig, teacher=None):
         self.cfg = validate_generate(cfg)
         torch.manual_seed(cfg.train.seed)  # library initialisers (peft LoRA, hash grid) draw from the global RNG
-        self.gen = torch.Generator().manual_seed(cfg.train.seed)
+        self.rng = torch.Generator().manual_seed(cfg.train.seed)
         self.teacher = teacher or load_teacher(cfg.teacher or None, dtype=cfg.teacher_dtype, device=cfg.device)
-        self.scene = SCENES[cfg.renderer](getattr(cfg, cfg.renderer), self.gen, cfg.device)
+        self.scene = SCENES[cfg.renderer](getattr(cfg, cfg.renderer), self.rng, cfg.device)
         g = cfg.guidance
         self.aux = LoraScore(self.teacher, g.aux_rank, g.aux_lr, g.camera_dropout) if g.method == "vsd" else None
         self.uncond = self.teacher.encode_prompt([""])
@@ -55,8 +53,7 @@ class Run:
         self.base_lrs = [[pg["lr"] for pg in o.param_groups] for o in self.scene.optimizers]
         self.step_i = 0
         self.history: dict[str, list[float]] = {"loss": []}
-        self.skipped: list[int] = []     # steps whose loss or gradient was non-finite (no update applied)
-        self.bad_streak = 0              # consecutive skipped steps so far
+        self.bad = BadSteps()            # steps whose loss or gradient was non-finite (no update applied)
         self.saves = 0
 
     def prompt_texts(self) -> list[str]:
@@ -84,12 +81,12 @@ class Run:
         c, i = self.cfg, self.step_i
         cam = c.camera
         cams = R.sample_orbit_cameras(cam.batch, cam.elev_range, cam.azim_range, cam.dist_range, cam.fov_range,
-                                      cam.resolution, cam.resolution, self.gen, device=c.device)
-        out = self.scene.render(cams, i, self.gen)
+                                      cam.resolution, cam.resolution, self.rng, device=c.device)
+        out = self.scene.render(cams, i, self.rng)
         x0 = self.to_teacher(out["rgb"])
         aux_kw = {"camera": R.camera_vector(cams)} if self.aux is not None else {}
         gcfg = replace(c.guidance, cfg_scale=c.guidance.cfg_scale * c.train.cfg_mult(i))
-        g = score_distillation_step(self.teacher, x0, self.prompts_for(cams), gcfg, self.gen,
+        g = score_distillation_step(self.teacher, x0, self.prompts_for(cams), gcfg, self.rng,
                                     t_max=c.train.t_max(i), aux=self.aux, **aux_kw)
         regs = regularisers(c, out)
         loss = g.loss + sum(regs.values())
@@ -97,14 +94,10 @@ class Run:
         for opt, base in zip(self.scene.optimizers, self.base_lrs):
             for pg, lr in zip(opt.param_groups, base):
                 pg["lr"] = lr * scale
-            opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if not finite_step(loss, optimizer_params(self.scene.optimizers), g):
-            return self._skip(i, loss)
-        self.bad_streak = 0
-        for opt in self.scene.optimizers:
-            opt.step()
-        stats = self.scene.post_step(i, cams, self.gen)
+        if self.bad.record(i, guarded_step(loss, self.scene.optimizers, guidance=g)):
+            self.step_i += 1            # no optimizer update, no densification
+            return {"loss": loss.item(), "skipped": True}
+        stats = self.scene.post_step(i, cams, self.rng)
         rec = {"loss": loss.item(), "guidance": g.loss.item(), **{k: v.item() for k, v in regs.items()}}
         for k, v in rec.items():
             self.history.setdefault(k, []).append(v)
@@ -112,22 +105,13 @@ class Run:
         self.last_rgb = out["rgb"].detach()
         return {**rec, **stats}
 
-    def _skip(self, i: int, loss: torch.Tensor) -> dict:
-        """Drop a step with a non-finite loss or gradient: no optimizer update, no densification; count it."""
-        for opt in self.scene.optimizers:
-            opt.zero_grad(set_to_none=True)
-        self.skipped.append(i)
-        self.bad_streak += 1
-        self.step_i += 1
-        return {"loss": loss.item(), "skipped": True}
-
     def params_finite(self) -> bool:
         """All scene parameters are finite (a checkpoint is only written from such a state)."""
         return all(bool(torch.isfinite(p).all()) for p in optimizer_params(self.scene.optimizers))
 
     def state_dict(self) -> dict:
-        sd = {"step": self.step_i, "gen": self.gen.get_state(), "scene": self.scene.state_dict(),
-              "history": self.history, "skipped": list(self.skipped), "bad_streak": self.bad_streak}
+        sd = {"step": self.step_i, "gen": self.rng.get_state(), "scene": self.scene.state_dict(),
+              "history": self.history, "skipped": list(self.bad.skipped), "bad_streak": self.bad.streak}
         if self.aux is not None:
             sd["aux"] = {"lora": {n: p.detach().clone() for n, p in self.aux.unet.named_parameters()
                                   if "lora_" in n},
@@ -136,8 +120,8 @@ class Run:
 
     def load_state_dict(self, sd: dict) -> None:
         self.step_i, self.history = sd["step"], sd["history"]
-        self.skipped, self.bad_streak = list(sd.get("skipped", [])), int(sd.get("bad_streak", 0))
-        self.gen.set_state(sd["gen"])
+        self.bad = BadSteps(list(sd.get("skipped", [])), int(sd.get("bad_streak", 0)))
+        self.rng.set_state(sd["gen"])
         self.scene.load_state_dict(sd["scene"])
         self.base_lrs = [[pg["lr"] for pg in o.param_groups] for o in self.scene.optimizers]
         if self.aux is not None:
@@ -174,29 +158,27 @@ def resume_state(cfg: GenerateConfig, out_dir: Path) -> dict | None:
     return load_checkpoint(out_dir / CKPT, CKPT_KEYS)
 
 
-def _abort(run: Run, out_dir: Path) -> NumericalFault:
-    """The error for K consecutive bad steps, naming the checkpoint that was kept."""
+def _kept(out_dir: Path) -> str:
+    """What a stopped run keeps: the last good checkpoint (and its step), or nothing yet."""
     ck = out_dir / CKPT
-    kept = (f"the last good checkpoint {ck} (step {load_checkpoint(ck)['step']}) is kept; continue with --resume"
-            if ck.is_file() else "no checkpoint had been written yet")
-    return NumericalFault(f"stopped at step {run.step_i}: {run.bad_streak} consecutive steps with a non-finite loss "
-                          f"or gradient ({len(run.skipped)} skipped in all); {kept} after lowering the learning "
-                          f"rates or guidance.cfg_scale")
+    return (f"the last good checkpoint {ck} (step {load_checkpoint(ck)['step']}) is kept; continue with --resume "
+            f"after lowering the learning rates or guidance.cfg_scale" if ck.is_file()
+            else "no checkpoint had been written yet; lower the learning rates or guidance.cfg_scale")
 
 
 def generate(cfg: GenerateConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
-             teacher=None, stop_after: int | None = None) -> Run:
-    """Run the loop into out_dir (previews, checkpoint, resolved config); exporting is dreamer.outputs.export_run."""
+             teacher=None, stop_after: int | None = None) -> SceneRun:
+    """Run the loop into out_dir (previews, checkpoint, resolved config); exporting is text_to_3d.outputs.export_run."""
     from tqdm import tqdm
 
-    from .video import image_grid, save_png
+    from ..common.media import image_grid, save_png
 
     out_dir = Path(out_dir)
     validate_generate(cfg)
     sd = resume_state(cfg, out_dir) if resume else None  # before the (slow) teacher load: fail fast
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    run = Run(cfg, teacher)
+    run = SceneRun(cfg, teacher)
     warn_if_truncated(run.teacher, run.prompt_texts())
     if sd is not None:
         run.load_state_dict(sd)
@@ -209,18 +191,15 @@ def generate(cfg: GenerateConfig, out_dir: str | Path, resume: bool = False, pro
     for i in bar:
         rec = run.step()
         if rec.get("skipped"):
-            warnings.warn(f"step {i}: non-finite loss or gradient, step skipped ({run.bad_streak} in a row, "
-                          f"limit {cfg.train.max_bad_steps})", DreamerWarning, stacklevel=2)
-            if run.bad_streak >= cfg.train.max_bad_steps:
-                raise _abort(run, out_dir)
+            warn_skipped(run.bad, cfg.train.max_bad_steps, run.step_i, "step", lambda: _kept(out_dir))
             continue
-        bar.set_postfix(loss=f"{rec['loss']:.4f}", n=rec.get("n", ""), skipped=len(run.skipped))
+        bar.set_postfix(loss=f"{rec['loss']:.4f}", n=rec.get("n", ""), skipped=len(run.bad.skipped))
         if cfg.train.preview_every and (i + 1) % cfg.train.preview_every == 0:
             save_png(image_grid(run.last_rgb.clamp(0, 1), nrow=run.last_rgb.shape[0]),
                      out_dir / f"preview_{i + 1:05d}.png")
         if cfg.train.checkpoint_every and (i + 1) % cfg.train.checkpoint_every == 0:
             run.save(out_dir)
     run.save(out_dir)
-    timing = {"train_seconds": round(time.time() - t0, 2), "steps": run.step_i, "skipped_steps": len(run.skipped)}
+    timing = {"train_seconds": round(time.time() - t0, 2), "steps": run.step_i, "skipped_steps": len(run.bad.skipped)}
     (out_dir / "timing.json").write_text(json.dumps(timing))
     return run

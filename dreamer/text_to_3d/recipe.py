@@ -7,7 +7,8 @@ from typing import Any
 
 from guidance import GuidanceConfig, Ramp
 
-from .config import ConfigError, check_finite, flatten, to_dict
+from ..common.config import (CONFIG_DIR, ConfigError, apply_overrides, check_finite, flatten, from_dict,
+                             load_config_dict, to_dict)
 from .scenes import SCENES, GaussianSceneConfig, NeRFSceneConfig
 
 RESOLUTION_MULTIPLE = 8              # render sizes are whole 8-pixel tiles of the CPU rasterizer
@@ -139,3 +140,15 @@ def resume_difference(saved: GenerateConfig, now: GenerateConfig) -> str | None:
             continue
         return f"'{key}' (saved {a.get(key)!r}, now {b.get(key)!r})"
     return None
+
+
+def load_generate_config(name_or_path, prompt: str | None = None, teacher: str | None = None,
+                         overrides: list[str] = ()) -> GenerateConfig:
+    """Recipe (name in configs/ or YAML path, `base:` inheritance) + prompt / teacher + key=value overrides ->
+    validated GenerateConfig (one-line ConfigError)."""
+    data = apply_overrides(load_config_dict(name_or_path, CONFIG_DIR), list(overrides))
+    if prompt is not None:
+        data["prompt"] = prompt
+    if teacher is not None:
+        data["teacher"] = teacher
+    return validate_generate(from_dict(GenerateConfig, data))

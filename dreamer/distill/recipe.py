@@ -4,17 +4,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import ConfigError, apply_overrides, check_finite, from_dict, load_config_dict
-from .fewstep import check_timesteps
-from .trainers import progressive
+from guidance import check_timesteps
+
+from ..common.config import CONFIG_DIR, ConfigError, apply_overrides, check_finite, from_dict, load_config_dict
+from .trainers import TRAINERS, progressive
 from .trainers.adversarial import AddSettings, GanSettings
 from .trainers.consistency import ConsistencySettings
 from .trainers.guidance_distill import GuidanceDistillSettings
 from .trainers.kd import ReflowSettings
 from .trainers.noise_lora import NoiseLoraSettings
 from .trainers.progressive import ProgressiveSettings
+from .trainers.score import METHODS
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 @dataclass
@@ -67,14 +68,8 @@ class DistillConfig:
     max_bad_steps: int = 20              # stop after this many consecutive non-finite losses / gradients
 
 
-# name -> (guidance method, needs a fake score)
-METHODS = {"dmd": ("dmd", True), "diff_instruct": ("diff_instruct", True), "sds": ("sds", False)}
-
-
 def validate(cfg: DistillConfig) -> DistillConfig:
     """Raise ConfigError on values the dataclass types cannot catch."""
-    from .distill import TRAINERS  # the one table of trainers lives with the loops
-
     if cfg.method not in TRAINERS:
         raise ConfigError(f"'method' must be one of {', '.join(TRAINERS)}, got {cfg.method!r}")
     if cfg.data not in ("shapes", "teacher") or cfg.data_size < 1:
@@ -91,8 +86,9 @@ def validate(cfg: DistillConfig) -> DistillConfig:
     c = cfg.consistency
     if cfg.method == "consistency" and not (0 < c.skip < 1000 and 1000 % c.skip == 0 and 0 <= c.ema < 1):
         raise ConfigError(f"'consistency': skip must divide 1000 and 0 <= ema < 1, got {c.skip}, {c.ema}")
-    if cfg.method == "add" and cfg.add.features not in ("unet", "evaluator"):
-        raise ConfigError(f"'add.features' must be unet or evaluator, got {cfg.add.features!r}")
+    if cfg.method == "add" and cfg.add.features != "unet":
+        raise ConfigError(f"'add.features' must be unet (the shapes evaluator judges the benchmark and is not a "
+                          f"training signal), got {cfg.add.features!r}")
     if cfg.step_cfg_scales and len(cfg.step_cfg_scales) != len(cfg.timesteps):
         raise ConfigError(f"'step_cfg_scales' needs one CFG scale per timestep ({len(cfg.timesteps)}), "
                           f"got {len(cfg.step_cfg_scales)}")

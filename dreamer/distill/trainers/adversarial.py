@@ -2,8 +2,8 @@
 distillation loss.
 
 The student G(x_s, s, y) sees real images noised to one of its few-step timesteps s (ADD sec. 3.1). The
-discriminator is trainable heads on frozen features: the teacher UNet's encoder (down blocks + mid block at t = 0)
-or the shapes evaluator's. The distillation term is ADD's c(t) d(x_theta, x_psi), d = ||x_theta - x0_teacher(x_t)||^2,
+discriminator is trainable heads on frozen features of the teacher UNet's encoder (down blocks + mid block at
+t = 0); the shapes evaluator is never a training signal (it is the benchmark's judge). The distillation term is ADD's c(t) d(x_theta, x_psi), d = ||x_theta - x0_teacher(x_t)||^2,
 x_t the re-noised student output: its gradient c(t)(x_theta - x0_teacher) = c(t)(s_t / a_t)(eps_cfg - eps) is
 guidance.score_distillation_step with the SDS baseline (the project's one gradient formula); weighting "sds"
 (w = 1 - abar) is c(t) = a_t s_t, which keeps the high-noise x0 estimates (error x s/a) from dominating.
@@ -16,17 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from guidance import GuidanceConfig, Prompts, add_noise, score_distillation_step
+from guidance import GuidanceConfig, Prompts, add_noise, guarded_step, score_distillation_step
 
 from ..generator import Generator, make_generator
-from .common import Data, Run, data_pool, make_optimizer, optimizer_step, scale_of
+from .common import Data, DistillRun, data_pool, make_optimizer, scale_of
 
 
 @dataclass
 class AddSettings:
     """Method settings (DistillConfig.add)."""
 
-    features: str = "unet"         # unet: the teacher UNet's frozen encoder | evaluator: the shapes evaluator
+    features: str = "unet"         # the teacher UNet's frozen encoder (the only choice)
     lr_disc: float = 1.0e-4
     distill_weight: float = 2.5    # lambda (ADD: 2.5)
     weighting: str = "sds"         # w(t) of the distillation term: sds = c(t) a_t s_t; snr_inv = c(t) 1 (plain L2)
@@ -66,20 +66,6 @@ class UNetEncoderFeatures(nn.Module):
         return [o.float() for o in out]
 
 
-class EvaluatorFeatures(nn.Module):
-    """Penultimate features of the frozen shapes evaluator on decoded images, as one 1x1 map [B,D,1,1]."""
-
-    def __init__(self, teacher):
-        super().__init__()
-        from ..shapes.evaluator import ShapesEvaluator
-
-        self.decode, self.net = teacher.decode, ShapesEvaluator.load()
-        self.channels = [self.net.cfg.feat_dim]
-
-    def forward(self, x: torch.Tensor, cond: torch.Tensor, t: torch.Tensor | None = None) -> list[torch.Tensor]:
-        return [self.net.embed(self.decode(x))[..., None, None]]
-
-
 class Discriminator(nn.Module):
     """Trainable heads on frozen features: per level 1x1 conv -> LeakyReLU -> 1x1 conv, spatial mean, plus a
     text projection term <pooled head features, W mean_tokens(y)> (ADD's conditioned heads, projection style)."""
@@ -106,8 +92,7 @@ class Discriminator(nn.Module):
 
 
 def make_discriminator(teacher, s: AddSettings, text_dim: int) -> Discriminator:
-    feats = UNetEncoderFeatures(teacher.unet) if s.features == "unet" else EvaluatorFeatures(teacher)
-    return Discriminator(feats, text_dim, s.head_width).to(teacher.unet.device)
+    return Discriminator(UNetEncoderFeatures(teacher.unet), text_dim, s.head_width).to(teacher.unet.device)
 
 
 @dataclass
@@ -146,11 +131,11 @@ class GanTerm:
         """One D update on a real batch vs x0.detach(); returns the generator's adversarial loss on x0 (with grad)."""
         x_real, c_real = self.data.batch(len(x0), g)
         d_loss = hinge_d_loss(self._judge(x_real, c_real, g), self._judge(x0.detach(), cond, g))
-        optimizer_step(d_loss, self.disc.params, self.opt, self.max_norm)
+        guarded_step(d_loss, self.opt, self.max_norm)
         return hinge_g_loss(self._judge(x0, cond, g)), d_loss.item()
 
 
-def train(teacher, cfg, run: Run, data: Data | None = None) -> Generator:
+def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
     """ADD: alternate one hinge discriminator step and one student step (adversarial + lambda * distillation)."""
     s = cfg.add
     ac, g = teacher.alphas_cumprod, torch.Generator().manual_seed(cfg.seed)
@@ -166,11 +151,11 @@ def train(teacher, cfg, run: Run, data: Data | None = None) -> Generator:
         t = sched[torch.randint(0, len(sched), (cfg.batch,), generator=g)]
         x_fake = gen.x0(add_noise(x_real, torch.randn(x_real.shape, generator=g), t, ac), t, cond)  # [B,C,h,w]
         d_loss = hinge_d_loss(disc(x_real, cond), disc(x_fake.detach(), cond))
-        optimizer_step(d_loss, disc.params, opt_d, cfg.max_grad_norm)
+        run.step(d_loss, opt_d, cfg.max_grad_norm)
         adv = hinge_g_loss(disc(x_fake, cond))
         dist = score_distillation_step(teacher, x_fake, Prompts(cond, data.uncond.expand(len(cond), -1, -1)), gcfg, g)
         loss = adv + s.distill_weight * dist.loss / x_fake[0].numel()      # d = per-pixel mean squared distance
-        gnorm = optimizer_step(loss, gen.params, opt_g, cfg.max_grad_norm)
+        gnorm = run.step(loss, opt_g, cfg.max_grad_norm)
         run.log({"d_loss": d_loss.item(), "g_adv": adv.item(), "distill": dist.loss.item(), "grad_norm": gnorm},
                 last=step == cfg.steps)
         run.maybe_save(gen, step)

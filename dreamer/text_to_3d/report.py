@@ -6,7 +6,7 @@ import html
 import math
 from pathlib import Path
 
-VIEWER_JS = Path(__file__).parent / "assets" / "report" / "viewer.js"
+VIEWER_JS = Path(__file__).resolve().parents[1] / "assets" / "report" / "viewer.js"
 MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}
 PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"]
 MAX_POINTS = 600  # loss curves are decimated to at most this many points

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import TeacherError, one_line
 
-ASSETS = Path(__file__).resolve().parent / "assets"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_TEACHER = ASSETS / "shapes-teacher"
 EMBEDDED_NAMES = (None, "", "embedded", "shapes")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

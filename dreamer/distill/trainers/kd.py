@@ -13,15 +13,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from guidance import add_noise, sample_timesteps
+from guidance import add_noise, alpha_sigma, sample_timesteps, uniform_timesteps
 
-from ..fewstep import alpha_sigma, rollout, uniform_timesteps
 from ..generator import Generator, make_generator
+from ..sampling import rollout
 from .common import (
-    Run,
+    DistillRun,
     default_prompts,
     make_optimizer,
-    optimizer_step,
     regression_pairs,
     scale_of,
     teacher_clip,
@@ -39,14 +38,14 @@ class ReflowSettings:
     save_reflow: bool = True       # also write OUT/reflow/ (the reflowed model, DDIM-sampled, 4 trained steps)
 
 
-def fit_pairs(gen: Generator, z, x0, idx, conds, iters: int, cfg, run: Run, g: torch.Generator, tag: str) -> None:
+def fit_pairs(gen: Generator, z, x0, idx, conds, iters: int, cfg, run: DistillRun, g: torch.Generator, tag: str) -> None:
     """KD (Luhman & Luhman 2021, eq. 6 with L2): min ||G(z, t*, y) - x0||^2 over the fixed pairs."""
     opt = make_optimizer(gen.params, cfg)
     for it in range(1, iters + 1):
         j = torch.randint(0, len(z), (cfg.batch,), generator=g)
         t = torch.full((cfg.batch,), gen.t_star, dtype=torch.long)
         loss = F.mse_loss(gen.x0(z[j], t, conds[idx[j]]), x0[j])
-        gnorm = optimizer_step(loss, gen.params, opt, cfg.max_grad_norm)
+        gnorm = run.step(loss, opt, cfg.max_grad_norm)
         run.log({"phase": tag, "loss": loss.item(), "grad_norm": gnorm}, last=it == iters)
 
 
@@ -63,7 +62,7 @@ def path_noise(z: torch.Tensor, x0: torch.Tensor, ac: torch.Tensor) -> torch.Ten
     return (z - a * x0) / s
 
 
-def fit_reflow(gen: Generator, z, x0, idx, conds, iters: int, cfg, run: Run, g: torch.Generator) -> None:
+def fit_reflow(gen: Generator, z, x0, idx, conds, iters: int, cfg, run: DistillRun, g: torch.Generator) -> None:
     """Stage 2: t ~ U[t_min, t_max] T on the straight paths between the teacher's pairs."""
     opt = make_optimizer(gen.params, cfg)
     z = path_noise(z, x0, gen.alphas_cumprod)
@@ -71,7 +70,7 @@ def fit_reflow(gen: Generator, z, x0, idx, conds, iters: int, cfg, run: Run, g: 
         j = torch.randint(0, len(z), (cfg.batch,), generator=g)
         t = sample_timesteps(cfg.batch, cfg.t_min, cfg.t_max, len(gen.alphas_cumprod), g)
         loss = reflow_loss(gen, x0[j], z[j], conds[idx[j]], t)
-        gnorm = optimizer_step(loss, gen.params, opt, cfg.max_grad_norm)
+        gnorm = run.step(loss, opt, cfg.max_grad_norm)
         run.log({"phase": "reflow", "loss": loss.item(), "grad_norm": gnorm}, last=it == iters)
 
 
@@ -86,7 +85,7 @@ def run_prompts(cfg, gen: Generator) -> list[str]:
     return list(gen.meta.get("prompts") or cfg.prompts or default_prompts())
 
 
-def train_kd(teacher, cfg, run: Run, data=None) -> Generator:
+def train_kd(teacher, cfg, run: DistillRun, data=None) -> Generator:
     """One-step KD on teacher DDIM pairs (cfg.regression_pairs per prompt, cfg.regression_ddim_steps steps)."""
     g = torch.Generator().manual_seed(cfg.seed)
     gen = make_generator(teacher, [len(teacher.alphas_cumprod) - 1], cfg.lora_rank, run.meta, sampler="ddim")
@@ -95,7 +94,7 @@ def train_kd(teacher, cfg, run: Run, data=None) -> Generator:
     return gen
 
 
-def train_reflow(teacher, cfg, run: Run, data=None) -> Generator:
+def train_reflow(teacher, cfg, run: DistillRun, data=None) -> Generator:
     """Teacher pairs -> one reflow round -> pairs from the reflowed ODE -> one-step KD."""
     s, T = cfg.reflow, len(teacher.alphas_cumprod)
     g = torch.Generator().manual_seed(cfg.seed)

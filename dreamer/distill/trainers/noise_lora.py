@@ -14,7 +14,7 @@ import torch
 from guidance import Prompts, add_noise, sample_timesteps, teacher_cfg
 
 from ..generator import Generator, make_generator
-from .common import Data, Run, data_pool, make_optimizer, optimizer_step, scale_of, weighted_mse
+from .common import Data, DistillRun, data_pool, make_optimizer, scale_of, weighted_mse
 
 
 @dataclass
@@ -31,7 +31,7 @@ def min_snr_weight(abar: torch.Tensor, gamma: float) -> torch.Tensor:
     return snr.clamp(max=gamma) / snr
 
 
-def train(teacher, cfg, run: Run, data: Data | None = None) -> Generator:
+def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
     """Noise-matching LoRA; returns the student (renoise sampler on `timesteps`)."""
     s = cfg.noise_lora
     ac, g = teacher.alphas_cumprod, torch.Generator().manual_seed(cfg.seed)
@@ -48,7 +48,7 @@ def train(teacher, cfg, run: Run, data: Data | None = None) -> Generator:
             eps_cfg, _ = teacher_cfg(teacher, x_t, t, Prompts(cond, data.uncond.expand(len(cond), -1, -1)), scale)
         w = min_snr_weight(ac[t].to(x_t), s.snr_gamma)
         loss = weighted_mse(gen.eps(x_t, t, cond), eps_cfg, w)
-        gnorm = optimizer_step(loss, gen.params, opt, cfg.max_grad_norm)
+        gnorm = run.step(loss, opt, cfg.max_grad_norm)
         run.log({"loss": loss.item(), "grad_norm": gnorm}, last=step == cfg.steps)
         run.maybe_save(gen, step)
     return gen

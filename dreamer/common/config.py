@@ -12,6 +12,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # the shipped recipes (package data; ./configs links here)
+
 _MISSING = object()
 
 

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import torch
 
-from guidance.losses import x0_from_eps
-from guidance.teachers import unet_eps
+from guidance import unet_eps, x0_from_eps
 
-from .errors import DreamerError, NumericalFault
-from .fewstep import DEFAULT_TIMESTEPS, rollout, step_schedule
+from ..common.errors import DreamerError, NumericalFault
+from .sampling import DEFAULT_TIMESTEPS, rollout, step_schedule
 
 META = "generator.json"
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
@@ -139,7 +138,7 @@ def make_generator(teacher, timesteps=DEFAULT_TIMESTEPS, lora_rank: int = 0, met
                      guidance=getattr(teacher, "guidance", None))
 
 
-def generate(gen: Generator, cond: torch.Tensor, z: torch.Tensor, steps: int | None = None,
+def sample_latents(gen: Generator, cond: torch.Tensor, z: torch.Tensor, steps: int | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:
     """Model-space samples [B,C,h,w] from z [B,C,h,w] in `steps` (default: all trained timesteps), no grad."""
     ts = step_schedule(steps or len(gen.timesteps), gen.timesteps, len(gen.alphas_cumprod))
@@ -200,10 +199,10 @@ def load_generator(path: str | Path, dtype: torch.dtype = torch.float32, device:
     meta = check_generator_folder(path)
     sched_dir = path / "scheduler"
     if not sched_dir.is_dir():
-        sched_dir = Path(_teacher_dir(meta)) / "scheduler"
+        sched_dir = Path(teacher_dir(meta)) / "scheduler"
     scheduler = DDPMScheduler.from_pretrained(str(sched_dir))
     if meta.get("lora_rank", 0) > 0:
-        unet = UNet2DConditionModel.from_pretrained(_teacher_dir(meta), subfolder="unet", torch_dtype=dtype,
+        unet = UNet2DConditionModel.from_pretrained(teacher_dir(meta), subfolder="unet", torch_dtype=dtype,
                                                     use_safetensors=True)
         unet.load_lora_adapter(str(path), prefix="unet", weight_name=LORA_WEIGHTS, adapter_name=ADAPTER)
     else:
@@ -221,7 +220,7 @@ def load_generator(path: str | Path, dtype: torch.dtype = torch.float32, device:
 
 def check_generator_folder(path: str | Path) -> dict:
     """generator.json of a folder written by `dreamer distill`, after checking its weights (one-line errors)."""
-    from .teachers import check_weights_folder
+    from ..common.teacher_source import check_weights_folder
 
     path = generator_folder(path)
     if not (path / META).is_file():
@@ -240,24 +239,24 @@ def check_generator_folder(path: str | Path) -> dict:
     return meta
 
 
-def _teacher_dir(meta: dict) -> str:
-    from .teachers import DEFAULT_TEACHER
+def teacher_dir(meta: dict) -> str:
+    from ..common.teacher_source import DEFAULT_TEACHER
 
     ref = meta.get("teacher")
     return str(DEFAULT_TEACHER) if ref in (None, "", "embedded", "shapes") else str(ref)
 
 
 # ----------------------------------------------------------------------------------------------- sampling
-def sample(gen: Generator, teacher_or_text, prompts: list[str], steps: int = 1, n: int = 1,
+def sample_images(gen: Generator, teacher_or_text, prompts: list[str], steps: int = 1, n: int = 1,
            seed: int = 0) -> torch.Tensor:
     """rgb [len(prompts) * n, 3, H, W] in [0,1]; teacher_or_text: a teacher (prompt encoder + decoder) or None.
 
     None loads the teacher recorded in generator.json (for its text encoder and VAE).
     """
-    from .prompts import warn_if_truncated
-    from .teachers import load_teacher
+    from ..common.prompts import warn_if_truncated
+    from ..common.teacher_source import load_teacher
 
-    front = teacher_or_text if teacher_or_text is not None else load_teacher(_teacher_dir(gen.meta))
+    front = teacher_or_text if teacher_or_text is not None else load_teacher(teacher_dir(gen.meta))
     warn_if_truncated(front, prompts)
     names = [p for p in prompts for _ in range(n)]
     dev = next(gen.unet.parameters()).device
@@ -265,15 +264,15 @@ def sample(gen: Generator, teacher_or_text, prompts: list[str], steps: int = 1, 
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(gen.sample_shape(len(names)), generator=g).to(dev)         # [N,C,h,w]
     with torch.no_grad():
-        return front.decode(generate(gen, cond, z, steps, g)).float().cpu()
+        return front.decode(sample_latents(gen, cond, z, steps, g)).float().cpu()
 
 
 def sample_cli(prompt: str | list[str], generator_dir: str | Path, steps: int = 1, n: int = 4,
                out_png: str | Path = "samples.png", seed: int = 0) -> Path:
     """`dreamer sample`: write an image grid (one row per prompt, n samples each) to out_png."""
-    from .video import image_grid, save_png
+    from ..common.media import image_grid, save_png
 
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    rgb = sample(load_generator(generator_dir), None, prompts, steps, n, seed)
+    rgb = sample_images(load_generator(generator_dir), None, prompts, steps, n, seed)
     return save_png(image_grid(rgb, nrow=n), out_png)

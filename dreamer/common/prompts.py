@@ -1,4 +1,5 @@
-"""Prompt checks that need the teacher's tokenizer: warn when the text encoder will truncate a prompt."""
+"""Prompt helpers of both applications: view-dependent suffixes (DreamFusion sec. 3.2) and a warning when the
+teacher's text encoder will truncate a prompt."""
 from __future__ import annotations
 
 import warnings
@@ -35,3 +36,22 @@ def warn_if_truncated(teacher, texts: list[str], what: str = "prompt") -> str | 
     if msg:
         warnings.warn(msg, DreamerWarning, stacklevel=2)
     return msg
+
+
+def view_suffix(elevation_deg: float, azimuth_deg: float) -> str:
+    """DreamFusion view-dependent prompt suffix from a camera."""
+    if elevation_deg > 60.0:
+        return "overhead view"
+    a = (azimuth_deg + 180.0) % 360.0 - 180.0
+    if abs(a) < 45.0:
+        return "front view"
+    if abs(a) > 135.0:
+        return "back view"
+    return "side view"
+
+
+def view_prompt(prompt: str, elevation_deg: float, azimuth_deg: float) -> str:
+    return f"{prompt}, {view_suffix(elevation_deg, azimuth_deg)}"
+
+
+VIEW_SUFFIXES = ("front view", "side view", "back view", "overhead view")

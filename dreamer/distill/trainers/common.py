@@ -1,7 +1,8 @@
 """What every distillation trainer shares: prompts, teacher DDIM / denoiser, data pools, weights, the run log.
 
-A trainer is `train(teacher, cfg: DistillConfig, run: Run, data: Data | None = None) -> Generator`; the table
-of trainers is `dreamer.distill.TRAINERS`. Teachers are used only through their protocol (`eps` via
+A trainer is `train(teacher, cfg: DistillConfig, run: DistillRun, data: Data | None = None) -> Generator`; the
+table of trainers is `dreamer.distill.trainers.TRAINERS`. Every update goes through `DistillRun.step` (the guarded
+optimizer step: a non-finite loss or gradient skips the update and is counted). Teachers are used only through their protocol (`eps` via
 `guidance.teacher_cfg`, `alphas_cumprod`, `encode_prompt`, `encode`, `decode`).
 """
 from __future__ import annotations
@@ -14,17 +15,19 @@ from pathlib import Path
 
 import torch
 
-from guidance import Prompts, teacher_cfg, x0_from_eps
+from guidance import BadSteps, Prompts, guarded_step, teacher_cfg, uniform_timesteps, x0_from_eps
 
+from ...common.errors import warn_skipped
 from .. import generator as _generator
-from ..fewstep import Denoise, rollout, uniform_timesteps
 from ..generator import Generator, load_generator
+from ..sampling import Denoise, rollout
 
 
 # ----------------------------------------------------------------------------------------------- prompts, teacher
 def default_prompts() -> list[str]:
     """Every shapes-world prompt with each view suffix (the embedded teacher's training prompts)."""
-    from ..shapes.world import VIEW_SUFFIXES, catalogue
+    from ...common.prompts import VIEW_SUFFIXES
+    from ...shapes.world import catalogue
 
     return [f"{s.prompt}, {v}" for s in catalogue() for v in VIEW_SUFFIXES]
 
@@ -98,12 +101,12 @@ class GeneratorTeacher:
 
 def load_any_teacher(ref: str | None, **options):
     """A diffusers teacher (None: the embedded one) or a distilled generator folder (has generator.json)."""
-    from ..generator import META, _teacher_dir
-    from ..teachers import load_teacher
+    from ...common.teacher_source import load_teacher
+    from ..generator import META, teacher_dir
 
     if ref and (Path(ref) / META).is_file():
         gen = load_generator(ref)
-        return GeneratorTeacher(gen, load_teacher(_teacher_dir(gen.meta), **options))
+        return GeneratorTeacher(gen, load_teacher(teacher_dir(gen.meta), **options))
     return load_teacher(ref, **options)
 
 
@@ -131,8 +134,9 @@ class Data:
 
 def shapes_images(n: int, res: int, g: torch.Generator) -> tuple[torch.Tensor, list[str]]:
     """n ground-truth shapes-world renders rgb [n,3,res,res] in [0,1] with view-suffixed captions (teacher's data)."""
-    from ..shapes.render import random_views, render_shapes
-    from ..shapes.world import catalogue, view_prompt
+    from ...common.prompts import view_prompt
+    from ...shapes.render import random_views, render_shapes
+    from ...shapes.world import catalogue
 
     cat = catalogue()
     specs = [cat[i % len(cat)] for i in range(n)]
@@ -177,16 +181,6 @@ def scale_of(teacher, cfg) -> float:
 
 
 # ----------------------------------------------------------------------------------------------- losses, steps
-def native_weight(prediction_type: str, abar: torch.Tensor) -> torch.Tensor:
-    """Per-sample weight [B] that turns an eps-space MSE into the teacher's own output-space MSE:
-    epsilon 1, v_prediction 1 / abar (= SNR + 1 in x-space, Salimans & Ho 2022 sec. 4), sample SNR."""
-    if prediction_type == "epsilon":
-        return torch.ones_like(abar)
-    if prediction_type == "v_prediction":
-        return 1.0 / abar
-    return abar / (1 - abar)
-
-
 def weighted_mse(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """mean_B w_b * mean_CHW (a - b)^2; a, b [B,...], w [B]."""
     return (w.to(a) * (a - b).pow(2).flatten(1).mean(1)).mean()
@@ -195,15 +189,6 @@ def weighted_mse(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Ten
 def make_optimizer(params, cfg, lr: float | None = None) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr_gen if lr is None else lr, betas=tuple(cfg.adam_betas),
                              weight_decay=cfg.weight_decay)
-
-
-def optimizer_step(loss: torch.Tensor, params: list, opt: torch.optim.Optimizer, max_norm: float) -> float:
-    """zero_grad, backward, optional grad-norm clip, step; returns the gradient norm."""
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
-    opt.step()
-    return float(norm)
 
 
 @torch.no_grad()
@@ -221,8 +206,25 @@ def ema_update(target: torch.nn.Module, online: torch.nn.Module, decay: float) -
 
 
 # ----------------------------------------------------------------------------------------------- run folder
-class Run:
-    """A run folder: log.jsonl (one JSON line per step), generator folders, the wall clock."""
+def run_meta(cfg, teacher_ref: str | None, prompts: list[str] | None = None) -> dict:
+    """What generator.json records about a run: teacher, its text encoder, the method, the prompts."""
+    return {"teacher": teacher_ref or cfg.teacher or "embedded", "text_encoder": _text_encoder_ref(teacher_ref),
+            "method": cfg.method, "prompts": prompts or cfg.prompts or default_prompts()}
+
+
+def _text_encoder_ref(teacher_ref: str | None) -> str | None:
+    from ...common.teacher_source import DEFAULT_TEACHER
+
+    folder = Path(teacher_ref) if teacher_ref not in (None, "", "embedded", "shapes") else DEFAULT_TEACHER
+    meta = folder / "teacher.json"
+    if meta.is_file():
+        return json.loads(meta.read_text()).get("text_encoder")
+    return str(folder / "text_encoder") if (folder / "text_encoder").is_dir() else teacher_ref
+
+
+class DistillRun:
+    """A distillation run folder: log.jsonl (one JSON line per step), generator folders, the wall clock, and the
+    guarded optimizer step every trainer takes (skips counted in `bad`; cfg.max_bad_steps in a row stop the run)."""
 
     def __init__(self, out: str | Path, cfg, scheduler=None, log: Callable[[str], None] = print,
                  meta: dict | None = None):
@@ -230,25 +232,39 @@ class Run:
         self.meta = dict(meta or {})           # recorded in generator.json (teacher, text encoder, method, ...)
         self.out.mkdir(parents=True, exist_ok=True)
         self.t0 = time.perf_counter()
-        self.step = 0
+        self.step_count = 0                    # log lines written
+        self.updates = 0                       # optimizer steps attempted through step()
+        self.bad = BadSteps()
 
     @property
     def seconds(self) -> float:
         return time.perf_counter() - self.t0
 
+    def step(self, loss: torch.Tensor, opt: torch.optim.Optimizer, max_norm: float, params=None) -> float | None:
+        """guidance.guarded_step; a skipped update warns, is counted, and cfg.max_bad_steps in a row raise."""
+        self.updates += 1
+        norm = guarded_step(loss, opt, max_norm, params=params)
+        if self.bad.record(self.updates, norm):
+            warn_skipped(self.bad, self.cfg.max_bad_steps, self.updates, "update", self.kept)
+        return norm
+
+    def kept(self) -> str:
+        final = self.out / "generator"
+        return (f"the last saved {final} is kept" if final.is_dir() else "no generator had been saved yet") + \
+            "; lower lr_gen or cfg_scale"
+
     def log(self, metrics: dict, last: bool = False) -> None:
-        self.step += 1
-        m = {"step": self.step, **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
+        self.step_count += 1
+        m = {"step": self.step_count, **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
              "time_s": round(self.seconds, 2)}
         with open(self.out / "log.jsonl", "a") as f:
             f.write(json.dumps(m) + "\n")
-        if self.step % max(self.cfg.log_every, 1) == 0 or last:
+        if self.step_count % max(self.cfg.log_every, 1) == 0 or last:
             self._print(json.dumps(m))
 
     def save(self, gen: Generator, name: str = "generator") -> Path:
         gen.meta["train_seconds"] = round(self.seconds, 1)
-        save = getattr(_generator, "save_atomic", _generator.save_generator)  # atomic folder swap where available
-        return save(gen, self.out / name, self.scheduler)
+        return _generator.save_atomic(gen, self.out / name, self.scheduler)
 
     def maybe_save(self, gen: Generator, step: int) -> None:
         if self.cfg.save_every and step % self.cfg.save_every == 0:

@@ -9,12 +9,12 @@ import torch
 
 import renderers as R
 
+from ..common.errors import one_line
+from ..common.media import write_video
 from .bake import bake_cameras, bake_vertex_colors
-from .errors import one_line
 from .export import extract_mesh, fill_enclosed, save_mesh
 from .report import write_report
 from .silhouette import silhouette_threshold
-from .video import write_video
 
 EVAL_VIEWS = 8
 
@@ -27,10 +27,10 @@ def render_views(scene, cams: R.Cameras) -> torch.Tensor:
 
 def evaluate_against_ground_truth(prompt: str, mesh, scene, resolution: int = 32) -> dict:
     """Shapes-world prompts only: Chamfer / IoU / colour error of the mesh, accuracy and PSNR of 8 views."""
-    from .shapes.evaluator import ShapesEvaluator
-    from .shapes.metrics import mesh_report, psnr
-    from .shapes.render import render_shapes
-    from .shapes.world import parse_prompt
+    from ..shapes.evaluator import ShapesEvaluator
+    from ..shapes.metrics import mesh_report, psnr
+    from ..shapes.render import render_shapes
+    from ..shapes.world import parse_prompt
 
     spec = parse_prompt(prompt)
     if spec is None:
@@ -72,7 +72,7 @@ def export_mesh(cfg, scene):
 
 def export_run(run, out_dir: str | Path) -> dict:
     """Write every output of a finished (or resumed) run into out_dir; returns the metrics dict."""
-    from .video import image_grid, save_png
+    from ..common.media import image_grid, save_png
 
     out_dir = Path(out_dir)
     cfg, scene = run.cfg, run.scene.to("cpu")  # export (marching cubes, bake, video, metrics) runs on the CPU

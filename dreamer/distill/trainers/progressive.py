@@ -12,16 +12,14 @@ from dataclasses import dataclass
 
 import torch
 
-from guidance import add_noise
+from guidance import add_noise, alpha_sigma, renoise, uniform_timesteps
 
-from ..fewstep import alpha_sigma, renoise, uniform_timesteps
 from ..generator import Generator, make_generator
 from .common import (
     Data,
-    Run,
+    DistillRun,
     data_pool,
     make_optimizer,
-    optimizer_step,
     scale_of,
     teacher_clip,
     teacher_denoiser,
@@ -72,7 +70,7 @@ def two_step_target(denoise, x_t: torch.Tensor, i: torch.Tensor, grid2: list[int
         return ddim_target(x_t, x, t, t_end, ac), t
 
 
-def train(teacher, cfg, run: Run, data: Data | None = None) -> Generator:
+def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
     """All halving stages; returns the last student (DDIM sampler, its N-step grid as timesteps)."""
     s = cfg.progressive
     stages = halving(s.teacher_steps, s.end_steps)
@@ -94,7 +92,7 @@ def train(teacher, cfg, run: Run, data: Data | None = None) -> Generator:
             target, t = two_step_target(den, x_t, i, grid2, ac, clip)
             snr = ac[t] / (1 - ac[t])
             loss = weighted_mse(gen.x0(x_t, t, cond), target, snr.clamp(min=1.0))  # truncated SNR weighting
-            gnorm = optimizer_step(loss, gen.params, opt, cfg.max_grad_norm)
+            gnorm = run.step(loss, opt, cfg.max_grad_norm)
             run.log({"stage": n, "loss": loss.item(), "grad_norm": gnorm}, last=it == s.iters_per_stage)
         if s.save_stages:
             run.save(gen, f"stage-{n}")

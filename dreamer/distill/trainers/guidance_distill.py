@@ -11,11 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-from guidance import add_noise, cfg_combine, sample_timesteps
+from guidance import add_noise, cfg_combine, native_weight, sample_timesteps, uniform_timesteps
 
-from ..fewstep import uniform_timesteps
 from ..generator import Generator, make_generator
-from .common import Data, Run, data_pool, make_optimizer, native_weight, optimizer_step, scale_of, weighted_mse
+from .common import Data, DistillRun, data_pool, make_optimizer, scale_of, weighted_mse
 
 
 @dataclass
@@ -38,7 +37,7 @@ def student_and_target(teacher, gen: Generator, x0: torch.Tensor, cond: torch.Te
     return gen.eps(x_t, t, cond, w), target
 
 
-def train(teacher, cfg, run: Run, data: Data | None = None) -> Generator:
+def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
     """Stage-one guidance distillation; returns the w-conditioned generator (DDIM sampler, guidance = cfg scale)."""
     s = cfg.guidance_distill
     g = torch.Generator().manual_seed(cfg.seed)
@@ -55,7 +54,7 @@ def train(teacher, cfg, run: Run, data: Data | None = None) -> Generator:
         noise = torch.randn(x0.shape, generator=g)
         pred, target = student_and_target(teacher, gen, x0, cond, data.uncond.expand(len(x0), -1, -1), t, w, noise)
         loss = weighted_mse(pred, target, native_weight(teacher.prediction_type, ac[t].to(pred)))
-        gnorm = optimizer_step(loss, gen.params, opt, cfg.max_grad_norm)
+        gnorm = run.step(loss, opt, cfg.max_grad_norm)
         run.log({"loss": loss.item(), "grad_norm": gnorm}, last=step == cfg.steps)
         run.maybe_save(gen, step)
     return gen

@@ -1,0 +1,164 @@
+"""Score distillation of a generator (DMD / DMD2, Yin et al. 2024a,b; Diff-Instruct, Luo et al. 2023; SDS).
+
+Every iteration: z, y -> x0 = G (backward-simulated when few-step) -> guidance.score_distillation_step (the same
+step as the 3D loop; the fake score takes its TTUR updates inside it) -> generator loss (+ DMD1 regression for
+step 1, + for steps k >= 1 a regression onto the teacher's DDIM from the student's own x_tk, + an optional GAN
+term) -> the guarded optimizer step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+
+from guidance import BadSteps, FakeScore, GuidanceConfig, Prompts, guarded_step, score_distillation_step
+
+from ...common.errors import warn_skipped
+from ..generator import Generator, make_generator
+from ..sampling import rollout
+from .adversarial import GanTerm
+from .common import (DistillRun, ddim_sample, default_prompts, ema_lerp_, regression_pairs, run_meta,
+                     teacher_clip)
+
+# name -> (guidance method, needs a fake score)
+METHODS = {"dmd": ("dmd", True), "diff_instruct": ("diff_instruct", True), "sds": ("sds", False)}
+
+
+def guidance_config(cfg, default_cfg: float = 1.0) -> GuidanceConfig:
+    """The GuidanceConfig of a distillation method: DMD = normalised gradient, Diff-Instruct = w(t)-weighted."""
+    return GuidanceConfig(method=METHODS[cfg.method][0], cfg_scale=default_cfg if cfg.cfg_scale is None
+                          else cfg.cfg_scale, weighting=cfg.weighting, t_min=cfg.t_min, t_max=cfg.t_max,
+                          grad_clip=cfg.grad_clip, aux_cfg_scale=cfg.fake_cfg_scale, aux_lr=cfg.lr_fake,
+                          aux_updates=cfg.fake_updates, aux_shared_pass=False)  # fake score: own t draws (DMD2)
+
+
+# ----------------------------------------------------------------------------------------------- the loop
+@dataclass
+class DistillState:
+    """Everything that changes during training."""
+
+    gen: Generator
+    fake: object | None                  # FakeScore (or any .eps / .train_step model)
+    opt: torch.optim.Optimizer
+    conds: torch.Tensor                  # [P,L,D] prompt embeddings
+    uncond: torch.Tensor                 # [1,L,D]
+    rng: torch.Generator
+    pairs: tuple | None = None           # (z, x0, prompt idx) for the regression loss
+    ema: list[torch.Tensor] | None = None  # EMA of gen.params (cfg.ema_decay > 0), same order
+    gan: GanTerm | None = None           # cfg.gan.weight > 0: real renders vs samples, DMD2's GAN term
+    step: int = 0
+    bad: BadSteps = field(default_factory=BadSteps)  # generator updates dropped for a non-finite loss / gradient
+
+
+def generator_batch(state: DistillState, cfg) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
+    """x0 = G(x_{t_k}, t_k, y) with grad, y, k and x_{t_k}; x_{t_k} from the student's own k earlier steps (DMD2
+    backward simulation)."""
+    gen, g = state.gen, state.rng
+    idx = torch.randint(0, len(state.conds), (cfg.batch,), generator=g)
+    cond = state.conds[idx]                                                    # [B,L,D]
+    z = torch.randn(gen.sample_shape(cfg.batch), generator=g).to(cond.device)  # [B,C,h,w]
+    k = int(torch.randint(0, len(gen.timesteps), (), generator=g))
+    with torch.no_grad():
+        x_t = rollout(lambda x, t: gen.x0(x, t, cond), z, gen.timesteps, gen.alphas_cumprod, g, until=k,
+                      clip=gen.clip)
+    t = torch.full((cfg.batch,), gen.timesteps[k], dtype=torch.long, device=cond.device)
+    return gen.x0(x_t, t, cond), cond, k, x_t
+
+
+def step_guidance(gcfg: GuidanceConfig, cfg, k: int) -> GuidanceConfig:
+    """The GuidanceConfig for samples of few-step step k: the real score's CFG may differ per step."""
+    return replace(gcfg, cfg_scale=cfg.step_cfg_scales[k]) if cfg.step_cfg_scales else gcfg
+
+
+def distill_step(state: DistillState, teacher, cfg, gcfg: GuidanceConfig) -> dict:
+    """One generator update (and cfg.fake_updates fake-score updates inside score_distillation_step)."""
+    x0, cond, k, x_t = generator_batch(state, cfg)
+    prompts = Prompts(cond, state.uncond.expand(len(cond), -1, -1))
+    gk = step_guidance(gcfg, cfg, k)
+    out = score_distillation_step(teacher, x0, prompts, gk, state.rng, aux=state.fake)
+    loss = out.loss
+    reg, rreg = torch.zeros(()), None
+    if cfg.regression_weight > 0 and state.pairs is not None:
+        z, x_ref, pidx = state.pairs
+        j = torch.randint(0, len(z), (cfg.batch,), generator=state.rng)
+        t = torch.full((cfg.batch,), state.gen.t_star, dtype=torch.long, device=z.device)
+        reg = F.mse_loss(state.gen.x0(z[j], t, state.conds[pidx[j]]), x_ref[j])
+        loss = loss + cfg.regression_weight * reg
+    if cfg.rollout_regression_weight > 0 and k > 0:   # anchor step k on the teacher's ODE from the student's x_tk
+        x_ref = ddim_sample(teacher, cond, prompts.uncond, gk.cfg_scale, cfg.rollout_regression_ddim_steps, x_t,
+                            teacher_clip(teacher), t_start=state.gen.timesteps[k])
+        rreg = 0.5 * (x0 - x_ref).square().flatten(1).sum(1).mean()   # per image, the DM loss's own scale
+        loss = loss + cfg.rollout_regression_weight * rreg
+    gan = None
+    if state.gan is not None:
+        gan = state.gan.step(x0, cond, state.rng)                    # (adversarial loss, D loss)
+        loss = loss + cfg.gan.weight * gan[0]
+    state.step += 1
+    gnorm = guarded_step(loss, state.opt, cfg.max_grad_norm, guidance=out, params=state.gen.params)
+    if state.bad.record(state.step, gnorm):            # skipped: no update, optimizer state untouched
+        return {"step": state.step, "loss": None, "skipped": True}
+    if state.ema is not None:
+        ema_lerp_(state.ema, state.gen.params, cfg.ema_decay)
+    m = {"step": state.step, "loss": out.loss.item(), "reg": reg.item(), "grad_norm": gnorm,
+         "grad_abs": out.grad.abs().mean().item()}
+    if rreg is not None:
+        m.update(rollout_reg=rreg.item(), k=k)
+    if gan is not None:
+        m.update(g_adv=gan[0].item(), d_loss=gan[1])
+    return m
+
+
+def init_state(teacher, cfg, teacher_ref: str | None = None) -> DistillState:
+    """Generator (teacher copy), fake score, optimiser, prompt embeddings and (if asked) regression pairs."""
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    prompts = cfg.prompts or default_prompts()
+    gen = make_generator(teacher, cfg.timesteps, cfg.lora_rank, run_meta(cfg, teacher_ref, prompts))
+    if cfg.resolution:
+        vae = getattr(teacher, "vae", None)
+        gen.size = cfg.resolution // (2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1)
+    fake = FakeScore(teacher, lr=cfg.lr_fake, betas=tuple(cfg.adam_betas)) if METHODS[cfg.method][1] else None
+    opt = torch.optim.AdamW(gen.params, lr=cfg.lr_gen, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
+    conds = teacher.encode_prompt(prompts)
+    uncond = teacher.encode_prompt([cfg.uncond_prompt])
+    state = DistillState(gen, fake, opt, conds, uncond, g)
+    if cfg.ema_decay > 0:
+        state.ema = [p.detach().clone() for p in gen.params]
+    if cfg.regression_weight > 0:
+        state.pairs = regression_pairs(teacher, gen, conds, uncond, cfg,
+                                       guidance_config(cfg, teacher.default_cfg).cfg_scale, g)
+    if cfg.gan.weight > 0:
+        state.gan = GanTerm(teacher, gen, cfg, g)
+    return state
+
+
+def train_score(teacher, cfg, run: DistillRun, data=None) -> Generator:
+    """DMD / Diff-Instruct / SDS generator training through guidance.score_distillation_step."""
+    state = init_state(teacher, cfg, run.meta.get("teacher"))
+    gcfg = guidance_config(cfg, teacher.default_cfg)
+    while state.step < cfg.steps:
+        m = distill_step(state, teacher, cfg, gcfg)
+        if m.get("skipped"):
+            warn_skipped(state.bad, cfg.max_bad_steps, state.step, "generator update", run.kept)
+        run.log({k: v for k, v in m.items() if k != "step"}, last=state.step == cfg.steps)
+        saving_ema = state.ema is not None and cfg.save_every and state.step % cfg.save_every == 0
+        if saving_ema:
+            swap_ema(state)                       # save the EMA weights, then train on
+        run.maybe_save(state.gen, state.step)
+        if saving_ema:
+            swap_ema(state)
+    if state.ema is not None:
+        swap_ema(state)                           # the returned (and saved) generator carries the EMA weights
+    return state.gen
+
+
+@torch.no_grad()
+def swap_ema(state: DistillState) -> None:
+    """Exchange the generator's trainable weights with their EMA copies (twice restores them)."""
+    for p, e in zip(state.gen.params, state.ema):
+        tmp = p.detach().clone()
+        p.copy_(e)
+        e.copy_(tmp)
+
+

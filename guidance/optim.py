@@ -1,0 +1,68 @@
+"""The one optimizer step of the project: backward, a non-finite guard, optional gradient-norm clip, step.
+
+Every trainer (3D loop, score distillation, the regression / adversarial trainers, the auxiliary LoRA / fake
+scores) updates its parameters through `guarded_step`, so a NaN render or teacher score skips the update instead of
+poisoning weights and Adam moments; `BadSteps` counts the skips.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+def finite_step(loss: torch.Tensor, params, guidance=None) -> bool:
+    """The loss, every existing gradient of `params` and the guidance's raw score terms are finite (one sync).
+
+    The raw terms matter because guidance.losses maps a NaN score difference to a zero gradient (nan_to_num),
+    which would otherwise let a NaN teacher pass as a quiet zero-gradient step.
+    """
+    checks = [torch.isfinite(loss).all()] + [torch.isfinite(p.grad).all() for p in params if p.grad is not None]
+    if guidance is not None:
+        terms = (getattr(guidance, k, None) for k in ("eps_cfg", "eps_baseline", "w"))
+        checks += [torch.isfinite(t).all() for t in terms if torch.is_tensor(t)]
+    return bool(torch.stack(checks).all())
+
+
+def optimizer_params(optimizers) -> list[torch.Tensor]:
+    """Every parameter the optimizers update."""
+    return [p for o in optimizers for g in o.param_groups for p in g["params"]]
+
+
+def guarded_step(loss: torch.Tensor, optimizers, max_norm: float = 0.0, guidance=None,
+                 params: list[torch.Tensor] | None = None) -> float | None:
+    """zero_grad -> backward -> finite check -> clip (max_norm > 0) -> step; returns the gradient norm, or None
+    when the loss, a gradient or a guidance term is non-finite (then no update and the gradients are cleared).
+
+    optimizers: one optimizer or a list; params: what is checked and clipped (default: all they update).
+    """
+    opts = optimizers if isinstance(optimizers, (list, tuple)) else [optimizers]
+    params = optimizer_params(opts) if params is None else params
+    for o in opts:
+        o.zero_grad(set_to_none=True)
+    loss.backward()
+    if not finite_step(loss, params, guidance):
+        for o in opts:
+            o.zero_grad(set_to_none=True)
+        return None
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+    for o in opts:
+        o.step()
+    return float(norm)
+
+
+@dataclass
+class BadSteps:
+    """Skipped updates: the step indices in all (`skipped`) and how many in a row (`streak`)."""
+
+    skipped: list[int] = field(default_factory=list)
+    streak: int = 0
+
+    def record(self, step: int, norm: float | None) -> bool:
+        """Count step `step` given guarded_step's result; True if it was skipped."""
+        if norm is None:
+            self.skipped.append(step)
+            self.streak += 1
+            return True
+        self.streak = 0
+        return False
