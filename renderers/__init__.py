@@ -1,4 +1,5 @@
-"""Differentiable renderers: cameras, 3D Gaussians, hash-grid NeRF. Knows nothing of diffusion."""
+"""Renderers: cameras, 3D Gaussians, hash-grid NeRF (differentiable) and a triangle-mesh rasterizer. Knows nothing
+of diffusion."""
 
 from .cameras import (Cameras, camera_vector, focal_from_fov, look_at, opencv_viewmats, orbit_cameras, orbit_position,
                       rays_from_cameras, sample_orbit_cameras, turntable_cameras)
@@ -13,6 +14,7 @@ from .sh import eval_sh
 from .gaussians_raster import (project_gaussians, quat_to_rotmat, rasterize, rasterize_dense_reference,
                                rasterize_tiles)
 from .hashgrid import HashGrid, HashGridConfig, make_hashgrid
+from .mesh import rasterize_mesh, render_trimesh
 from .nerf import (BackgroundMLP, NeRFConfig, NeRFField, NeRFRenderConfig, nerf_color, nerf_density_grid,
                    random_light_dirs, render_nerf, render_rays)
 from .regularizers import gaussian_scale_reg, opacity_entropy, opacity_l1, orientation_loss
@@ -27,6 +29,7 @@ __all__ = [
     "update_densify_state",
     "eval_sh", "project_gaussians", "quat_to_rotmat", "rasterize", "rasterize_dense_reference", "rasterize_tiles",
     "HashGrid", "HashGridConfig", "make_hashgrid",
+    "rasterize_mesh", "render_trimesh",
     "BackgroundMLP", "NeRFConfig", "NeRFField", "NeRFRenderConfig", "nerf_color", "nerf_density_grid",
     "random_light_dirs", "render_nerf", "render_rays",
     "gaussian_scale_reg", "opacity_entropy", "opacity_l1", "orientation_loss",
