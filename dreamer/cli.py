@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--teacher", default=None)
     d.add_argument("--out", default="runs/distill")
     d.add_argument("overrides", nargs="*")
+    v = sub.add_parser("evaluate", help="score a mesh file or run folder against the shapes world (strict test)")
+    v.add_argument("path", help="mesh file (GLB / OBJ / PLY) or a run folder of dreamer generate")
+    v.add_argument("--prompt", default=None, help="shapes-world prompt, e.g. 'a red cube' (default: the run's)")
+    v.add_argument("--json", action="store_true", help="print the full report as JSON")
     s = sub.add_parser("sample", help="sample an image grid from a distilled generator")
     s.add_argument("prompt")
     s.add_argument("--generator", required=True, help="generator folder, or the run folder of dreamer distill")
@@ -80,8 +84,15 @@ def export_summary(out: Path, metrics: dict) -> list[str]:
     written = [v for k, v in files.items() if not k.endswith("_error")] + ["metrics.json"]
     lines = [f"done: {out}/report.html  ({', '.join(written)})"]
     lines += [f"  not written ({k.removesuffix('_error')}): {v}" for k, v in files.items() if k.endswith("_error")]
-    keys = ("train_seconds", "chamfer", "iou", "colour_error", "prompt_accuracy_8_views", "psnr_8_views")
-    return lines + ["  " + "  ".join(f"{k}={metrics[k]:.4g}" for k in keys if isinstance(metrics.get(k), (int, float)))]
+    keys = ("train_seconds", "chamfer", "fscore_2pct", "iou", "colour_error", "prompt_accuracy_8_views",
+            "psnr_8_views")
+    lines.append("  " + "  ".join(f"{k}={metrics[k]:.4g}" for k in keys if isinstance(metrics.get(k), (int, float))))
+    if "right" in metrics:
+        why = "" if metrics["right"] else f" ({'; '.join(metrics['reasons'])})"
+        lines.append(f"  right (strict ground-truth test): {'yes' if metrics['right'] else 'no'}{why}")
+    elif "evaluation_skipped" in metrics:
+        lines.append(f"  not evaluated: {metrics['evaluation_skipped']}")
+    return lines
 
 
 def cmd_export(a) -> None:
@@ -121,6 +132,14 @@ def cmd_distill(a) -> None:
     print(f"done: {a.out}/generator (sample with: dreamer sample PROMPT --generator {a.out}/generator --steps 1)")
 
 
+def cmd_evaluate(a) -> None:
+    """The strict report of a mesh (or a run folder's mesh), as text or JSON; exit 0 whether right or not."""
+    from .shapes.evaluate import evaluate_path, report_json, report_text
+
+    rep = evaluate_path(a.path, a.prompt)
+    print(report_json(rep) if a.json else report_text(rep))
+
+
 def cmd_sample(a) -> None:
     check_prompt(a.prompt)
     if a.n < 1:
@@ -149,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(bad)}")
     if extra:
         args.overrides = list(args.overrides) + extra
-    commands = {"generate": cmd_generate, "export": cmd_export, "distill": cmd_distill, "sample": cmd_sample}
+    commands = {"generate": cmd_generate, "export": cmd_export, "distill": cmd_distill, "evaluate": cmd_evaluate,
+                "sample": cmd_sample}
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         warnings.simplefilter("always", DreamerWarning)

@@ -273,14 +273,10 @@ def strict_summary(rep: dict) -> str:
     return "\n".join(lines + [f"  - {r}" for r in rep["reasons"]] + [f"  note: {x}" for x in rep["notes"]])
 
 
-def evaluate_mesh_file(path: str | Path, prompt: str, n: int = 20000, seed: int = 0) -> dict:
-    """strict_report of a GLB / OBJ / PLY file against the shapes-world prompt; ValueError on bad input."""
+def load_mesh_file(path: str | Path):
+    """A GLB / OBJ / PLY file as one trimesh.Trimesh; one-line ValueError if missing, unreadable or empty."""
     import trimesh
 
-    spec = world.parse_prompt(prompt)
-    if spec is None:
-        raise ValueError(f"prompt {prompt!r} is not a shapes-world prompt (needs one of {', '.join(SHAPES)} "
-                         f"and one of {', '.join(world.COLOUR_NAMES)})")
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"mesh file not found: {path}")
@@ -291,4 +287,13 @@ def evaluate_mesh_file(path: str | Path, prompt: str, n: int = 20000, seed: int 
         raise ValueError(f"cannot read mesh file {path}: {type(e).__name__}: {first}") from None
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0:
         raise ValueError(f"mesh file {path} holds no triangles")
-    return strict_report(mesh, spec, n=n, seed=seed)
+    return mesh
+
+
+def evaluate_mesh_file(path: str | Path, prompt: str, n: int = 20000, seed: int = 0) -> dict:
+    """strict_report of a GLB / OBJ / PLY file against the shapes-world prompt; ValueError on bad input."""
+    spec = world.parse_prompt(prompt)
+    if spec is None:
+        raise ValueError(f"prompt {prompt!r} is not a shapes-world prompt (needs one of {', '.join(SHAPES)} "
+                         f"and one of {', '.join(world.COLOUR_NAMES)})")
+    return strict_report(load_mesh_file(path), spec, n=n, seed=seed)

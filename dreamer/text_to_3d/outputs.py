@@ -16,9 +16,6 @@ from .export import extract_mesh, fill_enclosed, save_mesh
 from .report import write_report
 from .silhouette import silhouette_threshold
 
-EVAL_VIEWS = 8
-
-
 @torch.no_grad()
 def render_views(scene, cams: R.Cameras) -> torch.Tensor:
     """rgb [N,3,H,W] of a scene from cameras, one at a time (no grad)."""
@@ -26,24 +23,23 @@ def render_views(scene, cams: R.Cameras) -> torch.Tensor:
 
 
 def evaluate_against_ground_truth(prompt: str, mesh, scene, resolution: int = 32) -> dict:
-    """Shapes-world prompts only: Chamfer / IoU / colour error of the mesh, accuracy and PSNR of 8 views."""
+    """Shapes-world prompts: the strict report of the exported mesh (dreamer.shapes.evaluate: `right`, `reasons`,
+    Chamfer, F-scores, IoU, scale, topology, colour) and the evaluator's 8-view accuracy / PSNR on renders of the
+    mesh; the same two figures on renders of the scene as scene_*. Other prompts: why nothing was evaluated."""
+    from ..shapes.evaluate import eval_cameras, evaluate_mesh, gt_views, view_scores
     from ..shapes.evaluator import ShapesEvaluator
-    from ..shapes.metrics import mesh_report, psnr
-    from ..shapes.render import render_shapes
     from ..shapes.world import parse_prompt
 
     spec = parse_prompt(prompt)
     if spec is None:
-        return {}
-    cams = R.turntable_cameras(EVAL_VIEWS, elevation=20.0, distance=2.1, fov=42.0, width=resolution,
-                               height=resolution)
-    ours = render_views(scene, cams)
-    gt, _ = render_shapes([spec] * EVAL_VIEWS, cams.elevation, cams.azimuth, cams.distance,
-                          torch.full((EVAL_VIEWS,), 42.0), resolution)
+        return {"evaluation_skipped": "not a shapes-world prompt (no ground truth)"}
     ev = ShapesEvaluator.load()
-    rep = mesh_report(mesh, spec) if mesh is not None else {}
-    return {**rep, "prompt_accuracy_8_views": ev.prompt_accuracy(ours, [spec] * EVAL_VIEWS),
-            "psnr_8_views": psnr(ours, gt)}
+    if mesh is None:
+        rep = {"right": False, "reasons": ["no mesh was exported"]}
+    else:
+        rep = evaluate_mesh(mesh, spec, resolution, evaluator=ev)
+    s = view_scores(render_views(scene, eval_cameras(resolution)), spec, gt_views(spec, resolution), ev)
+    return {**rep, "scene_prompt_accuracy_8_views": s["accuracy"], "scene_psnr_8_views": s["psnr"]}
 
 
 def export_mesh(cfg, scene):

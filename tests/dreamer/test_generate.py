@@ -92,3 +92,21 @@ def test_cfg_mult_ramp_scales_the_guidance_scale_per_step(tiny_sd_dir, tmp_path,
     generate(load_generate_config("gaussians-sds", "a red cube", str(tiny_sd_dir), over), tmp_path / "r", progress=False)
     assert seen == pytest.approx([10.0, 10.0, 6.0, 2.0, 2.0])
 
+
+
+def test_metrics_json_carries_the_strict_verdict(tmp_path, capsys):
+    """Every shapes-world run is judged on its exported mesh: `right`, its reasons, the strict fields, the
+    evaluator on mesh renders and (separately) on scene renders; the closing lines say the verdict."""
+    import json
+
+    out = tmp_path / "r"
+    rc = main(["generate", "a red cube", "--out", str(out), "--quiet", "train.steps=2", "train.preview_every=0",
+               "camera.resolution=16", "camera.batch=1", "gaussians.n_init=100", "train.threads=1",
+               "export.mesh_resolution=32", "export.turntable_frames=2", "export.turntable_resolution=16"])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert isinstance(m["right"], bool) and (m["right"] or m["reasons"])
+    for k in ("shape_correct", "fscore_2pct", "iou", "scale_error", "genus", "floater_share",
+              "prompt_accuracy_8_views", "psnr_8_views", "scene_prompt_accuracy_8_views", "scene_psnr_8_views"):
+        assert k in m, k
+    assert "right (strict ground-truth test): " in capsys.readouterr().out
