@@ -17,6 +17,7 @@ from .unet_split import Encoded, decode, encode, supports_split
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 # full-match regex: the attention projections of the decoder half (the up blocks) only
+LORA_ALL_TARGETS = r".*\.(" + "|".join(t.replace(".", r"\.") for t in LORA_TARGETS) + ")"
 LORA_DECODER_TARGETS = r"up_blocks\..*\.(" + "|".join(t.replace(".", r"\.") for t in LORA_TARGETS) + ")"
 
 
@@ -153,17 +154,27 @@ class LoraScore:
 
 
 class FakeScore:
-    """DMD / Diff-Instruct fake score: a full trainable copy of the teacher UNet (initialised from it).
+    """DMD / Diff-Instruct fake score: a full trainable copy of the teacher UNet (initialised from it), or with
+    lora_rank > 0 a LoRA on every attention projection of a shallow copy (the teacher's own frozen tensors).
 
-    max_grad_norm clips its updates (DMD2: 10; 1.0 was this class's fixed value before it became a setting).
+    max_grad_norm clips its updates (DMD2: 10; 1.0 was this class's fixed value before it became a setting);
+    gradient_checkpointing recomputes the UNet's blocks in the backward pass (diffusers), trading time for memory.
     """
 
     def __init__(self, teacher, lr: float = 1e-4, betas=(0.0, 0.999), max_grad_norm: float = 1.0,
-                 loss_space: str = "eps"):
+                 loss_space: str = "eps", lora_rank: int = 0, gradient_checkpointing: bool = False):
         self.teacher = teacher
-        self.unet = copy.deepcopy(teacher.unet).float().requires_grad_(True).train()
+        if lora_rank > 0:
+            shared = {id(v): v for v in itertools.chain(teacher.unet.parameters(), teacher.unet.buffers())}
+            self.unet = copy.deepcopy(teacher.unet, memo=shared).train()   # new modules, same frozen tensors
+            self.layers = add_lora(self.unet, LORA_ALL_TARGETS, lora_rank)
+            self.params = [p for m in self.layers.values() for p in (m.lora_A.weight, m.lora_B.weight)]
+        else:
+            self.unet = copy.deepcopy(teacher.unet).float().requires_grad_(True).train()
+            self.params = list(self.unet.parameters())
+        if gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
         self.alphas_cumprod = teacher.alphas_cumprod
-        self.params = list(self.unet.parameters())
         self.opt = torch.optim.AdamW(self.params, lr=lr, betas=betas, weight_decay=0.0)
         self.max_grad_norm, self.loss_space = max_grad_norm, loss_space
 

@@ -32,6 +32,10 @@ class DistillConfig:
     fake_fresh_batches: bool = False     # True: each fake update draws its own generator batch (z, prompts, k), as
     #                                      DMD2; False: all fake updates reuse the generator update's batch
     fake_max_grad_norm: float = 1.0      # fake-score gradient-norm clip (DMD2: 10); 0 = off
+    fake_lora_rank: int = 0              # > 0: the fake score is a LoRA on the frozen teacher (memory), not a copy
+    mixed_precision: str = "no"          # no | bf16: autocast generator, fake score and teacher passes to bfloat16
+    #                                      (weights, optimizer states and the losses stay float32)
+    gradient_checkpointing: bool = False  # recompute generator / fake-score UNet blocks in backward (memory)
     cfg_scale: float | None = None       # teacher CFG for the real score; None: the teacher's default
     fake_cfg_scale: float = 1.0
     t_min: float = 0.02                  # DMD: t ~ U{20, ..., 980}, both ends inclusive
@@ -81,7 +85,7 @@ def validate(cfg: DistillConfig) -> DistillConfig:
     """Raise ConfigError on values the dataclass types cannot catch."""
     if cfg.method not in TRAINERS:
         raise ConfigError(f"'method' must be one of {', '.join(TRAINERS)}, got {cfg.method!r}")
-    for k, ok in (("dm_loss", ("per_image", "mean")), ("t_sampling", ("uniform", "lognormal")),
+    for k, ok in (("dm_loss", ("per_image", "mean")), ("mixed_precision", ("no", "bf16")), ("t_sampling", ("uniform", "lognormal")),
                   ("weighting", ("sds", "uniform", "snr_inv"))):
         if getattr(cfg, k) not in ok:
             raise ConfigError(f"'{k}' must be one of {', '.join(ok)}, got {getattr(cfg, k)!r}")
@@ -121,8 +125,8 @@ def validate(cfg: DistillConfig) -> DistillConfig:
         if getattr(cfg, k) < (0 if k in ("fake_updates", "save_every") else 1):
             raise ConfigError(f"'{k}' must be {'>= 0' if k in ('fake_updates', 'save_every') else 'positive'}, "
                               f"got {getattr(cfg, k)}")
-    if min(cfg.fake_max_grad_norm, cfg.t_lognormal[1]) < 0 or cfg.prompt_cache < 1:
-        raise ConfigError("fake_max_grad_norm and t_lognormal's std must be >= 0, prompt_cache >= 1")
+    if min(cfg.fake_max_grad_norm, cfg.t_lognormal[1], cfg.fake_lora_rank) < 0 or cfg.prompt_cache < 1:
+        raise ConfigError("fake_max_grad_norm, fake_lora_rank and t_lognormal's std must be >= 0, prompt_cache >= 1")
     if min(cfg.lr_gen, cfg.lr_fake, cfg.regression_weight, cfg.rollout_regression_weight, cfg.lora_rank) < 0:
         raise ConfigError("learning rates, regression_weight, rollout_regression_weight and lora_rank must be >= 0")
     if cfg.rollout_regression_weight > 0 and min(cfg.timesteps) + 1 < cfg.rollout_regression_ddim_steps:

@@ -65,7 +65,7 @@ def generator_batch(state: DistillState, cfg) -> tuple[torch.Tensor, torch.Tenso
         x_t = rollout(lambda x, t: gen.x0(x, t, cond), z, gen.timesteps, gen.alphas_cumprod, g, until=k,
                       clip=gen.clip)
     t = torch.full((cfg.batch,), gen.timesteps[k], dtype=torch.long, device=cond.device)
-    return gen.x0(x_t, t, cond), cond, k, x_t
+    return gen.x0(x_t, t, cond).float(), cond, k, x_t.float()
 
 
 def step_guidance(gcfg: GuidanceConfig, cfg, k: int) -> GuidanceConfig:
@@ -137,8 +137,11 @@ def init_state(teacher, cfg, teacher_ref: str | None = None) -> DistillState:
     if cfg.resolution:
         vae = getattr(teacher, "vae", None)
         gen.size = cfg.resolution // (2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1)
-    fake = (FakeScore(teacher, lr=cfg.lr_fake, betas=tuple(cfg.adam_betas), max_grad_norm=cfg.fake_max_grad_norm)
+    fake = (FakeScore(teacher, lr=cfg.lr_fake, betas=tuple(cfg.adam_betas), max_grad_norm=cfg.fake_max_grad_norm,
+                      lora_rank=cfg.fake_lora_rank, gradient_checkpointing=cfg.gradient_checkpointing)
             if METHODS[cfg.method][1] else None)
+    if cfg.gradient_checkpointing:
+        gen.unet.enable_gradient_checkpointing()
     opt = torch.optim.AdamW(gen.params, lr=cfg.lr_gen, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
     conds = PromptBank(teacher, prompts, cfg.prompt_cache)
     uncond = teacher.encode_prompt([cfg.uncond_prompt])
@@ -161,7 +164,8 @@ def train_score(teacher, cfg, run: DistillRun, data=None) -> Generator:
         load_state_dict(state, run.resume)
     gcfg = guidance_config(cfg, teacher.default_cfg)
     while state.step < cfg.steps:
-        m = distill_step(state, teacher, cfg, gcfg)
+        with autocast(cfg):
+            m = distill_step(state, teacher, cfg, gcfg)
         if m.get("skipped"):
             warn_skipped(state.bad, cfg.max_bad_steps, state.step, "generator update", run.kept)
         run.log({k: v for k, v in m.items() if k != "step"}, last=state.step == cfg.steps)
@@ -176,6 +180,13 @@ def train_score(teacher, cfg, run: DistillRun, data=None) -> Generator:
     if state.ema is not None:
         swap_ema(state)                           # the returned (and saved) generator carries the EMA weights
     return state.gen
+
+
+def autocast(cfg) -> torch.autocast:
+    """cfg.mixed_precision = bf16: every UNet pass (teacher, generator, fake score) in bfloat16 autocast; the fp32
+    master weights, optimizer states and losses are unchanged (torch.autocast, Micikevicius et al. 2018)."""
+    return torch.autocast(device_type=torch.device(cfg.device).type, dtype=torch.bfloat16,
+                          enabled=cfg.mixed_precision == "bf16")
 
 
 def state_dict(state: DistillState) -> dict:
