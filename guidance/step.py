@@ -173,7 +173,9 @@ def score_distillation_step(teacher, x0: torch.Tensor, prompts: Prompts, cfg: Gu
     """The step both loops call (3D scenes and generators): sample t and noise, guidance_step, then update aux.
 
     The auxiliary score (VSD LoRA / DMD fake score) takes `cfg.aux_updates` denoising steps on the detached
-    particles `aux_x0` (default: x0), as ProlificDreamer (1 step) and DMD2 (TTUR, 5-10 steps) do. With
+    particles `aux_x0` (default: x0), all on this one batch (ProlificDreamer: 1 step; DMD2's TTUR 5-10 steps draw a
+    fresh generator batch each, which dreamer's distillation does outside this function: fake_fresh_batches).
+    t ~ U{t_min T, ..., t_max T} (both ends inclusive) or, cfg.t_sampling = lognormal, EDM's log-normal sigma. With
     `cfg.aux_shared_pass` the first of them reuses the baseline's own pass (same x_t, t, noise) instead of a
     fresh draw; a step whose camera condition is dropped (VSD) takes the separate, camera-free update instead.
     """

@@ -120,3 +120,26 @@ def test_no_silent_fallback_to_the_shapes_world(tiny_sd_dir, tmp_path):
     check_data_sources(DistillConfig())                                          # the embedded teacher: fine
     with pytest.raises(ConfigError, match="either"):
         load_distill_config("distill-dmd", ["prompts=[a]", "prompts_file=x.txt"])
+
+
+@pytest.mark.parametrize("case,data,msg", [("missing", None, "does not exist"), ("empty", b"", "holds no captions"),
+                                           ("binary", b"\x89PNG\r\n\x1a\n\x00\x00", "binary")])
+def test_cli_bad_caption_file_is_one_line_and_writes_nothing(tiny_sd_dir, tmp_path, capsys, case, data, msg):
+    from dreamer.cli import main
+
+    caps = tmp_path / f"{case}.txt"
+    if data is not None:
+        caps.write_bytes(data)
+    out = tmp_path / "run"
+    assert main(["distill", "--teacher", str(tiny_sd_dir), "--out", str(out), "--prompts-file", str(caps)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dreamer: error: caption file") and msg in err
+    assert not out.exists()
+
+
+def test_cli_other_teacher_without_captions_is_one_line(tiny_sd_dir, tmp_path, capsys):
+    from dreamer.cli import main
+
+    assert main(["distill", "--teacher", str(tiny_sd_dir), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not the embedded shapes teacher" in err and not (tmp_path / "run").exists()
