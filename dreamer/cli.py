@@ -36,9 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("overrides", nargs="*")
     d = sub.add_parser("distill", help="train a one/few-step generator with DMD or Diff-Instruct")
-    d.add_argument("--config", default="distill-dmd")
+    d.add_argument("--config", default=None, help="recipe (default distill-dmd; with --resume the run's config.yaml)")
     d.add_argument("--teacher", default=None)
     d.add_argument("--out", default="runs/distill")
+    d.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
+    d.add_argument("--prompts-file", default=None, help="captions: a text file (one a line) or JSONL")
     d.add_argument("overrides", nargs="*")
     v = sub.add_parser("evaluate", help="score a mesh file or run folder against the shapes world (strict test)")
     v.add_argument("path", help="mesh file (GLB / OBJ / PLY) or a run folder of dreamer generate")
@@ -118,17 +120,20 @@ def cmd_export(a) -> None:
 
 def cmd_distill(a) -> None:
     """--out first (no torch import), then the config and the teacher (a diffusers teacher or a generator)."""
-    check_distill_folder(a.out)
+    check_distill_folder(a.out, a.resume)
     from .distill.generator import META, check_generator_folder, teacher_dir
     from .distill.loop import distill
     from .distill.recipe import load_distill_config
 
-    cfg = load_distill_config(a.config, list(a.overrides) + ([f"teacher={a.teacher}"] if a.teacher else []))
+    extra = ([f"teacher={a.teacher}"] if a.teacher else []) + (
+        ["prompts=[]", f"prompts_file={a.prompts_file}"] if a.prompts_file else [])
+    config = a.config or (Path(a.out) / "config.yaml" if a.resume else "distill-dmd")
+    cfg = load_distill_config(config, list(a.overrides) + extra)
     if cfg.teacher and (Path(cfg.teacher) / META).is_file():  # a distilled generator used as the teacher
         check_teacher_source(teacher_dir(check_generator_folder(cfg.teacher)))
     else:
         check_teacher_source(cfg.teacher)
-    distill(cfg, a.out)
+    distill(cfg, a.out, resume=a.resume)
     print(f"done: {a.out}/generator (sample with: dreamer sample PROMPT --generator {a.out}/generator --steps 1)")
 
 

@@ -8,7 +8,8 @@ from .optim import BadSteps, finite_step, guarded_step, optimizer_params
 from .ramps import Ramp
 from .step import (METHODS, NEGATIVE_PROMPT, GuidanceConfig, GuidanceOutput, Prompts, guidance_step,
                    score_distillation_step, teacher_cfg)
-from .teachers import DiffusersTeacher, Teacher, TeacherOptions, unet_eps
+from .teachers import DiffusersTeacher, Teacher, TeacherOptions, is_text_time, pack_cond, split_cond, unet_eps
+from .unet_split import time_embedding
 
 __all__ = [
     "MixtureTeacher", "finite_set_teacher", "gaussian_teacher",
@@ -20,5 +21,6 @@ __all__ = [
     "Ramp",
     "METHODS", "NEGATIVE_PROMPT", "GuidanceConfig", "GuidanceOutput", "Prompts", "guidance_step",
     "score_distillation_step", "teacher_cfg",
-    "DiffusersTeacher", "Teacher", "TeacherOptions", "unet_eps",
+    "DiffusersTeacher", "Teacher", "TeacherOptions", "is_text_time", "pack_cond", "split_cond", "unet_eps",
+    "time_embedding",
 ]

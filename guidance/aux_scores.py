@@ -10,13 +10,14 @@ import torch.nn.functional as F
 
 from .lora import add_lora, lora_state_dict
 from .losses import cfg_combine
-from .noise_schedule import add_noise, eps_from_output
+from .noise_schedule import add_noise, eps_from_output, native_weight
 from .optim import guarded_step
 from .teachers import unet_eps
 from .unet_split import Encoded, decode, encode, supports_split
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 # full-match regex: the attention projections of the decoder half (the up blocks) only
+LORA_ALL_TARGETS = r".*\.(" + "|".join(t.replace(".", r"\.") for t in LORA_TARGETS) + ")"
 LORA_DECODER_TARGETS = r"up_blocks\..*\.(" + "|".join(t.replace(".", r"\.") for t in LORA_TARGETS) + ")"
 
 
@@ -25,13 +26,30 @@ def optimise(loss: torch.Tensor, params, opt: torch.optim.Optimizer, max_norm: f
     return float("nan") if guarded_step(loss, opt, max_norm, params=params) is None else loss.item()
 
 
+def denoise_loss(eps_pred: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor,
+                 prediction_type: str = "epsilon", space: str = "eps") -> torch.Tensor:
+    """Denoising loss mean_B w_b mean_CHW (eps_hat - eps)^2 (Ho et al. 2020, eq. 14); space "eps": w = 1, "native":
+    w = native_weight (v-prediction 1 / abar, i.e. exactly the v-space MSE threestudio's VSD LoRA trains on)."""
+    if space == "eps":
+        return (eps_pred - noise).pow(2).mean()
+    per = (eps_pred - noise).pow(2).flatten(1).mean(1)                                  # [B]
+    if space != "native":  # pragma: no cover - GuidanceConfig / recipes check the name first
+        raise ValueError(f"denoising loss space must be eps or native, got {space!r}")
+    abar = alphas_cumprod.to(per.device, torch.float64)[t]
+    return (native_weight(prediction_type, abar).to(per) * per).mean()
+
+
 def denoise_train_step(eps_fn, params, opt: torch.optim.Optimizer, x0: torch.Tensor, cond: torch.Tensor,
-                       alphas_cumprod: torch.Tensor, generator: torch.Generator | None = None, **kw) -> float:
-    """One step of the plain denoising loss ||eps_fn(x_t, t, cond) - eps||^2, t ~ U[0, T) (Ho et al. 2020, eq. 14)."""
+                       alphas_cumprod: torch.Tensor, generator: torch.Generator | None = None, loss_fn=None,
+                       max_norm: float = 1.0, **kw) -> float:
+    """One step of the denoising loss (default ||eps_fn(x_t, t, cond) - eps||^2), t ~ U{0, ..., T-1} (Ho et al. 2020,
+    eq. 14); loss_fn(eps_hat, eps, t) replaces the plain eps-space MSE; max_norm clips the gradient norm."""
     x0 = x0.detach()
     t = torch.randint(0, len(alphas_cumprod), (x0.shape[0],), generator=generator).to(x0.device)
     noise = torch.randn(x0.shape, generator=generator).to(x0)
-    return optimise(F.mse_loss(eps_fn(add_noise(x0, noise, t, alphas_cumprod), t, cond, **kw), noise), params, opt)
+    eps = eps_fn(add_noise(x0, noise, t, alphas_cumprod), t, cond, **kw)
+    loss = F.mse_loss(eps, noise) if loss_fn is None else loss_fn(eps, noise, t)
+    return optimise(loss, params, opt, max_norm)
 
 
 class CameraEmbedding(torch.nn.Module):
@@ -57,7 +75,8 @@ class LoraScore:
     (`teacher_cfg`, then `eps(..., encoded=)`) and a LoRA pass, forward and backward, runs the decoder alone.
     """
 
-    def __init__(self, teacher, rank: int = 4, lr: float = 1e-4, camera_dropout: float = 0.1):
+    def __init__(self, teacher, rank: int = 4, lr: float = 1e-4, camera_dropout: float = 0.1,
+                 loss_space: str = "eps", max_grad_norm: float = 1.0):
         why = supports_split(teacher.unet)
         if why is not None:
             raise ValueError(f"VSD's LoRA score needs an SD-family UNet split into encoder / decoder; {why} is "
@@ -73,6 +92,11 @@ class LoraScore:
         self.opt = torch.optim.AdamW(self.params, lr=lr, foreach=True)
         self.camera_dropout = camera_dropout
         self.alphas_cumprod = teacher.alphas_cumprod
+        self.loss_space, self.max_grad_norm = loss_space, max_grad_norm
+
+    def denoise_loss(self, eps: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """guidance.aux_scores.denoise_loss in this score's loss space (eps, or the teacher's native output)."""
+        return denoise_loss(eps, noise, t, self.alphas_cumprod, self.teacher.prediction_type, self.loss_space)
 
     def _out_to_eps(self, out: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return eps_from_output(out, x_t.to(out.dtype), t, self.alphas_cumprod, self.teacher.prediction_type)
@@ -107,7 +131,7 @@ class LoraScore:
 
     def apply_loss(self, loss: torch.Tensor) -> float:
         """One optimizer step on a denoising loss computed elsewhere (the guidance pass, `aux_fit`)."""
-        return optimise(loss, self.params, self.opt)
+        return optimise(loss, self.params, self.opt, self.max_grad_norm)
 
     def train_step(self, x0: torch.Tensor, cond: torch.Tensor, camera: torch.Tensor | None = None,
                    generator: torch.Generator | None = None) -> float:
@@ -115,7 +139,7 @@ class LoraScore:
         if camera is not None and self.drops_camera(generator):
             camera = None
         return denoise_train_step(self.eps, self.params, self.opt, x0, cond, self.alphas_cumprod, generator,
-                                  camera=camera)
+                                  self.denoise_loss, self.max_grad_norm, camera=camera)
 
     def save(self, out_dir: str | Path) -> None:
         """LoRA in the diffusers format (loadable by `pipe.load_lora_weights`) + camera MLP as safetensors."""
@@ -130,21 +154,40 @@ class LoraScore:
 
 
 class FakeScore:
-    """DMD / Diff-Instruct fake score: a full trainable copy of the teacher UNet (initialised from it)."""
+    """DMD / Diff-Instruct fake score: a full trainable copy of the teacher UNet (initialised from it), or with
+    lora_rank > 0 a LoRA on every attention projection of a shallow copy (the teacher's own frozen tensors).
 
-    def __init__(self, teacher, lr: float = 1e-4, betas=(0.0, 0.999)):
+    max_grad_norm clips its updates (DMD2: 10; 1.0 was this class's fixed value before it became a setting);
+    gradient_checkpointing recomputes the UNet's blocks in the backward pass (diffusers), trading time for memory.
+    """
+
+    def __init__(self, teacher, lr: float = 1e-4, betas=(0.0, 0.999), max_grad_norm: float = 1.0,
+                 loss_space: str = "eps", lora_rank: int = 0, gradient_checkpointing: bool = False):
         self.teacher = teacher
-        self.unet = copy.deepcopy(teacher.unet).float().requires_grad_(True).train()
+        if lora_rank > 0:
+            shared = {id(v): v for v in itertools.chain(teacher.unet.parameters(), teacher.unet.buffers())}
+            self.unet = copy.deepcopy(teacher.unet, memo=shared).train()   # new modules, same frozen tensors
+            self.layers = add_lora(self.unet, LORA_ALL_TARGETS, lora_rank)
+            self.params = [p for m in self.layers.values() for p in (m.lora_A.weight, m.lora_B.weight)]
+        else:
+            self.unet = copy.deepcopy(teacher.unet).float().requires_grad_(True).train()
+            self.params = list(self.unet.parameters())
+        if gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
         self.alphas_cumprod = teacher.alphas_cumprod
-        self.params = list(self.unet.parameters())
         self.opt = torch.optim.AdamW(self.params, lr=lr, betas=betas, weight_decay=0.0)
+        self.max_grad_norm, self.loss_space = max_grad_norm, loss_space
 
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, **kw) -> torch.Tensor:
         return unet_eps(self.unet, self.teacher.prediction_type, self.alphas_cumprod, x_t, t, cond, **kw)
 
+    def denoise_loss(self, eps: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return denoise_loss(eps, noise, t, self.alphas_cumprod, self.teacher.prediction_type, self.loss_space)
+
     def apply_loss(self, loss: torch.Tensor) -> float:
-        return optimise(loss, self.params, self.opt)
+        return optimise(loss, self.params, self.opt, self.max_grad_norm)
 
     def train_step(self, x0: torch.Tensor, cond: torch.Tensor, camera=None,
                    generator: torch.Generator | None = None) -> float:
-        return denoise_train_step(self.eps, self.params, self.opt, x0, cond, self.alphas_cumprod, generator)
+        return denoise_train_step(self.eps, self.params, self.opt, x0, cond, self.alphas_cumprod, generator,
+                                  self.denoise_loss, self.max_grad_norm)

@@ -78,9 +78,25 @@ def check_timesteps(ts: list[int] | tuple[int, ...], T: int = 1000) -> None:
 
 def sample_timesteps(batch: int, t_min: float, t_max: float, T: int, generator: torch.Generator | None = None,
                      device="cpu") -> torch.Tensor:
-    """Integer t ~ U[t_min*T, t_max*T) (DreamFusion uses [0.02, 0.98]); [B] long."""
-    lo, hi = int(round(t_min * T)), max(int(round(t_max * T)), int(round(t_min * T)) + 1)
-    return torch.randint(lo, hi, (batch,), generator=generator).to(device)
+    """Integer t ~ U{round(t_min T), ..., min(round(t_max T), T - 1)}, both ends inclusive (DreamFusion's
+    [0.02, 0.98] -> U[20, 980]); [B] long. (Until 2026-12-01 the upper end was exclusive: seeded runs changed.)"""
+    lo = int(round(t_min * T))
+    hi = max(min(int(round(t_max * T)), T - 1), lo)
+    return torch.randint(lo, hi + 1, (batch,), generator=generator).to(device)
+
+
+def sample_timesteps_lognormal(batch: int, t_min: float, t_max: float, alphas_cumprod: torch.Tensor,
+                               mean: float = -1.2, std: float = 1.2, generator: torch.Generator | None = None,
+                               device="cpu") -> torch.Tensor:
+    """EDM's training draw ln sigma ~ N(mean, std^2) (Karras et al. 2022, sec. 5), mapped to the VP step with the
+    nearest sigma_t = sqrt((1 - abar_t) / abar_t) and clamped to the inclusive range of sample_timesteps; [B] long."""
+    T = len(alphas_cumprod)
+    sig_t = ((1 - alphas_cumprod.double()) / alphas_cumprod.double()).sqrt()            # [T] increasing
+    sigma = (torch.randn(batch, generator=generator, dtype=torch.float64) * std + mean).exp()
+    i = torch.searchsorted(sig_t, sigma).clamp(1, T - 1)
+    t = torch.where((sigma - sig_t[i - 1]).abs() <= (sig_t[i] - sigma).abs(), i - 1, i)
+    lo = int(round(t_min * T))
+    return t.clamp(lo, max(min(int(round(t_max * T)), T - 1), lo)).long().to(device)
 
 
 def weighting(kind: str, alphas_cumprod: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .losses import cfg_combine, score_distillation_grad, target_loss
-from .noise_schedule import add_noise, sample_timesteps, weighting, x0_from_eps
+from .noise_schedule import add_noise, sample_timesteps, sample_timesteps_lognormal, weighting, x0_from_eps
 
 NEGATIVE_PROMPT = ("unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, dark, "
                    "low-resolution, gloomy")
@@ -24,16 +24,24 @@ class GuidanceConfig:
     method: str = "sds"            # sds | nfsd | vsd | dmd | diff_instruct
     cfg_scale: float = 100.0       # diffusers convention; see guidance.teachers
     weighting: str = "sds"         # sds | uniform | snr_inv ; dmd uses its own normaliser
-    t_min: float = 0.02
+    t_min: float = 0.02            # t ~ U{t_min T, ..., t_max T}, both ends inclusive (sample_timesteps)
     t_max: float = 0.98
+    t_sampling: str = "uniform"    # uniform | lognormal (EDM's ln sigma ~ N(mean, std^2), as official Diff-Instruct)
+    t_lognormal: tuple[float, float] = (-1.2, 1.2)   # (mean, std) of ln sigma for t_sampling = lognormal
     grad_clip: float = 0.0         # 0 = off; elementwise clamp of grad
     negative_prompt: str = NEGATIVE_PROMPT
     nfsd_t_switch: int = 200       # NFSD: delta_D = eps(x_t; null) below it, eps(null) - eps(neg) above
     aux_cfg_scale: float = 1.0     # CFG on the auxiliary (LoRA / fake) score
+    aux_cfg: str = "text"          # text: eps_u + s (eps_c - eps_u) over prompts (DMD2's fake CFG); camera: over
+    #                                the camera condition, same text (threestudio's guidance_scale_lora)
+    aux_target: str = "eps"        # the auxiliary's denoising loss: eps-space MSE, or native = the teacher's own
+    #                                output space (v-prediction: ||v - v_hat||^2 = ||eps - eps_hat||^2 / abar, threestudio)
     aux_lr: float = 1e-4
     aux_rank: int = 4              # LoRA rank (VSD)
     aux_updates: int = 1           # auxiliary updates per guidance step (DMD2 TTUR uses 5-10)
     camera_dropout: float = 0.1    # VSD: drop the camera condition with this probability
+    aux_prompt: str = "view"       # VSD: the LoRA's text: view (the view-suffixed prompt, shares the guidance pass)
+    #                                | base (the view-independent prompt, as threestudio; one LoRA pass more)
     aux_shared_pass: bool = True   # fit the auxiliary on the guidance pass's own (x_t, t, noise): one pass fewer
     #                                (VSD's LoRA decoder also reuses that pass's teacher encoder output)
 
@@ -45,6 +53,8 @@ class Prompts:
     cond: torch.Tensor
     uncond: torch.Tensor
     negative: torch.Tensor | None = None
+    aux: torch.Tensor | None = None   # [B,L,D] the auxiliary's condition when it differs from cond (VSD's LoRA
+    #                                   on the view-independent prompt, as threestudio); None: cond
 
 
 @dataclass
@@ -86,8 +96,8 @@ def _nfsd(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw, aux_fit):
 def _auxiliary(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw, aux_fit):
     """VSD (Wang et al. 2023, eq. 9) and DMD / Diff-Instruct: the baseline is a learned score of the particles.
 
-    aux_fit: the same conditional pass also gives the auxiliary's denoising loss ||eps_aux - noise||^2
-    (x_t = a x0 + s noise with x0 detached, i.e. Ho et al. 2020 eq. 14 at this step's t), graph kept.
+    aux_fit: the same conditional pass also gives the auxiliary's denoising loss (aux.denoise_loss: eps-space or the
+    teacher's native space; x_t = a x0 + s noise with x0 detached, Ho et al. 2020 eq. 14 at this step's t), graph kept.
     """
     if aux is None:
         raise ValueError(f"method {cfg.method!r} needs an auxiliary score model")
@@ -97,13 +107,31 @@ def _auxiliary(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw, aux_fit):
         aux_kw = {**aux_kw, "encoded": encoded}
     else:
         eps_cfg, _ = teacher_cfg(teacher, x_t, t, prompts, cfg.cfg_scale)
+    cond = prompts.cond if prompts.aux is None else prompts.aux
     if not aux_fit:
-        return eps_cfg, teacher_cfg(aux, x_t, t, prompts, cfg.aux_cfg_scale, **aux_kw)[0], None
+        return eps_cfg, aux_baseline(aux, x_t, t, cond, prompts.uncond, cfg, aux_kw), None
     with torch.enable_grad():
-        eps_aux = aux.eps(x_t, t, prompts.cond, **aux_kw)
-        dt = torch.promote_types(eps_aux.dtype, torch.float32)  # half-precision passes: loss in fp32
-        loss = (eps_aux.to(dt) - noise.to(dt)).pow(2).mean()
+        eps_aux = aux.eps(x_t, t, cond, **aux_kw)
+        loss = aux_denoise_loss(aux, eps_aux, noise, t)
     return eps_cfg, eps_aux.detach(), loss
+
+
+def aux_baseline(aux, x_t, t, cond, uncond, cfg: GuidanceConfig, aux_kw: dict) -> torch.Tensor:
+    """The auxiliary's eps with CFG: over the text (cond vs uncond) or, cfg.aux_cfg = camera, over the camera
+    condition (camera vs dropped; same text), threestudio's eps_u + s (eps_cam - eps_u)."""
+    if cfg.aux_cfg == "camera" and cfg.aux_cfg_scale != 1.0 and aux_kw.get("camera") is not None:
+        e_cam = aux.eps(x_t, t, cond, **aux_kw)
+        e_u = aux.eps(x_t, t, cond, **{**aux_kw, "camera": None})
+        return cfg_combine(e_u, e_cam, cfg.aux_cfg_scale)
+    return teacher_cfg(aux, x_t, t, Prompts(cond, uncond), cfg.aux_cfg_scale, **aux_kw)[0]
+
+
+def aux_denoise_loss(aux, eps_aux: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The auxiliary's own denoising loss (its `denoise_loss`, else eps-space MSE), computed in float32."""
+    dt = torch.promote_types(eps_aux.dtype, torch.float32)  # half-precision passes: loss in fp32
+    if hasattr(aux, "denoise_loss"):
+        return aux.denoise_loss(eps_aux.to(dt), noise.to(dt), t)
+    return (eps_aux.to(dt) - noise.to(dt)).pow(2).mean()
 
 
 METHODS = {"sds": _sds, "nfsd": _nfsd, "vsd": _auxiliary, "dmd": _auxiliary, "diff_instruct": _auxiliary}
@@ -126,6 +154,10 @@ def guidance_step(teacher, x0: torch.Tensor, prompts: Prompts, t: torch.Tensor, 
     """
     if cfg.method not in METHODS:
         raise ValueError(f"unknown guidance method {cfg.method!r} (choose from {', '.join(METHODS)})")
+    for k, ok in (("t_sampling", ("uniform", "lognormal")), ("aux_cfg", ("text", "camera")),
+                  ("aux_target", ("eps", "native"))):
+        if getattr(cfg, k) not in ok:
+            raise ValueError(f"guidance {k} must be one of {', '.join(ok)}, got {getattr(cfg, k)!r}")
     with torch.no_grad():
         x_t = add_noise(x0.detach(), noise, t, teacher.alphas_cumprod)
         eps_cfg, eps_base, aux_loss = METHODS[cfg.method](teacher, aux, x0.detach(), x_t, t, noise, prompts, cfg,
@@ -141,28 +173,34 @@ def score_distillation_step(teacher, x0: torch.Tensor, prompts: Prompts, cfg: Gu
     """The step both loops call (3D scenes and generators): sample t and noise, guidance_step, then update aux.
 
     The auxiliary score (VSD LoRA / DMD fake score) takes `cfg.aux_updates` denoising steps on the detached
-    particles `aux_x0` (default: x0), as ProlificDreamer (1 step) and DMD2 (TTUR, 5-10 steps) do. With
+    particles `aux_x0` (default: x0), all on this one batch (ProlificDreamer: 1 step; DMD2's TTUR 5-10 steps draw a
+    fresh generator batch each, which dreamer's distillation does outside this function: fake_fresh_batches).
+    t ~ U{t_min T, ..., t_max T} (both ends inclusive) or, cfg.t_sampling = lognormal, EDM's log-normal sigma. With
     `cfg.aux_shared_pass` the first of them reuses the baseline's own pass (same x_t, t, noise) instead of a
     fresh draw; a step whose camera condition is dropped (VSD) takes the separate, camera-free update instead.
     """
-    B = x0.shape[0]
-    t = sample_timesteps(B, cfg.t_min, cfg.t_max if t_max is None else t_max, len(teacher.alphas_cumprod),
-                         generator, x0.device)
+    B, hi = x0.shape[0], cfg.t_max if t_max is None else t_max
+    if cfg.t_sampling == "lognormal":
+        t = sample_timesteps_lognormal(B, cfg.t_min, hi, teacher.alphas_cumprod, *cfg.t_lognormal, generator,
+                                       x0.device)
+    else:
+        t = sample_timesteps(B, cfg.t_min, hi, len(teacher.alphas_cumprod), generator, x0.device)
     noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
     trains = aux is not None and hasattr(aux, "train_step")
     fit = (trains and cfg.aux_shared_pass and cfg.aux_updates > 0 and aux_x0 is None and cfg.aux_cfg_scale == 1.0
-           and hasattr(aux, "apply_loss"))
+           and prompts.aux is None and hasattr(aux, "apply_loss"))
     drop = fit and aux_kw.get("camera") is not None and aux.drops_camera(generator)
     out = guidance_step(teacher, x0, prompts, t, noise, cfg, aux=aux, aux_fit=fit and not drop, **aux_kw)
     if trains:
         particles = (x0 if aux_x0 is None else aux_x0).detach()
+        cond = prompts.cond if prompts.aux is None else prompts.aux
         updates = cfg.aux_updates
         if out.aux_loss is not None:
             aux.apply_loss(out.aux_loss)
             updates -= 1
         elif drop:
-            aux.train_step(particles, prompts.cond, generator=generator, **{**aux_kw, "camera": None})
+            aux.train_step(particles, cond, generator=generator, **{**aux_kw, "camera": None})
             updates -= 1
         for _ in range(updates):
-            aux.train_step(particles, prompts.cond, generator=generator, **aux_kw)
+            aux.train_step(particles, cond, generator=generator, **aux_kw)
     return out

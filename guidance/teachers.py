@@ -13,7 +13,9 @@ from typing import Protocol
 import torch
 
 from .noise_schedule import eps_from_output
-from .text import TextEncoder
+from .text import DualTextEncoder, TextEncoder, pack_cond
+
+TIME_IDS = 6   # SDXL micro-conditioning: original size (2), crop top-left (2), target size (2)
 
 
 class Teacher(Protocol):
@@ -27,11 +29,27 @@ class Teacher(Protocol):
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor: ...  # -> cond [B,L,D]
 
 
+def is_text_time(unet) -> bool:
+    """An SDXL-class UNet: its time embedding adds pooled text and size/crop ids (addition_embed_type text_time)."""
+    return unet.config.get("addition_embed_type") == "text_time"
+
+
+def split_cond(unet, cond: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """(encoder_hidden_states [B,L,D], UNet kwargs): a text_time UNet gets added_cond_kwargs from pack_cond's row."""
+    if not is_text_time(unet):
+        return cond, {}
+    c = unet.config
+    P = c.projection_class_embeddings_input_dim - TIME_IDS * c.addition_time_embed_dim
+    row = cond[:, -1]
+    return cond[:, :-1], {"added_cond_kwargs": {"text_embeds": row[:, :P], "time_ids": row[:, P:P + TIME_IDS]}}
+
+
 def unet_eps(unet, prediction_type: str, alphas_cumprod: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor,
              cond: torch.Tensor, **kw) -> torch.Tensor:
-    """One UNet2DConditionModel call returning eps in the input dtype."""
+    """One UNet2DConditionModel call returning eps in the input dtype (SDXL-class: cond packed, see pack_cond)."""
     dt = unet.dtype
-    out = unet(x_t.to(dt), t, encoder_hidden_states=cond.to(dt), **kw).sample
+    hidden, extra = split_cond(unet, cond.to(dt))
+    out = unet(x_t.to(dt), t, encoder_hidden_states=hidden, **extra, **kw).sample
     return eps_from_output(out, x_t.to(dt), t, alphas_cumprod, prediction_type).to(x_t.dtype)
 
 
@@ -76,7 +94,15 @@ class DiffusersTeacher:
         meta = json.loads(extra.read_text()) if extra.is_file() else {}
         unet = UNet2DConditionModel.from_pretrained(src, subfolder="unet", torch_dtype=dtype)
         scheduler = DDPMScheduler.from_pretrained(src, subfolder="scheduler")
-        if "text_encoder" in meta:
+        vae_factor = 8
+        if (Path(src) / "vae" / "config.json").is_file():
+            vae_factor = 2 ** (len(json.loads((Path(src) / "vae" / "config.json").read_text())["block_out_channels"]) - 1)
+        if (Path(src) / "text_encoder_2").is_dir():               # SDXL-class: two encoders, pooled + time ids
+            size = float(unet.config.sample_size * vae_factor)
+            index = Path(src) / "model_index.json"
+            zero = json.loads(index.read_text()).get("force_zeros_for_empty_prompt", True) if index.is_file() else True
+            text = DualTextEncoder.load(src, (size, size, 0.0, 0.0, size, size), zero, dtype=dtype)
+        elif "text_encoder" in meta:
             text = TextEncoder.load(meta["text_encoder"], max_length=meta.get("max_length"),
                                     use_attention_mask=meta.get("use_attention_mask", False), dtype=dtype)
         else:
@@ -116,10 +142,17 @@ class DiffusersTeacher:
             x0 = self.vae.decode((x0 / self.latent_scale).to(self.vae.dtype)).sample.to(x0.dtype)
         return (x0.clamp(-1, 1) + 1) / 2
 
+    PROMPT_CACHE = 4096   # embeddings kept per teacher (oldest dropped first): a caption stream cannot fill memory
+
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
-        """Token embeddings [B,L,D], cached per string (view-dependent prompts repeat)."""
+        """Token embeddings [B,L,D], cached per string (view-dependent prompts repeat; at most PROMPT_CACHE)."""
         missing = [p for p in dict.fromkeys(prompts) if p not in self._prompt_cache]
         if missing:
             emb = self.text.encode(missing).to(self.device)
-            self._prompt_cache.update(zip(missing, emb))
+            fresh = dict(zip(missing, emb))
+            out = torch.stack([fresh[p] if p in fresh else self._prompt_cache[p] for p in prompts])
+            self._prompt_cache.update(fresh)
+            for k in list(self._prompt_cache)[:max(0, len(self._prompt_cache) - self.PROMPT_CACHE)]:
+                del self._prompt_cache[k]
+            return out
         return torch.stack([self._prompt_cache[p] for p in prompts])

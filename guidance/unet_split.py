@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .teachers import split_cond
+
 
 @dataclass
 class Encoded:
@@ -33,7 +35,9 @@ class Encoded:
 def supports_split(unet) -> str | None:
     """None if encode/decode reproduce this UNet's forward; else the config feature they do not handle."""
     c = unet.config
-    for key, ok in (("addition_embed_type", None), ("encoder_hid_dim_type", None), ("time_cond_proj_dim", None),
+    if c.get("addition_embed_type") not in (None, "text_time"):
+        return f"addition_embed_type={c.get('addition_embed_type')!r}"
+    for key, ok in (("encoder_hid_dim_type", None), ("time_cond_proj_dim", None),
                     ("time_embedding_act_fn", None), ("class_embeddings_concat", False),
                     ("center_input_sample", False)):
         if c.get(key, ok) != ok:
@@ -47,9 +51,19 @@ def _with_text(block) -> bool:
     return getattr(block, "has_cross_attention", False)
 
 
+def time_embedding(unet, x: torch.Tensor, t: torch.Tensor, added: dict | None = None) -> torch.Tensor:
+    """emb(t) [B,D], plus SDXL's add_embedding([pooled text, Fourier(time ids)]) for text_time UNets (as diffusers)."""
+    emb = unet.time_embedding(unet.get_time_embed(sample=x, timestep=t).to(x.dtype), None)
+    if added:
+        ids = unet.add_time_proj(added["time_ids"].flatten()).reshape(x.shape[0], -1)
+        emb = emb + unet.add_embedding(torch.cat([added["text_embeds"], ids.to(emb.dtype)], -1).to(emb.dtype))
+    return emb
+
+
 def encode(unet, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> Encoded:
-    """The encoder half on x [B,C,h,w], t [B], cond [B,L,D] (no class embedding: the teacher's own)."""
-    emb = unet.time_embedding(unet.get_time_embed(sample=x, timestep=t), None)     # [B,D]
+    """The encoder half on x [B,C,h,w], t [B], cond [B,L,D] (SDXL-class: packed, teachers.pack_cond)."""
+    cond, extra = split_cond(unet, cond)
+    emb = time_embedding(unet, x, t, extra.get("added_cond_kwargs"))             # [B,D]
     h = unet.conv_in(x)
     skips = (h,)
     for block in unet.down_blocks:

@@ -76,10 +76,15 @@ def check_run_folder(out: str | Path, resume: bool) -> Path:
     return out
 
 
-def check_distill_folder(out: str | Path) -> Path:
-    """`distill --out`: writable and not already holding a distillation run."""
+def check_distill_folder(out: str | Path, resume: bool = False) -> Path:
+    """`distill --out`: writable and not already holding a distillation run (--resume: holding one to continue)."""
     out = check_writable(out)
     found = holds_results(out, DISTILL_MARKERS)
+    if resume:
+        if "config.yaml" not in found or not (out / "checkpoint.pt").is_file():
+            raise OutputError(f"--resume: {out} holds no distillation run to continue (needs config.yaml and "
+                              f"checkpoint.pt); drop --resume to start one")
+        return out
     if found:
         raise OutputError(f"{out} already holds a distillation run ({', '.join(found)}); choose another --out")
     return out

@@ -53,30 +53,50 @@ def _hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def _hub_cached(ref: str) -> bool:
+def hub_snapshot(ref: str) -> Path | None:
+    """The local snapshot folder of a cached hub id (looked up in the HF cache on disk, no network), or None."""
     from huggingface_hub import try_to_load_from_cache
 
-    return isinstance(try_to_load_from_cache(ref, "unet/config.json"), str)
+    found = try_to_load_from_cache(ref, "unet/config.json")
+    return Path(found).parent.parent if isinstance(found, str) else None
 
 
-def check_teacher_source(ref: str | Path | None) -> Path | str:
-    """The folder or hub id a teacher reference names, after cheap checks (raises TeacherError)."""
+def _cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def check_teacher_source(ref: str | Path | None) -> Path:
+    """The local folder a teacher reference names (a hub id: its cached snapshot), after cheap checks.
+
+    Nothing is downloaded at run time: a hub id missing from the local Hugging Face cache fails at once (no
+    retries, no network), naming the cache and how to provide the weights (raises TeacherError).
+    """
     if ref in EMBEDDED_NAMES:
         if not (DEFAULT_TEACHER / "unet").is_dir():
             raise TeacherError(f"embedded teacher weights missing at {DEFAULT_TEACHER}; run scripts/train_teacher.py")
         return DEFAULT_TEACHER
     p = Path(ref).expanduser()
-    if p.exists():
-        if not p.is_dir() or not (p / "unet").is_dir():
-            raise TeacherError(f"teacher {ref} is not a diffusers pipeline folder (needs unet/ and scheduler/)")
-        check_weights_folder(p)
-        return p
-    if not is_hub_id(str(ref)):
-        raise TeacherError(f"teacher folder {ref} does not exist (give a diffusers folder or a hub id like org/name)")
-    if _hub_offline() and not _hub_cached(str(ref)):
-        raise TeacherError(f"teacher '{ref}' is not in the local Hugging Face cache and HF_HUB_OFFLINE=1; download "
-                           f"it once with `hf download {ref}` (with network access) or pass a local folder")
-    return str(ref)
+    if not p.exists():
+        if not is_hub_id(str(ref)):
+            raise TeacherError(f"teacher folder {ref} does not exist (give a diffusers folder or a hub id like "
+                               f"org/name)")
+        snap = hub_snapshot(str(ref))
+        if snap is None:
+            why = " and HF_HUB_OFFLINE=1" if _hub_offline() else ""
+            raise TeacherError(f"teacher '{ref}' is not in the local Hugging Face cache{why} ({_cache_dir()}; "
+                               f"dreamer does not download): fetch it once with `hf download {ref}` where there is "
+                               f"network, or pass a local diffusers folder (--teacher PATH / teacher: PATH)")
+        p = snap
+    if not p.is_dir() or not (p / "unet").is_dir():
+        raise TeacherError(f"teacher {ref} is not a diffusers pipeline folder (needs unet/ and scheduler/)")
+    missing = [d for d in ("scheduler", "text_encoder", "tokenizer") if not (p / d).is_dir()]
+    if missing and not (p / "teacher.json").is_file():
+        raise TeacherError(f"teacher {ref} ({p}) lacks {', '.join(d + '/' for d in missing)}; a diffusers pipeline "
+                           f"folder needs unet/, scheduler/, text_encoder/ and tokenizer/")
+    check_weights_folder(p)
+    return p
 
 
 def load_teacher(path_or_id: str | Path | None = None, **options):

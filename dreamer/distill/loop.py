@@ -1,29 +1,84 @@
 """The distillation application: a recipe (DistillConfig) -> the trainer of its method (trainers.TRAINERS) -> a
-generator folder (diffusers format) in OUT/generator, with config.yaml and log.jsonl beside it."""
+generator folder (diffusers format) in OUT/generator, with config.yaml, log.jsonl and (score trainers) a resumable
+checkpoint.pt beside it."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
-from ..common.config import ConfigError, dump_yaml
+from ..common.checkpoints import load_checkpoint
+from ..common.config import ConfigError, dump_yaml, flatten, from_dict, load_config_dict, to_dict
+from ..common.errors import CheckpointError
 from ..common.prompts import warn_if_truncated
-from .generator import Generator
+from ..common.teacher_source import DEFAULT_TEACHER, EMBEDDED_NAMES
+from .generator import META, Generator
+from .prompts import run_captions
 from .recipe import DistillConfig, validate
 from .trainers import TRAINERS
-from .trainers.common import DistillRun, base_teacher_ref, load_any_teacher, run_meta
+from .trainers.common import CHECKPOINT, DistillRun, base_teacher_ref, load_any_teacher, run_meta
+
+RESUMABLE = ("dmd", "diff_instruct", "sds")          # trainers that write and read OUT/checkpoint.pt
+DATA_METHODS = ("guidance", "progressive", "consistency", "noise_lora", "add")  # trainers that read cfg.data
+RESUME_FREE_KEYS = ("steps", "threads", "log_every", "save_every", "max_bad_steps")
 
 
-def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log=print) -> Generator:
+def _base_teacher(ref: str | None) -> str | None:
+    """The diffusers teacher a recipe's `teacher` stands for (a generator folder: the teacher it records)."""
+    if ref and (Path(ref) / META).is_file():
+        return json.loads((Path(ref) / META).read_text()).get("teacher")
+    return ref
+
+
+def is_shapes_teacher(ref: str | None) -> bool:
+    """True for the embedded shapes teacher (by name or by its folder)."""
+    base = _base_teacher(ref)
+    return base in EMBEDDED_NAMES or Path(base).expanduser().resolve() == DEFAULT_TEACHER.resolve()
+
+
+def check_data_sources(cfg: DistillConfig) -> None:
+    """No silent fallback to the shapes world: another teacher needs captions, and no shapes-world data."""
+    if is_shapes_teacher(cfg.teacher):
+        return
+    if not cfg.prompts and not cfg.prompts_file:
+        raise ConfigError(f"teacher {cfg.teacher} is not the embedded shapes teacher, so the shapes-world captions "
+                          f"do not apply: give captions with prompts: [...] or prompts_file: / --prompts-file FILE")
+    uses_data = cfg.method in DATA_METHODS or (cfg.gan.weight > 0 and cfg.method in RESUMABLE)
+    if uses_data and cfg.data == "shapes":
+        raise ConfigError(f"data: shapes (shapes-world renders) does not fit teacher {cfg.teacher}; use "
+                          f"data=teacher (the teacher's own samples)")
+
+
+def resume_checkpoint(cfg: DistillConfig, out: Path) -> dict:
+    """--resume: the run's config.yaml must match `cfg` except RESUME_FREE_KEYS; its checkpoint (weights-only)."""
+    if cfg.method not in RESUMABLE:
+        raise ConfigError(f"--resume supports the score trainers ({', '.join(RESUMABLE)}), not {cfg.method!r}")
+    try:
+        saved = from_dict(DistillConfig, load_config_dict(out / "config.yaml", out))
+    except (ConfigError, OSError) as e:
+        raise CheckpointError(f"--resume: cannot read {out / 'config.yaml'}: {e}") from None
+    a, b = flatten(to_dict(saved)), flatten(to_dict(cfg))
+    diff = next((k for k in sorted(set(a) | set(b)) if k not in RESUME_FREE_KEYS and a.get(k) != b.get(k)), None)
+    if diff:
+        raise CheckpointError(f"--resume: {out} was made with a different config: {diff} (saved {a.get(diff)!r}, "
+                              f"now {b.get(diff)!r}); resume with the same config or choose another --out")
+    return load_checkpoint(out / CHECKPOINT, ("step", "gen", "opt", "rng", "torch_rng", "run"))
+
+
+def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log=print, resume: bool = False) -> Generator:
     """Train a generator per `cfg`, save it (diffusers folder) to out_dir with config.yaml and log.jsonl.
 
     cfg.teacher may also be a distilled generator folder (e.g. a guidance-distilled model), used as the teacher.
+    resume: continue OUT/checkpoint.pt (score trainers). Everything is checked before anything is written.
     """
     torch.set_num_threads(cfg.threads)
     validate(cfg)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    dump_yaml(cfg, out / "config.yaml")
+    run_captions(cfg)                                     # a bad caption file fails here, before any write
+    if teacher is None:
+        check_data_sources(cfg)
+    sd = resume_checkpoint(cfg, out) if resume else None
     teacher = teacher if teacher is not None else load_any_teacher(cfg.teacher, dtype=cfg.dtype, device=cfg.device)
     ref = base_teacher_ref(teacher, cfg.teacher)
     if cfg.lora_rank > 0 and getattr(teacher, "gen", None) is not None:
@@ -32,7 +87,11 @@ def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log=print) ->
     if ref != cfg.teacher and cfg.teacher is not None:
         meta["init"] = str(cfg.teacher)
     warn_if_truncated(teacher, meta["prompts"])
+    out.mkdir(parents=True, exist_ok=True)
+    dump_yaml(cfg, out / "config.yaml")
     run = DistillRun(out, cfg, teacher.scheduler, log, meta)
+    if sd is not None:
+        run.continue_from(sd)
     gen = TRAINERS[cfg.method](teacher, cfg, run)
     run.save(gen)
     return gen

@@ -28,12 +28,23 @@ class DistillConfig:
     batch: int = 8
     lr_gen: float = 1e-5
     lr_fake: float = 1e-5
-    fake_updates: int = 5                # TTUR: fake-score steps per generator step (DMD2: 5; Diff-Instruct: 1)
+    fake_updates: int = 5                # TTUR: fake-score steps per generator step (DMD2: 5-10; Diff-Instruct: 1)
+    fake_fresh_batches: bool = False     # True: each fake update draws its own generator batch (z, prompts, k), as
+    #                                      DMD2; False: all fake updates reuse the generator update's batch
+    fake_max_grad_norm: float = 1.0      # fake-score gradient-norm clip (DMD2: 10); 0 = off
+    fake_lora_rank: int = 0              # > 0: the fake score is a LoRA on the frozen teacher (memory), not a copy
+    mixed_precision: str = "no"          # no | bf16: autocast generator, fake score and teacher passes to bfloat16
+    #                                      (weights, optimizer states and the losses stay float32)
+    gradient_checkpointing: bool = False  # recompute generator / fake-score UNet blocks in backward (memory)
     cfg_scale: float | None = None       # teacher CFG for the real score; None: the teacher's default
     fake_cfg_scale: float = 1.0
-    t_min: float = 0.02                  # DMD: t ~ U[20, 980]
+    t_min: float = 0.02                  # DMD: t ~ U{20, ..., 980}, both ends inclusive
     t_max: float = 0.98
-    weighting: str = "sds"               # w(t) for un-normalised methods (diff_instruct, sds)
+    t_sampling: str = "uniform"          # uniform | lognormal (EDM's ln sigma ~ N(t_lognormal), clamped to t_min/max)
+    t_lognormal: tuple[float, float] = (-1.2, 1.2)
+    weighting: str = "sds"               # w(t) for un-normalised methods (diff_instruct, sds): sds | uniform | snr_inv
+    dm_loss: str = "per_image"           # DM loss reduction: per_image (d loss / d x0 = grad / B) | mean (DMD2's
+    #                                      0.5 mse(reduction="mean"): grad / (B C H W); max_grad_norm then means DMD2's)
     grad_clip: float = 0.0
     regression_weight: float = 0.0       # DMD1 lambda (0.25) on teacher ODE pairs, MSE; 0 = off
     regression_pairs: int = 2            # pairs per prompt
@@ -43,7 +54,9 @@ class DistillConfig:
     timesteps: list[int] = field(default_factory=lambda: [999])  # few-step schedule; [0] = t*
     step_cfg_scales: list[float] = field(default_factory=list)  # real-score CFG per few-step timestep; [] = cfg_scale
     lora_rank: int = 0                   # > 0: train a LoRA adapter only
-    prompts: list[str] = field(default_factory=list)  # empty: every catalogue prompt of the shapes world
+    prompts: list[str] = field(default_factory=list)  # empty: every catalogue prompt (embedded teacher only)
+    prompts_file: str | None = None      # captions: a text file (one a line) or JSONL ({"caption"|"text"|"prompt": ..})
+    prompt_cache: int = 4096             # up to this many prompts are encoded once; more are encoded per batch
     uncond_prompt: str = ""
     resolution: int | None = None        # pixels; None: the teacher UNet's sample size (x VAE factor)
     seed: int = 0
@@ -72,6 +85,12 @@ def validate(cfg: DistillConfig) -> DistillConfig:
     """Raise ConfigError on values the dataclass types cannot catch."""
     if cfg.method not in TRAINERS:
         raise ConfigError(f"'method' must be one of {', '.join(TRAINERS)}, got {cfg.method!r}")
+    for k, ok in (("dm_loss", ("per_image", "mean")), ("mixed_precision", ("no", "bf16")), ("t_sampling", ("uniform", "lognormal")),
+                  ("weighting", ("sds", "uniform", "snr_inv"))):
+        if getattr(cfg, k) not in ok:
+            raise ConfigError(f"'{k}' must be one of {', '.join(ok)}, got {getattr(cfg, k)!r}")
+    if cfg.prompts and cfg.prompts_file:
+        raise ConfigError("give either 'prompts' or 'prompts_file', not both")
     if cfg.data not in ("shapes", "teacher") or cfg.data_size < 1:
         raise ConfigError(f"'data' must be shapes or teacher with data_size >= 1, got {cfg.data!r}, {cfg.data_size}")
     try:
@@ -106,6 +125,8 @@ def validate(cfg: DistillConfig) -> DistillConfig:
         if getattr(cfg, k) < (0 if k in ("fake_updates", "save_every") else 1):
             raise ConfigError(f"'{k}' must be {'>= 0' if k in ('fake_updates', 'save_every') else 'positive'}, "
                               f"got {getattr(cfg, k)}")
+    if min(cfg.fake_max_grad_norm, cfg.t_lognormal[1], cfg.fake_lora_rank) < 0 or cfg.prompt_cache < 1:
+        raise ConfigError("fake_max_grad_norm, fake_lora_rank and t_lognormal's std must be >= 0, prompt_cache >= 1")
     if min(cfg.lr_gen, cfg.lr_fake, cfg.regression_weight, cfg.rollout_regression_weight, cfg.lora_rank) < 0:
         raise ConfigError("learning rates, regression_weight, rollout_regression_weight and lora_rank must be >= 0")
     if cfg.rollout_regression_weight > 0 and min(cfg.timesteps) + 1 < cfg.rollout_regression_ddim_steps:

@@ -47,8 +47,11 @@ class SceneRun:
         self.teacher = teacher or load_teacher(cfg.teacher or None, dtype=cfg.teacher_dtype, device=cfg.device)
         self.scene = SCENES[cfg.renderer](getattr(cfg, cfg.renderer), self.rng, cfg.device)
         g = cfg.guidance
-        self.aux = LoraScore(self.teacher, g.aux_rank, g.aux_lr, g.camera_dropout) if g.method == "vsd" else None
+        self.aux = (LoraScore(self.teacher, g.aux_rank, g.aux_lr, g.camera_dropout, loss_space=g.aux_target)
+                    if g.method == "vsd" else None)
         self.uncond = self.teacher.encode_prompt([""])
+        base = self.aux is not None and g.aux_prompt == "base" and cfg.camera.view_prompts
+        self.aux_cond = self.teacher.encode_prompt([cfg.prompt]) if base else None  # [1,L,D] LoRA's text
         self.negative = self.teacher.encode_prompt([g.negative_prompt]) if g.method == "nfsd" else None
         self.base_lrs = [[pg["lr"] for pg in o.param_groups] for o in self.scene.optimizers]
         self.step_i = 0
@@ -68,7 +71,8 @@ class SceneRun:
         texts = [view_prompt(self.cfg.prompt, float(e), float(a)) if self.cfg.camera.view_prompts else self.cfg.prompt
                  for e, a in zip(cams.elevation, cams.azimuth)]
         neg = None if self.negative is None else self.negative.expand(B, -1, -1)
-        return Prompts(self.teacher.encode_prompt(texts), self.uncond.expand(B, -1, -1), neg)
+        aux = None if self.aux_cond is None else self.aux_cond.expand(B, -1, -1)
+        return Prompts(self.teacher.encode_prompt(texts), self.uncond.expand(B, -1, -1), neg, aux)
 
     def to_teacher(self, rgb: torch.Tensor) -> torch.Tensor:
         """Render rgb [B,3,H,W] -> teacher model space at the teacher's resolution."""

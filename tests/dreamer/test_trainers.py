@@ -292,7 +292,8 @@ def test_guidance_distilled_generator_is_a_teacher_for_the_other_trainers(tiny_s
     """teacher=<generator folder>: one pass at the stored w (default_cfg 1), and its student keeps the w input."""
     from dreamer.distill.trainers.common import GeneratorTeacher, load_any_teacher
 
-    tiny = ["steps=1", "batch=2", "data_size=4", "threads=1", "log_every=1", "prompts=[a red cube]"]
+    tiny = ["steps=1", "batch=2", "data_size=4", "threads=1", "log_every=1", "prompts=[a red cube]",
+            "data=teacher", "regression_ddim_steps=2"]    # a non-shapes teacher: no shapes-world data
     cfg = load_distill_config("distill-guidance", [*tiny, f"teacher={tiny_sd_dir}", "cfg_scale=4.0"])
     distill(cfg, tmp_path / "gd", log=lambda s: None)
     teacher = load_any_teacher(str(tmp_path / "gd" / "generator"))

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from guidance import GuidanceConfig, Prompts, add_noise, guarded_step, score_distillation_step
+from guidance import (GuidanceConfig, Prompts, add_noise, guarded_step, score_distillation_step, split_cond,
+                      time_embedding)
 
 from ..generator import Generator, make_generator
 from .common import Data, DistillRun, data_pool, make_optimizer, scale_of
@@ -56,7 +57,8 @@ class UNetEncoderFeatures(nn.Module):
         """Features of x [B,C,h,w] (noised to t [B], or clean at self.t) under cond [B,L,D]."""
         u = self.unet
         t = torch.full((x.shape[0],), self.t, dtype=torch.long, device=x.device) if t is None else t
-        emb = u.time_embedding(u.get_time_embed(sample=x, timestep=t).to(x.dtype))
+        cond, extra = split_cond(u, cond)
+        emb = time_embedding(u, x, t, extra.get("added_cond_kwargs"))
         h, out = u.conv_in(x.to(u.dtype)), []
         for blk in u.down_blocks:
             kw = {"encoder_hidden_states": cond.to(u.dtype)} if getattr(blk, "has_cross_attention", False) else {}

@@ -157,7 +157,9 @@ def data_pool(teacher, gen: Generator, cfg, g: torch.Generator) -> Data:
         with torch.no_grad():
             x0 = torch.cat([teacher.encode(rgb[i:i + 64]) for i in range(0, len(rgb), 64)])
         return Data(x0, torch.tensor([pos[p] for p in names]), prompts, teacher.encode_prompt(prompts), uncond)
-    prompts = cfg.prompts or default_prompts()
+    from ..prompts import run_captions
+
+    prompts = list(run_captions(cfg) or default_prompts())
     conds = teacher.encode_prompt(prompts)
     reps = max(1, -(-cfg.data_size // len(prompts)))
     _, x0, idx = regression_pairs(teacher, gen, conds, uncond, _With(cfg, regression_pairs=reps),
@@ -206,10 +208,18 @@ def ema_update(target: torch.nn.Module, online: torch.nn.Module, decay: float) -
 
 
 # ----------------------------------------------------------------------------------------------- run folder
-def run_meta(cfg, teacher_ref: str | None, prompts: list[str] | None = None) -> dict:
-    """What generator.json records about a run: teacher, its text encoder, the method, the prompts."""
-    return {"teacher": teacher_ref or cfg.teacher or "embedded", "text_encoder": _text_encoder_ref(teacher_ref),
-            "method": cfg.method, "prompts": prompts or cfg.prompts or default_prompts()}
+CHECKPOINT = "checkpoint.pt"     # the resumable trainers' state (OUT/checkpoint.pt)
+def run_meta(cfg, teacher_ref: str | None, prompts=None) -> dict:
+    """What generator.json records about a run: teacher, its text encoder, the method, the prompts (a caption
+    file: its path, count and first 64 captions)."""
+    from ..prompts import run_captions
+
+    prompts = prompts or run_captions(cfg) or default_prompts()
+    meta = {"teacher": teacher_ref or cfg.teacher or "embedded", "text_encoder": _text_encoder_ref(teacher_ref),
+            "method": cfg.method, "prompts": list(prompts[:64] if cfg.prompts_file else prompts)}
+    if cfg.prompts_file:
+        meta.update(prompts_file=str(cfg.prompts_file), n_prompts=len(prompts))
+    return meta
 
 
 def _text_encoder_ref(teacher_ref: str | None) -> str | None:
@@ -235,6 +245,25 @@ class DistillRun:
         self.step_count = 0                    # log lines written
         self.updates = 0                       # optimizer steps attempted through step()
         self.bad = BadSteps()
+        self.resume: dict | None = None        # a checkpoint (state_dict of a resumable trainer) to continue from
+        self.saves = 0                         # checkpoint writes (numbers them for the crash-test hook)
+
+    def continue_from(self, sd: dict) -> None:
+        """Resume bookkeeping: the log is cut back to the checkpoint's lines, the clock goes on from its time."""
+        self.resume = sd
+        self.step_count = int(sd["run"]["log_lines"])
+        self.t0 = time.perf_counter() - float(sd["run"]["seconds"])
+        log = self.out / "log.jsonl"
+        lines = log.read_text().splitlines(keepends=True)[:self.step_count] if log.is_file() else []
+        log.write_text("".join(lines))
+
+    def save_state(self, sd: dict) -> Path:
+        """OUT/checkpoint.pt, atomically (dreamer.common.checkpoints.atomic_save), with this run's bookkeeping."""
+        from ...common.checkpoints import atomic_save
+
+        self.saves += 1
+        sd["run"] = {"log_lines": self.step_count, "seconds": self.seconds}
+        return atomic_save(sd, self.out / CHECKPOINT, self.saves)
 
     @property
     def seconds(self) -> float:

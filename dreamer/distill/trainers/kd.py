@@ -82,7 +82,9 @@ def _teacher_pairs(teacher, gen: Generator, cfg, g: torch.Generator):
 
 
 def run_prompts(cfg, gen: Generator) -> list[str]:
-    return list(gen.meta.get("prompts") or cfg.prompts or default_prompts())
+    from ..prompts import run_captions
+
+    return list(run_captions(cfg) or gen.meta.get("prompts") or default_prompts())
 
 
 def train_kd(teacher, cfg, run: DistillRun, data=None) -> Generator:

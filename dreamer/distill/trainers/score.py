@@ -14,12 +14,12 @@ import torch.nn.functional as F
 
 from guidance import BadSteps, FakeScore, GuidanceConfig, Prompts, guarded_step, score_distillation_step
 
-from ...common.errors import warn_skipped
+from ...common.errors import CheckpointError, warn_skipped
 from ..generator import Generator, make_generator
+from ..prompts import PromptBank, run_captions
 from ..sampling import rollout
 from .adversarial import GanTerm
-from .common import (DistillRun, ddim_sample, default_prompts, ema_lerp_, regression_pairs, run_meta,
-                     teacher_clip)
+from .common import DistillRun, ddim_sample, default_prompts, ema_lerp_, regression_pairs, run_meta, teacher_clip
 
 # name -> (guidance method, needs a fake score)
 METHODS = {"dmd": ("dmd", True), "diff_instruct": ("diff_instruct", True), "sds": ("sds", False)}
@@ -29,8 +29,10 @@ def guidance_config(cfg, default_cfg: float = 1.0) -> GuidanceConfig:
     """The GuidanceConfig of a distillation method: DMD = normalised gradient, Diff-Instruct = w(t)-weighted."""
     return GuidanceConfig(method=METHODS[cfg.method][0], cfg_scale=default_cfg if cfg.cfg_scale is None
                           else cfg.cfg_scale, weighting=cfg.weighting, t_min=cfg.t_min, t_max=cfg.t_max,
+                          t_sampling=cfg.t_sampling, t_lognormal=tuple(cfg.t_lognormal),
                           grad_clip=cfg.grad_clip, aux_cfg_scale=cfg.fake_cfg_scale, aux_lr=cfg.lr_fake,
-                          aux_updates=cfg.fake_updates, aux_shared_pass=False)  # fake score: own t draws (DMD2)
+                          aux_updates=0 if cfg.fake_fresh_batches else cfg.fake_updates,
+                          aux_shared_pass=False)  # fake score: own t draws (DMD2)
 
 
 # ----------------------------------------------------------------------------------------------- the loop
@@ -41,7 +43,7 @@ class DistillState:
     gen: Generator
     fake: object | None                  # FakeScore (or any .eps / .train_step model)
     opt: torch.optim.Optimizer
-    conds: torch.Tensor                  # [P,L,D] prompt embeddings
+    conds: PromptBank                    # conds[idx] -> [B,L,D] prompt embeddings
     uncond: torch.Tensor                 # [1,L,D]
     rng: torch.Generator
     pairs: tuple | None = None           # (z, x0, prompt idx) for the regression loss
@@ -63,7 +65,7 @@ def generator_batch(state: DistillState, cfg) -> tuple[torch.Tensor, torch.Tenso
         x_t = rollout(lambda x, t: gen.x0(x, t, cond), z, gen.timesteps, gen.alphas_cumprod, g, until=k,
                       clip=gen.clip)
     t = torch.full((cfg.batch,), gen.timesteps[k], dtype=torch.long, device=cond.device)
-    return gen.x0(x_t, t, cond), cond, k, x_t
+    return gen.x0(x_t, t, cond).float(), cond, k, x_t.float()
 
 
 def step_guidance(gcfg: GuidanceConfig, cfg, k: int) -> GuidanceConfig:
@@ -71,13 +73,30 @@ def step_guidance(gcfg: GuidanceConfig, cfg, k: int) -> GuidanceConfig:
     return replace(gcfg, cfg_scale=cfg.step_cfg_scales[k]) if cfg.step_cfg_scales else gcfg
 
 
+def dm_loss(out, x0: torch.Tensor, reduction: str) -> torch.Tensor:
+    """The distribution-matching loss: per_image (d / d x0 = grad / B) or mean (DMD2's 0.5 mse(x0, sg(x0 - grad)),
+    reduction "mean": d / d x0 = grad / (B C H W))."""
+    return out.loss if reduction == "per_image" else out.loss / x0[0].numel()
+
+
+def fresh_fake_updates(state: DistillState, cfg) -> None:
+    """cfg.fake_updates fake-score steps, each on its own generator batch (new z, prompts, k), as DMD2."""
+    for _ in range(cfg.fake_updates if state.fake is not None else 0):
+        with torch.no_grad():
+            x0, cond, _, _ = generator_batch(state, cfg)
+        state.fake.train_step(x0, cond, generator=state.rng)
+
+
 def distill_step(state: DistillState, teacher, cfg, gcfg: GuidanceConfig) -> dict:
-    """One generator update (and cfg.fake_updates fake-score updates inside score_distillation_step)."""
+    """One generator update, and cfg.fake_updates fake-score updates: inside score_distillation_step on this
+    update's batch, or (cfg.fake_fresh_batches) after it, each on a fresh batch."""
     x0, cond, k, x_t = generator_batch(state, cfg)
     prompts = Prompts(cond, state.uncond.expand(len(cond), -1, -1))
     gk = step_guidance(gcfg, cfg, k)
     out = score_distillation_step(teacher, x0, prompts, gk, state.rng, aux=state.fake)
-    loss = out.loss
+    if cfg.fake_fresh_batches:
+        fresh_fake_updates(state, cfg)
+    loss = dm_loss(out, x0, cfg.dm_loss)
     reg, rreg = torch.zeros(()), None
     if cfg.regression_weight > 0 and state.pairs is not None:
         z, x_ref, pidx = state.pairs
@@ -113,14 +132,18 @@ def init_state(teacher, cfg, teacher_ref: str | None = None) -> DistillState:
     """Generator (teacher copy), fake score, optimiser, prompt embeddings and (if asked) regression pairs."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    prompts = cfg.prompts or default_prompts()
+    prompts = run_captions(cfg) or default_prompts()
     gen = make_generator(teacher, cfg.timesteps, cfg.lora_rank, run_meta(cfg, teacher_ref, prompts))
     if cfg.resolution:
         vae = getattr(teacher, "vae", None)
         gen.size = cfg.resolution // (2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1)
-    fake = FakeScore(teacher, lr=cfg.lr_fake, betas=tuple(cfg.adam_betas)) if METHODS[cfg.method][1] else None
+    fake = (FakeScore(teacher, lr=cfg.lr_fake, betas=tuple(cfg.adam_betas), max_grad_norm=cfg.fake_max_grad_norm,
+                      lora_rank=cfg.fake_lora_rank, gradient_checkpointing=cfg.gradient_checkpointing)
+            if METHODS[cfg.method][1] else None)
+    if cfg.gradient_checkpointing:
+        gen.unet.enable_gradient_checkpointing()
     opt = torch.optim.AdamW(gen.params, lr=cfg.lr_gen, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
-    conds = teacher.encode_prompt(prompts)
+    conds = PromptBank(teacher, prompts, cfg.prompt_cache)
     uncond = teacher.encode_prompt([cfg.uncond_prompt])
     state = DistillState(gen, fake, opt, conds, uncond, g)
     if cfg.ema_decay > 0:
@@ -134,11 +157,15 @@ def init_state(teacher, cfg, teacher_ref: str | None = None) -> DistillState:
 
 
 def train_score(teacher, cfg, run: DistillRun, data=None) -> Generator:
-    """DMD / Diff-Instruct / SDS generator training through guidance.score_distillation_step."""
+    """DMD / Diff-Instruct / SDS generator training through guidance.score_distillation_step; resumable: every
+    generator save (and the last step) also writes OUT/checkpoint.pt (state_dict), run.resume continues from one."""
     state = init_state(teacher, cfg, run.meta.get("teacher"))
+    if run.resume is not None:
+        load_state_dict(state, run.resume)
     gcfg = guidance_config(cfg, teacher.default_cfg)
     while state.step < cfg.steps:
-        m = distill_step(state, teacher, cfg, gcfg)
+        with autocast(cfg):
+            m = distill_step(state, teacher, cfg, gcfg)
         if m.get("skipped"):
             warn_skipped(state.bad, cfg.max_bad_steps, state.step, "generator update", run.kept)
         run.log({k: v for k, v in m.items() if k != "step"}, last=state.step == cfg.steps)
@@ -148,9 +175,59 @@ def train_score(teacher, cfg, run: DistillRun, data=None) -> Generator:
         run.maybe_save(state.gen, state.step)
         if saving_ema:
             swap_ema(state)
+        if (cfg.save_every and state.step % cfg.save_every == 0) or state.step == cfg.steps:
+            run.save_state(state_dict(state))
     if state.ema is not None:
         swap_ema(state)                           # the returned (and saved) generator carries the EMA weights
     return state.gen
+
+
+def autocast(cfg) -> torch.autocast:
+    """cfg.mixed_precision = bf16: every UNet pass (teacher, generator, fake score) in bfloat16 autocast; the fp32
+    master weights, optimizer states and losses are unchanged (torch.autocast, Micikevicius et al. 2018)."""
+    return torch.autocast(device_type=torch.device(cfg.device).type, dtype=torch.bfloat16,
+                          enabled=cfg.mixed_precision == "bf16")
+
+
+def state_dict(state: DistillState) -> dict:
+    """Everything a resumed run needs (weights-only types): generator, fake score, both optimizers, EMA, GAN heads,
+    the trainer's and torch's global RNG states, the step and the skipped-step record."""
+    def tensors(ps):
+        return [p.detach().clone() for p in ps]
+    sd = {"step": state.step, "gen": tensors(state.gen.params), "opt": state.opt.state_dict(),
+          "rng": state.rng.get_state(), "torch_rng": torch.get_rng_state(),
+          "bad": {"skipped": list(state.bad.skipped), "streak": state.bad.streak}}
+    if state.fake is not None:
+        sd.update(fake=tensors(state.fake.params), fake_opt=state.fake.opt.state_dict())
+    if state.ema is not None:
+        sd["ema"] = tensors(state.ema)
+    if state.gan is not None:
+        sd.update(gan=tensors(state.gan.disc.params), gan_opt=state.gan.opt.state_dict())
+    return sd
+
+
+@torch.no_grad()
+def load_state_dict(state: DistillState, sd: dict) -> None:
+    """Restore state_dict(state) into a freshly initialised state (same recipe)."""
+    def copy(dst, src, what):
+        if src is None or len(dst) != len(src) or any(a.shape != b.shape for a, b in zip(dst, src)):
+            raise CheckpointError(f"checkpoint does not match this recipe's {what}")
+        for a, b in zip(dst, src):
+            a.copy_(b)
+    copy(state.gen.params, sd["gen"], "generator")
+    state.opt.load_state_dict(sd["opt"])
+    if state.fake is not None:
+        copy(state.fake.params, sd.get("fake"), "fake score")
+        state.fake.opt.load_state_dict(sd["fake_opt"])
+    if state.ema is not None:
+        copy(state.ema, sd.get("ema"), "EMA")
+    if state.gan is not None:
+        copy(state.gan.disc.params, sd.get("gan"), "GAN heads")
+        state.gan.opt.load_state_dict(sd["gan_opt"])
+    state.rng.set_state(sd["rng"])
+    torch.set_rng_state(sd["torch_rng"])
+    state.step = int(sd["step"])
+    state.bad = BadSteps(list(sd["bad"]["skipped"]), int(sd["bad"]["streak"]))
 
 
 @torch.no_grad()

@@ -1,0 +1,100 @@
+"""Memory options of the score trainers on the tiny SD teacher: bf16 autocast (fp32 master weights) agrees with
+fp32 within the stated tolerances, gradient checkpointing gives the same gradients, SDPA attention is what the
+UNets run, and a LoRA fake score trains only its adapter."""
+import pytest
+import torch
+
+from dreamer.distill.recipe import DistillConfig
+from dreamer.distill.trainers.score import autocast, distill_step, guidance_config, init_state
+from guidance import DiffusersTeacher, FakeScore
+
+BF16_REL = 3e-2      # ||a - b|| / ||b|| of UNet outputs and of parameter gradients, bf16 autocast vs fp32
+BF16_COS = 0.999     # cosine similarity of the parameter gradients, bf16 autocast vs fp32
+
+
+@pytest.fixture(scope="module")
+def teacher(tiny_sd_dir):
+    torch.set_num_threads(1)
+    return DiffusersTeacher.from_pretrained(tiny_sd_dir)
+
+
+def _cfg(tiny_sd_dir, **kw):
+    base = dict(method="dmd", steps=2, batch=2, fake_updates=1, lr_gen=1e-3, lr_fake=1e-3, cfg_scale=3.0,
+                prompts=["a red cube", "a blue sphere"], timesteps=[999, 499], threads=1, teacher=str(tiny_sd_dir))
+    return DistillConfig(**{**base, **kw})
+
+
+def _inputs(teacher):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 8, 8, generator=g)
+    return x, torch.tensor([999, 300]), teacher.encode_prompt(["a red cube", "a blue sphere"]), \
+        torch.randn(2, 4, 8, 8, generator=g)
+
+
+def _grads(model_eps, params, x, t, cond, target, ctx):
+    for p in params:
+        p.grad = None
+    with ctx:
+        out = model_eps(x, t, cond)
+    loss = (out.float() - target).pow(2).mean()
+    loss.backward()
+    return out.detach().float(), torch.cat([p.grad.flatten() for p in params]), loss.detach()
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+def test_bf16_autocast_agrees_with_fp32(teacher, tiny_sd_dir):
+    x, t, cond, target = _inputs(teacher)
+    for mp in ("no", "bf16"):
+        assert autocast(_cfg(tiny_sd_dir, mixed_precision=mp)).fast_dtype == torch.bfloat16
+    state = init_state(teacher, _cfg(tiny_sd_dir), str(tiny_sd_dir))
+    for eps, params in ((state.gen.eps, state.gen.params), (state.fake.eps, state.fake.params)):
+        o32, g32, l32 = _grads(eps, params, x, t, cond, target, autocast(_cfg(tiny_sd_dir)))
+        o16, g16, l16 = _grads(eps, params, x, t, cond, target, autocast(_cfg(tiny_sd_dir, mixed_precision="bf16")))
+        assert all(p.dtype == torch.float32 for p in params)                       # fp32 master weights
+        assert _rel(o16, o32) < BF16_REL and _rel(g16, g32) < BF16_REL
+        assert float(torch.nn.functional.cosine_similarity(g16, g32, 0)) > BF16_COS
+        assert abs(float(l16 - l32)) / float(l32) < BF16_REL
+        assert not torch.equal(o16, o32)                                          # autocast did run in bf16
+    cfg = _cfg(tiny_sd_dir, mixed_precision="bf16", gradient_checkpointing=True, fake_lora_rank=2)
+    state = init_state(teacher, cfg, str(tiny_sd_dir))
+    with autocast(cfg):
+        m = distill_step(state, teacher, cfg, guidance_config(cfg, teacher.default_cfg))
+    assert m["grad_norm"] > 0 and all(torch.isfinite(p).all() for p in state.gen.params)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(teacher, tiny_sd_dir):
+    x, t, cond, target = _inputs(teacher)
+    plain = init_state(teacher, _cfg(tiny_sd_dir), str(tiny_sd_dir))
+    ckpt = init_state(teacher, _cfg(tiny_sd_dir, gradient_checkpointing=True), str(tiny_sd_dir))
+    assert ckpt.gen.unet.is_gradient_checkpointing and ckpt.fake.unet.is_gradient_checkpointing
+    for a, b in ((plain.gen, ckpt.gen), (plain.fake, ckpt.fake)):
+        _, ga, la = _grads(a.eps, a.params, x, t, cond, target, autocast(_cfg(tiny_sd_dir)))
+        _, gb, lb = _grads(b.eps, b.params, x, t, cond, target, autocast(_cfg(tiny_sd_dir)))
+        torch.testing.assert_close(gb, ga, rtol=1e-5, atol=1e-7)
+        assert torch.equal(la, lb)
+
+
+def test_unets_run_sdpa_attention(teacher):
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    procs = teacher.unet.attn_processors
+    assert procs and all(isinstance(p, AttnProcessor2_0) for p in procs.values())   # F.scaled_dot_product_attention
+
+
+def test_lora_fake_score_trains_only_its_adapter(teacher):
+    before = {k: v.clone() for k, v in teacher.unet.state_dict().items()}
+    fake = FakeScore(teacher, lr=1e-2, lora_rank=2)
+    full = sum(p.numel() for p in teacher.unet.parameters())
+    assert 0 < sum(p.numel() for p in fake.params) < full / 5
+    x, t, cond, _ = _inputs(teacher)
+    with torch.no_grad():
+        torch.testing.assert_close(fake.eps(x, t, cond), teacher.eps(x, t, cond), rtol=0, atol=1e-6)   # B = 0
+    for _ in range(2):
+        fake.train_step(x, cond, generator=torch.Generator().manual_seed(1))
+    assert any(m.lora_B.weight.abs().sum() > 0 for m in fake.layers.values())
+    assert all(torch.equal(v, before[k]) for k, v in teacher.unet.state_dict().items())
+    with torch.no_grad():
+        assert not torch.allclose(fake.eps(x, t, cond), teacher.eps(x, t, cond))
