@@ -31,7 +31,7 @@ class Teacher(Protocol):
 
 def is_text_time(unet) -> bool:
     """An SDXL-class UNet: its time embedding adds pooled text and size/crop ids (addition_embed_type text_time)."""
-    return unet.config.get("addition_embed_type") == "text_time"
+    return getattr(unet.config, "addition_embed_type", None) == "text_time"
 
 
 def split_cond(unet, cond: torch.Tensor) -> tuple[torch.Tensor, dict]:
