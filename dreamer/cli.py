@@ -125,10 +125,10 @@ def cmd_distill(a) -> None:
     from .distill.loop import distill
     from .distill.recipe import load_distill_config
 
-    extra = ([f"teacher={a.teacher}"] if a.teacher else []) + (
-        ["prompts=[]", f"prompts_file={a.prompts_file}"] if a.prompts_file else [])
     config = a.config or (Path(a.out) / "config.yaml" if a.resume else "distill-dmd")
-    cfg = load_distill_config(config, list(a.overrides) + extra)
+    cfg = load_distill_config(config, list(a.overrides) + ([f"teacher={a.teacher}"] if a.teacher else []))
+    if a.prompts_file:                                 # set directly: any path, no YAML parsing of it
+        cfg.prompts, cfg.prompts_file = [], a.prompts_file
     if cfg.teacher and (Path(cfg.teacher) / META).is_file():  # a distilled generator used as the teacher
         check_teacher_source(teacher_dir(check_generator_folder(cfg.teacher)))
     else:

@@ -66,10 +66,21 @@ def _caption(line: str, path: Path, n: int | None) -> str:
     return text.strip()
 
 
+_SCANNED: dict[tuple, CaptionFile] = {}
+
+
 def run_captions(cfg) -> Sequence[str] | None:
-    """The recipe's captions: prompts_file (CaptionFile), prompts (list) or None (neither given)."""
+    """The recipe's captions: prompts_file (CaptionFile; a file is scanned once while unchanged), prompts (list) or
+    None (neither given)."""
     if cfg.prompts_file:
-        return CaptionFile(Path(cfg.prompts_file).expanduser())
+        path = Path(cfg.prompts_file).expanduser()
+        st = path.stat() if path.is_file() else None
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size) if st else None
+        if key not in _SCANNED:
+            found = CaptionFile(path)
+            _SCANNED.clear()
+            _SCANNED[key] = found
+        return _SCANNED[key]
     return list(cfg.prompts) or None
 
 

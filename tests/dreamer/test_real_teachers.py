@@ -67,3 +67,14 @@ def test_distill_dmd_from_captions_and_resume(tiny, tmp_path):
     loaded = load_generator(tmp_path / "full" / "generator")
     rgb = sample_images(loaded, teacher, ["a red cube"], steps=1, n=2)
     assert rgb.shape[:2] == (2, 3) and torch.isfinite(rgb).all()
+
+
+def test_sdxl_recipes_validate_as_shipped():
+    for name in ("sdxl-gaussians-sds", "sdxl-nerf-vsd"):
+        cfg = load_generate_config(name, "a red cube", None, [])
+        assert cfg.teacher == "stabilityai/stable-diffusion-xl-base-1.0" and cfg.device == "cuda"
+    vsd = load_generate_config("sdxl-nerf-vsd", "a red cube", None, []).guidance
+    assert (vsd.method, vsd.aux_target, vsd.aux_prompt, vsd.aux_cfg) == ("vsd", "native", "base", "camera")
+    d = load_distill_config("distill-dmd-sdxl")
+    assert d.teacher.endswith("stable-diffusion-xl-base-1.0") and d.resolution == 1024 and d.dm_loss == "mean"
+    assert d.mixed_precision == "bf16" and d.gradient_checkpointing and d.fake_fresh_batches
