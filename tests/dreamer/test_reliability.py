@@ -186,7 +186,8 @@ def test_slug_is_a_safe_bounded_name(text):
 
 def test_long_prompt_warns_once_and_runs(tmp_path, capsys):
     prompt = "a red cube " + "with a very long and detailed description " * 3
-    rc = main(["generate", prompt, "--out", str(tmp_path / "r"), "--quiet", "--no-export", *TINY])
+    rc = main(["generate", prompt, "--out", str(tmp_path / "r"), "--quiet", "--no-export", "--allow-unknown-prompt",
+               *TINY])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 0 and len(err) == 1, err
     assert err[0].startswith("dreamer: warning: prompt truncated to 16 tokens"), err
