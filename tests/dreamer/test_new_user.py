@@ -65,8 +65,10 @@ def test_ci_runs_the_readme_tests_and_the_wheel_check():
 @pytest.mark.parametrize("prompt, canonical", [
     ("a red cube", "a red cube"), ("A Red Cube!", "a red cube"), ("a red cubes", "a red cube"),
     ("red cubes", "a red cube"), ("an orange cone.", "a orange cone"), ("the blue tori", "a blue torus"),
-    ("a red cube, front view", "a red cube, front view"), ("A purple Pyramid , OVERHEAD view", "a purple pyramid, overhead view"),
-    ("a cat", None), ("a wooden chair", None), ("a red box", None), ("2 red cubes", None), ("a red cube on a table", None),
+    ("a red cube, front view", "a red cube, front view"),
+    ("A purple Pyramid , OVERHEAD view", "a purple pyramid, overhead view"),
+    ("a cat", None), ("a wooden chair", None), ("a red box", None), ("2 red cubes", None),
+    ("a red cube on a table", None),
     ("a cube", None), ("red", None), ("", None), ("a red cube, top view", None),
 ])
 def test_vocabulary_normalises_or_refuses(prompt, canonical):
@@ -150,9 +152,11 @@ def test_recipes_table(capsys):
     rows = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.strip()}
     for name in available_configs(CONFIG_DIR):
         assert name in rows, name
-    assert re.match(r"gaussians-sds\s+generate\s+gaussians/sds\s+34-43 s\s+Gaussian splats \+ SDS", rows["gaussians-sds"])
+    assert re.match(r"gaussians-sds\s+generate\s+gaussians/sds\s+34-43 s\s+Gaussian splats \+ SDS",
+                    rows["gaussians-sds"])
     assert re.match(r"nerf-vsd\s+generate\s+nerf/vsd\s+-\s+Hash-grid NeRF \+ VSD", rows["nerf-vsd"])
-    assert re.match(r"distill-consistency-lora\s+distill\s+consistency\s+~13 min\s+LCM-LoRA", rows["distill-consistency-lora"])
+    assert re.match(r"distill-consistency-lora\s+distill\s+consistency\s+~13 min\s+LCM-LoRA",
+                    rows["distill-consistency-lora"])
     assert re.match(r"distill-dmd-sd15\s+distill\s+dmd\s+GPU only", rows["distill-dmd-sd15"])
 
 
