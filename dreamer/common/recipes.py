@@ -34,7 +34,7 @@ def check_recipe_kind(name_or_path, expected: str, config_dir: str | Path = CONF
         label = {"generate": "text-to-3D (dreamer generate)", "distill": "distillation (dreamer distill)"}[kind]
         raise ConfigError(f"config '{name_or_path}' is a {label} recipe, not a "
                           f"{'text-to-3D' if expected == 'generate' else 'distillation'} one; run it with "
-                          f"`{COMMAND[kind]} {Path(str(name_or_path)).stem}`")
+                          f"`{COMMAND[kind]} {name_or_path}`")
     return data
 
 
