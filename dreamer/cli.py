@@ -1,4 +1,5 @@
-"""`dreamer` command line: generate (text-to-3D), export, distill, sample. Bad input -> one line, exit 2."""
+"""`dreamer` command line: generate (text-to-3D), export, distill, sample, recipes. Bad input -> one line, exit 2.
+Progress goes to stderr (--quiet silences it); results and closing lines go to stdout."""
 from __future__ import annotations
 
 import argparse
@@ -7,65 +8,137 @@ import sys
 import warnings
 from pathlib import Path
 
+from . import __version__
+from .common import progress
+from .common.config import apply_overrides
 from .common.errors import DreamerError, DreamerWarning, one_line
 from .common.preflight import check_distill_folder, check_prompt, check_run_folder, check_writable, slug
-from .common.teacher_source import check_teacher_source
+from .common.recipes import all_recipes, check_recipe_kind, names_of, recipes_table
+from .common.teacher_source import DEFAULT_TEACHER, check_teacher_source
+from .common.vocabulary import ALLOW_FLAG, check_prompt_vocabulary, vocabulary_of
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage block), exit code 2."""
+    """argparse with one-line errors (no usage block), exit code 2; `lazy()` fills description / epilog only when
+    help is shown (they may need the recipe files or the trainer table)."""
+
+    def __init__(self, *a, lazy=None, **kw):
+        super().__init__(*a, **kw)
+        self.lazy = lazy
 
     def error(self, message: str):
+        example = EXAMPLES.get(self.prog.rsplit(" ", 1)[-1])
+        if message.startswith("the following arguments are required") and example:
+            message += f"; e.g. {self.prog} {example}"
         print(f"dreamer: error: {message} (see {self.prog} --help)", file=sys.stderr)
         sys.exit(2)
 
+    def format_help(self) -> str:
+        if self.lazy is not None:
+            for key, value in self.lazy().items():
+                setattr(self, key, value)
+        return super().format_help()
+
+
+EXAMPLES = {"generate": '"a red cube" [--config RECIPE] [key=value ...]', "export": "runs/a-red-cube-gaussians-sds",
+            "sample": '"a red cube" [--generator DIR] [--steps 1-4] [-n 16]'}
+RAW = argparse.RawDescriptionHelpFormatter
+
+
+def _teacher_knows() -> str:
+    vocab = vocabulary_of(DEFAULT_TEACHER)
+    return f"the embedded teacher knows {vocab.describe()}" if vocab else ""
+
+
+def _generate_help() -> dict:
+    knows = _teacher_knows()
+    return {"epilog": f"Recipes: {', '.join(names_of('generate'))} (dreamer recipes: what each does, how long).\n"
+                      f"{knows[:1].upper()}{knows[1:]}; other prompts need {ALLOW_FLAG} (or a --teacher that knows "
+                      f"them)."}
+
+
+def _distill_help() -> dict:
+    from .distill.trainers import TRAINERS
+
+    return {"description": f"Train a one/few-step image generator from the teacher. Methods (the recipe's `method`): "
+                           f"{', '.join(TRAINERS)}.",
+            "epilog": f"Recipes: {', '.join(names_of('distill'))} (dreamer recipes: what each does, how long)."}
+
+
+def _top_help() -> dict:
+    return {"epilog": f"Recipes: dreamer recipes. {_teacher_knows()[:1].upper()}{_teacher_knows()[1:]}."}
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="dreamer", description="Score distillation: text-to-3D and one-step generators.")
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
-    g = sub.add_parser("generate", help="text-to-3D: optimise a 3D scene with a frozen 2D teacher")
+    p = _Parser(prog="dreamer", description="Score distillation: text-to-3D and one/few-step generators.",
+                lazy=_top_help, formatter_class=RAW)
+    p.add_argument("--version", action="version", version=f"dreamer {__version__}")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser, metavar="COMMAND")
+    g = sub.add_parser("generate", help="text-to-3D: optimise a 3D scene with a frozen 2D teacher",
+                       lazy=_generate_help, formatter_class=RAW)
     g.add_argument("prompt")
-    g.add_argument("--config", default="gaussians-sds", help="recipe name in configs/ or a YAML path")
+    g.add_argument("--config", default="gaussians-sds", help="recipe name (see dreamer recipes) or a YAML path")
     g.add_argument("--teacher", default=None, help="diffusers folder or hub id (default: embedded shapes teacher)")
     g.add_argument("--out", default=None, help="run folder (default: runs/<prompt>-<config>)")
     g.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
-    g.add_argument("--quiet", action="store_true")
     g.add_argument("--no-export", action="store_true", help="train only; export later with `dreamer export OUT`")
-    g.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. train.steps=200")
+    g.add_argument(ALLOW_FLAG, action="store_true", help="run a prompt outside the teacher's vocabulary")
     e = sub.add_parser("export", help="re-export meshes, video and report from a run folder's checkpoint")
     e.add_argument("run_dir")
-    e.add_argument("overrides", nargs="*")
-    d = sub.add_parser("distill", help="train a one/few-step generator with DMD or Diff-Instruct")
-    d.add_argument("--config", default=None, help="recipe (default distill-dmd; with --resume the run's config.yaml)")
-    d.add_argument("--teacher", default=None)
+    d = sub.add_parser("distill", help="train a one/few-step image generator (methods: dreamer distill --help)",
+                       lazy=_distill_help, formatter_class=RAW)
+    d.add_argument("--config", default=None, help="distillation recipe name or a YAML path (default distill-dmd; "
+                                                  "with --resume the run's config.yaml)")
+    d.add_argument("--teacher", default=None, help="diffusers folder, hub id or generator folder")
     d.add_argument("--out", default="runs/distill")
     d.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint.pt")
     d.add_argument("--prompts-file", default=None, help="captions: a text file (one a line) or JSONL")
-    d.add_argument("overrides", nargs="*")
     v = sub.add_parser("evaluate", help="score a mesh file or run folder against the shapes world (strict test)")
     v.add_argument("path", help="mesh file (GLB / OBJ / PLY) or a run folder of dreamer generate")
     v.add_argument("--prompt", default=None, help="shapes-world prompt, e.g. 'a red cube' (default: the run's)")
     v.add_argument("--json", action="store_true", help="print the full report as JSON")
-    s = sub.add_parser("sample", help="sample an image grid from a distilled generator")
+    s = sub.add_parser("sample", help="sample a captioned image grid from a distilled generator")
     s.add_argument("prompt")
-    s.add_argument("--generator", required=True, help="generator folder, or the run folder of dreamer distill")
-    s.add_argument("--steps", type=int, default=1, choices=[1, 2, 3, 4])
-    s.add_argument("-n", type=int, default=16)
+    s.add_argument("--generator", default=None, help="generator folder, or the run folder of dreamer distill "
+                                                     "(default: the shipped consistency-LoRA generator)")
+    s.add_argument("--steps", type=int, default=None, choices=[1, 2, 3, 4],
+                   help="sampling steps (default: the generator's recommended count, else 1)")
+    s.add_argument("-n", type=int, default=16, help="samples (a square grid)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default="samples.png")
+    s.add_argument(ALLOW_FLAG, action="store_true", help="sample a prompt outside the teacher's vocabulary")
+    sub.add_parser("recipes", help="list the shipped recipes: what each does and how long it takes")
+    for sp in (g, e, d, s):
+        sp.add_argument("--quiet", action="store_true", help="no progress lines or bars on stderr")
+        if sp is not s:
+            sp.add_argument("overrides", nargs="*", default=[], help="key=value overrides, e.g. train.steps=200")
     return p
 
 
+def _teacher_name(src) -> str:
+    return "the embedded teacher" if Path(str(src)) == DEFAULT_TEACHER else f"teacher {src}"
+
+
+def _vocabulary_prompt(prompt: str, teacher_src, allow: bool) -> str:
+    """The prompt normalised onto the teacher's vocabulary (UnknownPrompt if outside it, unless allowed)."""
+    vocab = vocabulary_of(teacher_src) if isinstance(teacher_src, Path) else None
+    return check_prompt_vocabulary(prompt, vocab, _teacher_name(teacher_src), allow)
+
+
 def cmd_generate(a) -> None:
-    """Checks run cheapest first (prompt, --out, --teacher: no torch import; then the config), then the loop."""
+    """Checks run cheapest first (prompt, --out, --teacher, recipe kind, vocabulary: no torch import), then the
+    config, then the loop."""
     check_prompt(a.prompt)
     out = Path(a.out or f"runs/{slug(a.prompt)}-{slug(Path(a.config).stem)}")
     check_run_folder(out, a.resume)
     if a.teacher:
         check_teacher_source(a.teacher)
+    recipe = apply_overrides(check_recipe_kind(a.config, "generate"), list(a.overrides))
+    src = check_teacher_source(a.teacher or recipe.get("teacher") or None)
+    prompt = _vocabulary_prompt(a.prompt, src, a.allow_unknown_prompt)
     from .text_to_3d.recipe import load_generate_config
 
-    cfg = load_generate_config(a.config, a.prompt, a.teacher, a.overrides)
+    cfg = load_generate_config(a.config, prompt, a.teacher, a.overrides)
     check_teacher_source(cfg.teacher or None)
     if a.quiet:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # weight-loading bars
@@ -81,7 +154,8 @@ def cmd_generate(a) -> None:
 
 
 def export_summary(out: Path, metrics: dict) -> list[str]:
-    """The closing lines of `dreamer generate`: the files actually written, what was not (and why), the metrics."""
+    """The closing lines of `dreamer generate` / `export`: the files written, what was not (and why), the metrics,
+    and why the evaluation was skipped."""
     files = metrics.get("files", {})
     written = [v for k, v in files.items() if not k.endswith("_error")] + ["metrics.json"]
     lines = [f"done: {out}/report.html  ({', '.join(written)})"]
@@ -93,7 +167,7 @@ def export_summary(out: Path, metrics: dict) -> list[str]:
         why = "" if metrics["right"] else f" ({'; '.join(metrics['reasons'])})"
         lines.append(f"  right (strict ground-truth test): {'yes' if metrics['right'] else 'no'}{why}")
     elif "evaluation_skipped" in metrics:
-        lines.append(f"  not evaluated: {metrics['evaluation_skipped']}")
+        lines.append(f"  evaluation skipped: {metrics['evaluation_skipped']}")
     return lines
 
 
@@ -114,18 +188,18 @@ def cmd_export(a) -> None:
 
     run = SceneRun(cfg)
     run.load_state_dict(sd)
-    export_run(run, run_dir)
-    print(f"exported: {run_dir}/report.html")
+    print("\n".join(export_summary(run_dir, export_run(run, run_dir))))
 
 
 def cmd_distill(a) -> None:
-    """--out first (no torch import), then the config and the teacher (a diffusers teacher or a generator)."""
+    """--out first (no torch import), then the recipe kind, the config and the teacher (diffusers or generator)."""
     check_distill_folder(a.out, a.resume)
     from .distill.generator import META, check_generator_folder, teacher_dir
     from .distill.loop import distill
     from .distill.recipe import load_distill_config
 
     config = a.config or (Path(a.out) / "config.yaml" if a.resume else "distill-dmd")
+    check_recipe_kind(config, "distill")
     cfg = load_distill_config(config, list(a.overrides) + ([f"teacher={a.teacher}"] if a.teacher else []))
     if a.prompts_file:                                 # set directly: any path, no YAML parsing of it
         cfg.prompts, cfg.prompts_file = [], a.prompts_file
@@ -133,7 +207,7 @@ def cmd_distill(a) -> None:
         check_teacher_source(teacher_dir(check_generator_folder(cfg.teacher)))
     else:
         check_teacher_source(cfg.teacher)
-    distill(cfg, a.out, resume=a.resume)
+    distill(cfg, a.out, log=None, resume=a.resume)
     print(f"done: {a.out}/generator (sample with: dreamer sample PROMPT --generator {a.out}/generator --steps 1)")
 
 
@@ -150,11 +224,19 @@ def cmd_sample(a) -> None:
     if a.n < 1:
         raise ValueError(f"-n must be >= 1, got {a.n}")
     check_writable(a.out, is_file=True)
-    from .distill.generator import check_generator_folder, sample_cli, teacher_dir
+    from .distill.generator import SHIPPED_GENERATOR, check_generator_folder, sample_cli, teacher_dir
 
-    check_teacher_source(teacher_dir(check_generator_folder(a.generator)))
-    sample_cli(a.prompt, a.generator, a.steps, a.n, a.out, a.seed)
-    print(f"wrote {a.out}")
+    meta = check_generator_folder(a.generator or SHIPPED_GENERATOR)
+    src = check_teacher_source(teacher_dir(meta))
+    prompt = _vocabulary_prompt(a.prompt, src, a.allow_unknown_prompt)
+    steps = a.steps or int(meta.get("sample_steps", 1))
+    sample_cli(prompt, a.generator or SHIPPED_GENERATOR, steps, a.n, a.out, a.seed)
+    print(f"wrote {a.out} ({a.n} samples of {prompt!r}, {steps} step{'s' if steps > 1 else ''})")
+
+
+def cmd_recipes(a) -> None:
+    print("\n".join(recipes_table(all_recipes())))
+    print("\nrun: dreamer generate PROMPT --config NAME | dreamer distill --config NAME   (NAME from the first column)")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -173,8 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(bad)}")
     if extra:
         args.overrides = list(args.overrides) + extra
+    progress.configure(quiet=getattr(args, "quiet", False))
     commands = {"generate": cmd_generate, "export": cmd_export, "distill": cmd_distill, "evaluate": cmd_evaluate,
-                "sample": cmd_sample}
+                "sample": cmd_sample, "recipes": cmd_recipes}
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         warnings.simplefilter("always", DreamerWarning)

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from dreamer.shapes.render import random_views, render_shapes
 from dreamer.shapes.teacher_spec import MAX_TOKENS, TEXT_ENCODER, TeacherTrainConfig, scheduler_config, unet_config
-from dreamer.common.prompts import view_prompt
-from dreamer.shapes.world import catalogue
+from dreamer.common.prompts import VIEW_SUFFIXES, view_prompt
+from dreamer.shapes.world import COLOUR_NAMES, SHAPES, catalogue
 from guidance.text import TextEncoder
 
 
@@ -45,7 +45,9 @@ def save_teacher(out: Path, unet, cfg: TeacherTrainConfig, card: dict) -> None:
     DDPMScheduler(**scheduler_config()).save_pretrained(out / "scheduler")
     (out / "teacher.json").write_text(json.dumps({
         "text_encoder": TEXT_ENCODER, "max_length": MAX_TOKENS, "use_attention_mask": True,
-        "default_cfg": cfg.default_cfg, "resolution": cfg.resolution}, indent=2))
+        "default_cfg": cfg.default_cfg, "resolution": cfg.resolution,
+        "vocabulary": {"template": "a {colour} {shape}", "shapes": list(SHAPES), "colours": list(COLOUR_NAMES),
+                       "views": list(VIEW_SUFFIXES)}}, indent=2) + "\n")
     (out / "training.json").write_text(json.dumps(card, indent=2))
 
 

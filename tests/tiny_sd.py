@@ -17,7 +17,8 @@ def tiny_clip_tokenizer(folder: Path):
     tokens = ["<|startoftext|>", "<|endoftext|>"] + list(chars) + [c + "</w>" for c in chars]
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
     (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16)
+    # 64 tokens: view-suffixed prompts ("a red cube, overhead view": 27 characters) are not truncated
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=64)
 
 
 def build_tiny_sd(folder: Path, prediction_type: str = "epsilon", seed: int = 0, sample_size: int = 8,
@@ -36,7 +37,7 @@ def build_tiny_sd(folder: Path, prediction_type: str = "epsilon", seed: int = 0,
                         layers_per_block=1, norm_num_groups=8, sample_size=sample_size * 2)
     tok = tiny_clip_tokenizer(folder.parent / f"{folder.name}_tokenizer_src")
     text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                                        num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=16,
+                                        num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
                                         bos_token_id=0, eos_token_id=1, pad_token_id=1))
     sched = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
                           beta_schedule="scaled_linear", prediction_type=prediction_type, clip_sample=False,

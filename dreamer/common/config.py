@@ -40,13 +40,33 @@ def _single_leaf(value: Any) -> str:
     return suffix if not isinstance(value, dict) else ""
 
 
-def _unknown_key(path: str, key: str, valid: list[str], value: Any = None) -> ConfigError:
-    """Error for an unknown key with a did-you-mean hint (names the full dotted key)."""
+def dotted_keys(cls: type, path: str = "") -> list[str]:
+    """Every settable key of dataclass `cls` as a dotted path (sections expanded)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+            out += dotted_keys(tp, _join(path, f.name))
+        else:
+            out.append(_join(path, f.name))
+    return out
+
+
+def _unknown_key(path: str, key: str, valid: list[str], value: Any = None, cls: type | None = None) -> ConfigError:
+    """Error for an unknown key naming the full dotted key; a did-you-mean hint only for real keys: a close spelling
+    of the whole dotted key, else keys with the same last name ('train.steps' -> 'steps'), else the valid keys."""
     leaf = _single_leaf(value)  # e.g. override `guidanc.cfg_scale=7` -> report the whole dotted key
     full = _join(path, str(key)) + leaf
-    close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
+    real = dotted_keys(cls, path) if cls is not None else [_join(path, k) for k in valid]
+    close = difflib.get_close_matches(full, real, n=1, cutoff=0.75)
+    if not close:
+        last = full.rsplit(".", 1)[-1]
+        close = [k for k in real if k.rsplit(".", 1)[-1] == last][:3]
     if close:
-        return ConfigError(f"unknown key '{full}' (did you mean '{_join(path, close[0])}{leaf}'?)")
+        return ConfigError(f"unknown key '{full}' (did you mean {' or '.join(repr(k) for k in close)}?)")
     where = f"'{path}'" if path else "the top level"
     return ConfigError(f"unknown key '{full}' (valid keys at {where}: {', '.join(sorted(valid))})")
 
@@ -144,7 +164,7 @@ def from_dict(cls: type, data: dict, path: str = "") -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:
-            raise _unknown_key(path, key, list(fields), data[key])
+            raise _unknown_key(path, key, list(fields), data[key], cls)
     kwargs = {}
     for name, f in fields.items():
         if name in data:
@@ -230,13 +250,17 @@ def available_configs(config_dir: str | Path) -> list[str]:
 
 def resolve_config_path(name_or_path: str | Path, config_dir: str | Path) -> Path:
     """Map a config name (`gaussians-sds`) or a direct path to an existing YAML file."""
-    p = Path(name_or_path)
+    p = Path(name_or_path).expanduser()
     if p.is_file():
         return p
     s = str(name_or_path)
     for cand in (Path(config_dir) / s, Path(config_dir) / f"{s}.yaml", Path(config_dir) / f"{s}.yml"):
         if cand.is_file():
             return cand
+    if p.is_dir():
+        raise ConfigError(f"config {s} is a folder, not a YAML file")
+    if p.suffix in (".yaml", ".yml") or "/" in s or "\\" in s:  # a path, not a recipe name
+        raise ConfigError(f"config file {s} not found")
     names = available_configs(config_dir)
     hint = difflib.get_close_matches(p.stem, names, n=1)
     mean = f" (did you mean '{hint[0]}'?)" if hint else ""

@@ -80,3 +80,28 @@ def save_png(array: np.ndarray, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.ascontiguousarray(array)).save(path)
     return path
+
+
+def square_nrow(n: int) -> int:
+    """Images per row of the most square grid of n images (16 -> 4, 10 -> 4, 1 -> 1)."""
+    return max(1, math.ceil(math.sqrt(n)))
+
+
+def with_caption(array: np.ndarray, text: str, min_width: int = 256, pad: int = 6) -> np.ndarray:
+    """HxWx3 uint8 -> the image nearest-upscaled by a whole factor to >= min_width, under a white strip with `text`
+    (PIL's default font; cut with '...' to fit)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    k = max(1, math.ceil(min_width / array.shape[1]))
+    img = Image.fromarray(np.ascontiguousarray(array.repeat(k, 0).repeat(k, 1)))
+    font = ImageFont.load_default()
+    draw = ImageDraw.Draw(img)
+    fit = text
+    while fit and draw.textlength(fit, font=font) > img.width - 2 * pad:
+        fit = fit[:-4] + "..." if len(fit) > 4 else ""
+    top, _, _, bottom = draw.textbbox((0, 0), "Ag" + fit, font=font)
+    strip = bottom - min(top, 0) + 2 * pad
+    out = Image.new("RGB", (img.width, img.height + strip), (255, 255, 255))
+    out.paste(img, (0, strip))
+    ImageDraw.Draw(out).text((pad, pad - min(top, 0)), fit, fill=(0, 0, 0), font=font)
+    return np.asarray(out)

@@ -100,13 +100,20 @@ def check_teacher_source(ref: str | Path | None) -> Path:
 
 
 def load_teacher(path_or_id: str | Path | None = None, **options):
-    """Load a DiffusersTeacher; None means the embedded shapes teacher shipped in the package."""
+    """Load a DiffusersTeacher; None means the embedded shapes teacher shipped in the package. Its `vocabulary`
+    (dreamer.common.vocabulary) is what teacher.json declares, None for any prompt."""
     src = check_teacher_source(path_or_id)
     from safetensors import SafetensorError
 
     from guidance import DiffusersTeacher, TeacherOptions
 
+    from .progress import phase
+    from .vocabulary import vocabulary_of
+
     try:
-        return DiffusersTeacher.from_pretrained(src, TeacherOptions(**options))
+        with phase("loading teacher"):
+            teacher = DiffusersTeacher.from_pretrained(src, TeacherOptions(**options))
     except (OSError, ValueError, KeyError, SafetensorError) as e:  # diffusers / hub / weights loading failures
         raise TeacherError(f"cannot load teacher {path_or_id or 'embedded'}: {one_line(e)}") from None
+    teacher.vocabulary = vocabulary_of(src if isinstance(src, Path) else None)
+    return teacher

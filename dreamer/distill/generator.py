@@ -21,6 +21,7 @@ from ..common.errors import DreamerError, NumericalFault
 from .sampling import DEFAULT_TIMESTEPS, rollout, step_schedule
 
 META = "generator.json"
+SHIPPED_GENERATOR = Path(__file__).resolve().parents[1] / "assets" / "shapes-consistency-lora"  # `dreamer sample`
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 ADAPTER = "generator"
@@ -269,10 +270,15 @@ def sample_images(gen: Generator, teacher_or_text, prompts: list[str], steps: in
 
 def sample_cli(prompt: str | list[str], generator_dir: str | Path, steps: int = 1, n: int = 4,
                out_png: str | Path = "samples.png", seed: int = 0) -> Path:
-    """`dreamer sample`: write an image grid (one row per prompt, n samples each) to out_png."""
-    from ..common.media import image_grid, save_png
+    """`dreamer sample`: write a captioned image grid to out_png (one prompt: a square grid of its n samples;
+    several: one row per prompt)."""
+    from ..common.media import image_grid, save_png, square_nrow, with_caption
+    from ..common.progress import run_phase
 
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     prompts = [prompt] if isinstance(prompt, str) else list(prompt)
-    rgb = sample_images(load_generator(generator_dir), None, prompts, steps, n, seed)
-    return save_png(image_grid(rgb, nrow=n), out_png)
+    gen = run_phase("loading generator", load_generator, generator_dir)
+    rgb = sample_images(gen, None, prompts, steps, n, seed)
+    grid = image_grid(rgb, nrow=square_nrow(n) if len(prompts) == 1 else n)
+    caption = f"{'; '.join(prompts)}  ({steps} step{'s' if steps > 1 else ''}, seed {seed})"
+    return save_png(with_caption(grid, caption), out_png)

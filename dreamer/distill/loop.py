@@ -4,6 +4,8 @@ checkpoint.pt beside it."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -16,7 +18,7 @@ from ..common.teacher_source import DEFAULT_TEACHER, EMBEDDED_NAMES
 from .generator import META, Generator
 from .prompts import run_captions
 from .recipe import DistillConfig, validate
-from .trainers import TRAINERS
+from .trainers import TRAINERS, progressive
 from .trainers.common import CHECKPOINT, DistillRun, base_teacher_ref, load_any_teacher, run_meta
 
 RESUMABLE = ("dmd", "diff_instruct", "sds")          # trainers that write and read OUT/checkpoint.pt
@@ -66,10 +68,44 @@ def resume_checkpoint(cfg: DistillConfig, out: Path) -> dict:
     return load_checkpoint(out / CHECKPOINT, ("step", "gen", "opt", "rng", "torch_rng", "run"))
 
 
-def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log=print, resume: bool = False) -> Generator:
+def total_updates(cfg: DistillConfig) -> int:
+    """How many log lines (one per update) a run of `cfg` writes: the length of its progress bar."""
+    if cfg.method == "progressive":
+        return len(progressive.halving(cfg.progressive.teacher_steps, cfg.progressive.end_steps)) * \
+            cfg.progressive.iters_per_stage
+    if cfg.method == "reflow":
+        return cfg.reflow.reflow_iters + cfg.reflow.distill_iters
+    return cfg.steps
+
+
+class ProgressLog:
+    """DistillRun's log lines (JSON, every cfg.log_every updates) -> a bar on stderr with rate, ETA and the latest
+    losses (created at the first line, after the data / teacher-pair phases); close() ends it."""
+
+    def __init__(self, total: int, desc: str):
+        self.total, self.desc, self.bar = total, desc, None
+
+    def __call__(self, line: str) -> None:
+        from ..common.progress import bar
+
+        m = json.loads(line)
+        if self.bar is None:
+            self.bar = bar(desc=self.desc, total=self.total, unit="step")
+        self.bar.update(max(0, min(int(m["step"]), self.total) - self.bar.n))
+        self.bar.set_postfix({k: f"{v:.4g}" if isinstance(v, float) else v for k, v in m.items()
+                              if k not in ("step", "time_s")}, refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log: Callable[[str], None] | None = print,
+            resume: bool = False) -> Generator:
     """Train a generator per `cfg`, save it (diffusers folder) to out_dir with config.yaml and log.jsonl.
 
     cfg.teacher may also be a distilled generator folder (e.g. a guidance-distilled model), used as the teacher.
+    log: called with every cfg.log_every-th log line (JSON); None shows a progress bar on stderr instead.
     resume: continue OUT/checkpoint.pt (score trainers). Everything is checked before anything is written.
     """
     torch.set_num_threads(cfg.threads)
@@ -89,9 +125,15 @@ def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log=print, re
     warn_if_truncated(teacher, meta["prompts"])
     out.mkdir(parents=True, exist_ok=True)
     dump_yaml(cfg, out / "config.yaml")
-    run = DistillRun(out, cfg, teacher.scheduler, log, meta)
+    progress = ProgressLog(total_updates(cfg), f"distill {cfg.method}") if log is None else None
+    run_cfg = cfg if progress is None else replace(cfg, log_every=1)  # the bar sees every update
+    run = DistillRun(out, run_cfg, teacher.scheduler, progress or log, meta)
     if sd is not None:
         run.continue_from(sd)
-    gen = TRAINERS[cfg.method](teacher, cfg, run)
+    try:
+        gen = TRAINERS[cfg.method](teacher, cfg, run)
+    finally:
+        if progress is not None:
+            progress.close()
     run.save(gen)
     return gen

@@ -58,6 +58,18 @@ class SceneRun:
         self.history: dict[str, list[float]] = {"loss": []}
         self.bad = BadSteps()            # steps whose loss or gradient was non-finite (no update applied)
         self.saves = 0
+        self.seconds_before = 0.0        # training seconds of earlier sittings (--resume)
+        self.sittings = 0                # earlier sittings
+        self.sitting_start: float | None = None  # time.time() when this sitting's loop began
+
+    @property
+    def seconds_this_sitting(self) -> float:
+        return 0.0 if self.sitting_start is None else time.time() - self.sitting_start
+
+    @property
+    def train_seconds(self) -> float:
+        """Training time over every sitting of this run (up to now)."""
+        return self.seconds_before + self.seconds_this_sitting
 
     def prompt_texts(self) -> list[str]:
         """Every text this run will encode (the prompt with each reachable view suffix)."""
@@ -115,7 +127,8 @@ class SceneRun:
 
     def state_dict(self) -> dict:
         sd = {"step": self.step_i, "gen": self.rng.get_state(), "scene": self.scene.state_dict(),
-              "history": self.history, "skipped": list(self.bad.skipped), "bad_streak": self.bad.streak}
+              "history": self.history, "skipped": list(self.bad.skipped), "bad_streak": self.bad.streak,
+              "train_seconds": self.train_seconds, "sittings": self.sittings + (self.sitting_start is not None)}
         if self.aux is not None:
             sd["aux"] = {"lora": {n: p.detach().clone() for n, p in self.aux.unet.named_parameters()
                                   if "lora_" in n},
@@ -125,6 +138,7 @@ class SceneRun:
     def load_state_dict(self, sd: dict) -> None:
         self.step_i, self.history = sd["step"], sd["history"]
         self.bad = BadSteps(list(sd.get("skipped", [])), int(sd.get("bad_streak", 0)))
+        self.seconds_before, self.sittings = float(sd.get("train_seconds", 0.0)), int(sd.get("sittings", 1))
         self.rng.set_state(sd["gen"])
         self.scene.load_state_dict(sd["scene"])
         self.base_lrs = [[pg["lr"] for pg in o.param_groups] for o in self.scene.optimizers]
@@ -186,9 +200,11 @@ def generate(cfg: GenerateConfig, out_dir: str | Path, resume: bool = False, pro
     warn_if_truncated(run.teacher, run.prompt_texts())
     if sd is not None:
         run.load_state_dict(sd)
+        if "train_seconds" not in sd and (out_dir / "timing.json").is_file():  # checkpoints from before the field
+            run.seconds_before = float(json.loads((out_dir / "timing.json").read_text()).get("train_seconds", 0.0))
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_yaml(cfg, out_dir / "config.yaml.tmp").replace(out_dir / "config.yaml")  # on resume: same up to free keys
-    t0 = time.time()
+    run.sitting_start = time.time()
     last = cfg.train.steps if stop_after is None else min(cfg.train.steps, stop_after)
     bar = tqdm(range(run.step_i, last), initial=run.step_i, total=cfg.train.steps, disable=not progress,
                desc="generate", unit="step", dynamic_ncols=True)
@@ -204,6 +220,7 @@ def generate(cfg: GenerateConfig, out_dir: str | Path, resume: bool = False, pro
         if cfg.train.checkpoint_every and (i + 1) % cfg.train.checkpoint_every == 0:
             run.save(out_dir)
     run.save(out_dir)
-    timing = {"train_seconds": round(time.time() - t0, 2), "steps": run.step_i, "skipped_steps": len(run.bad.skipped)}
+    timing = {"train_seconds": round(run.train_seconds, 2), "seconds_this_sitting": round(run.seconds_this_sitting, 2),
+              "sittings": run.sittings + 1, "steps": run.step_i, "skipped_steps": len(run.bad.skipped)}
     (out_dir / "timing.json").write_text(json.dumps(timing))
     return run

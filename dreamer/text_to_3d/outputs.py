@@ -11,10 +11,12 @@ import renderers as R
 
 from ..common.errors import one_line
 from ..common.media import write_video
+from ..common.progress import run_phase
 from .bake import bake_cameras, bake_vertex_colors
 from .export import extract_mesh, fill_enclosed, save_mesh
 from .report import write_report
 from .silhouette import silhouette_threshold
+
 
 @torch.no_grad()
 def render_views(scene, cams: R.Cameras) -> torch.Tensor:
@@ -32,7 +34,7 @@ def evaluate_against_ground_truth(prompt: str, mesh, scene, resolution: int = 32
 
     spec = parse_prompt(prompt)
     if spec is None:
-        return {"evaluation_skipped": "not a shapes-world prompt (no ground truth)"}
+        return {"evaluation_skipped": "prompt is not a shapes-world prompt ('a <colour> <shape>')"}
     ev = ShapesEvaluator.load()
     if mesh is None:
         rep = {"right": False, "reasons": ["no mesh was exported"]}
@@ -75,7 +77,7 @@ def export_run(run, out_dir: str | Path) -> dict:
     files: dict[str, str] = {}
     mesh, level = None, None
     try:
-        mesh, level = export_mesh(cfg, scene)
+        mesh, level = run_phase("exporting mesh", export_mesh, cfg, scene)
         files.update({k: str(v.name) for k, v in save_mesh(mesh, out_dir, "mesh").items()})
     except Exception as e:  # an empty field must not lose the rest of the outputs
         files["mesh_error"] = str(e)
@@ -85,9 +87,11 @@ def export_run(run, out_dir: str | Path) -> dict:
     ex = cfg.export
     cams = R.turntable_cameras(ex.turntable_frames, ex.turntable_elevation, 2.1, 42.0, ex.turntable_resolution,
                                ex.turntable_resolution)
-    frames = (render_views(scene, cams).permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    frames = run_phase("rendering turntable", render_views, scene, cams)
+    frames = (frames.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
     try:
-        write_video(list(frames), out_dir / "turntable.mp4", out_dir / "turntable.gif", fps=12)
+        run_phase("writing video", write_video, list(frames), out_dir / "turntable.mp4", out_dir / "turntable.gif",
+                  fps=12)
         files.update(video="turntable.mp4", gif="turntable.gif")
     except (ImportError, OSError, RuntimeError) as e:  # e.g. no ffmpeg: keep the other outputs
         files["video_error"] = one_line(e)
@@ -99,11 +103,14 @@ def export_run(run, out_dir: str | Path) -> dict:
     if mesh is not None:
         metrics.update(vertices=len(mesh.vertices), faces=len(mesh.faces), export_threshold=level)
     if ex.evaluate:
-        metrics.update(evaluate_against_ground_truth(cfg.prompt, mesh, scene))
+        metrics.update(run_phase("evaluating against ground truth", evaluate_against_ground_truth, cfg.prompt, mesh,
+                                 scene))
+    else:
+        metrics["evaluation_skipped"] = "export.evaluate is false"
     metrics["files"] = files
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     previews = sorted(out_dir.glob("preview_*.png"))[-6:] + [out_dir / "views.png"]
-    write_report(out_dir, f"dreamer: {cfg.prompt}", {k: v for k, v in metrics.items() if k != "files"},
-                 {k: v for k, v in run.history.items() if v}, previews, out_dir / "turntable.gif",
-                 out_dir / "mesh.glb" if "glb" in files else None)
+    run_phase("writing report", write_report, out_dir, f"dreamer: {cfg.prompt}",
+              {k: v for k, v in metrics.items() if k != "files"}, {k: v for k, v in run.history.items() if v},
+              previews, out_dir / "turntable.gif", out_dir / "mesh.glb" if "glb" in files else None)
     return metrics

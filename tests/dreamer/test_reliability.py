@@ -186,7 +186,8 @@ def test_slug_is_a_safe_bounded_name(text):
 
 def test_long_prompt_warns_once_and_runs(tmp_path, capsys):
     prompt = "a red cube " + "with a very long and detailed description " * 3
-    rc = main(["generate", prompt, "--out", str(tmp_path / "r"), "--quiet", "--no-export", *TINY])
+    rc = main(["generate", prompt, "--out", str(tmp_path / "r"), "--quiet", "--no-export", "--allow-unknown-prompt",
+               *TINY])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 0 and len(err) == 1, err
     assert err[0].startswith("dreamer: warning: prompt truncated to 16 tokens"), err
@@ -209,6 +210,8 @@ def test_video_failure_keeps_the_other_outputs(tmp_path, monkeypatch, capsys):
     files = json.loads((out / "metrics.json").read_text())["files"]
     assert rc == 0 and "FFMPEG" in files["video_error"] and "video" not in files
     assert (out / "views.png").is_file() and (out / "report.html").is_file() and (out / "gaussians.ply").is_file()
-    done, why = capsys.readouterr().out.splitlines()[-3:-1]
+    lines = capsys.readouterr().out.splitlines()
+    done, why = lines[-4:-2]                      # then the metrics line and "evaluation skipped: ..."
+    assert lines[-1] == "  evaluation skipped: export.evaluate is false"
     assert done.startswith("done: ") and "gaussians.ply" in done and "mp4" not in done
     assert why.startswith("  not written (video): ") and "FFMPEG" in why

@@ -17,7 +17,8 @@ def test_roundtrip_identical_eps(tiny_sd_dir):
     teacher = DiffusersTeacher.from_pretrained(tiny_sd_dir)
     pipe = StableDiffusionPipeline.from_pretrained(str(tiny_sd_dir), safety_checker=None)
     x, t, cond = _inputs(teacher)
-    ids = pipe.tokenizer(["a red cube", ""], padding="max_length", max_length=16, return_tensors="pt").input_ids
+    ids = pipe.tokenizer(["a red cube", ""], padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                         return_tensors="pt").input_ids
     ref_cond = pipe.text_encoder(ids)[0]
     assert torch.equal(cond, ref_cond)
     with torch.no_grad():

@@ -65,13 +65,17 @@ def ddim_sample(teacher, cond: torch.Tensor, uncond: torch.Tensor, cfg: float, s
 def regression_pairs(teacher, gen: Generator, conds: torch.Tensor, uncond: torch.Tensor, cfg, scale: float,
                      g: torch.Generator, chunk: int = 64) -> tuple[torch.Tensor, ...]:
     """Teacher ODE pairs (DMD1 regression, Luhman & Luhman KD, reflow): z [N,C,h,w], x0 [N,C,h,w], prompt idx [N]."""
+    from ...common.progress import bar
+
     idx = torch.arange(len(conds)).repeat_interleave(cfg.regression_pairs)
     z = torch.randn(gen.sample_shape(len(idx)), generator=g).to(conds.device)
     out = []
-    for i in range(0, len(idx), chunk):
-        c = conds[idx[i:i + chunk]]                                             # [b,L,D]
-        out.append(ddim_sample(teacher, c, uncond, scale, cfg.regression_ddim_steps, z[i:i + chunk],
-                               teacher_clip(teacher)))
+    with bar(desc=f"teacher DDIM-{cfg.regression_ddim_steps} pairs", total=len(idx), unit="pair") as b:
+        for i in range(0, len(idx), chunk):
+            c = conds[idx[i:i + chunk]]                                         # [b,L,D]
+            out.append(ddim_sample(teacher, c, uncond, scale, cfg.regression_ddim_steps, z[i:i + chunk],
+                                   teacher_clip(teacher)))
+            b.update(len(c))
     return z, torch.cat(out), idx
 
 
@@ -148,15 +152,19 @@ def shapes_images(n: int, res: int, g: torch.Generator) -> tuple[torch.Tensor, l
 
 def data_pool(teacher, gen: Generator, cfg, g: torch.Generator) -> Data:
     """cfg.data = "shapes": GT renders encoded by the teacher; "teacher": teacher DDIM samples (data-free)."""
+    from ...common.progress import phase
+
     uncond = teacher.encode_prompt([cfg.uncond_prompt])
     if cfg.data == "shapes":
         factor = getattr(teacher, "vae_scale_factor", 1) if getattr(teacher, "vae", None) is not None else 1
-        rgb, names = shapes_images(cfg.data_size, gen.sample_shape(1)[-1] * factor, g)
-        prompts = list(dict.fromkeys(names))
-        pos = {p: i for i, p in enumerate(prompts)}
-        with torch.no_grad():
-            x0 = torch.cat([teacher.encode(rgb[i:i + 64]) for i in range(0, len(rgb), 64)])
-        return Data(x0, torch.tensor([pos[p] for p in names]), prompts, teacher.encode_prompt(prompts), uncond)
+        with phase(f"rendering {cfg.data_size} shapes-world training images"):
+            rgb, names = shapes_images(cfg.data_size, gen.sample_shape(1)[-1] * factor, g)
+            prompts = list(dict.fromkeys(names))
+            pos = {p: i for i, p in enumerate(prompts)}
+            with torch.no_grad():
+                x0 = torch.cat([teacher.encode(rgb[i:i + 64]) for i in range(0, len(rgb), 64)])
+            conds = teacher.encode_prompt(prompts)
+        return Data(x0, torch.tensor([pos[p] for p in names]), prompts, conds, uncond)
     from ..prompts import run_captions
 
     prompts = list(run_captions(cfg) or default_prompts())
@@ -292,7 +300,7 @@ class DistillRun:
             self._print(json.dumps(m))
 
     def save(self, gen: Generator, name: str = "generator") -> Path:
-        gen.meta["train_seconds"] = round(self.seconds, 1)
+        gen.meta.update(train_seconds=round(self.seconds, 1), seconds_this_sitting=round(self.seconds, 1))  # no resume
         return _generator.save_atomic(gen, self.out / name, self.scheduler)
 
     def maybe_save(self, gen: Generator, step: int) -> None:
