@@ -6,10 +6,11 @@ import numpy as np
 import trimesh
 
 
-def close_tunnels(grid: np.ndarray, level: float, radius: int) -> np.ndarray:
+def close_tunnels(grid: np.ndarray, level: float, radius: int, allowed=None) -> np.ndarray:
     """Morphological closing of the occupied voxels (grid > level) by a ball of `radius` voxels: a tunnel or gap
     narrower than about 2 * radius voxels is sealed (raised to 2 * level); wider openings (a torus's hole) and the
-    density of every occupied voxel stay as they were. grid [R,R,R] -> [R,R,R]."""
+    density of every occupied voxel stay as they were. allowed(idx [K,3]) -> [K] bool may veto added voxels (e.g.
+    those some view sees through). grid [R,R,R] -> [R,R,R]."""
     from scipy.ndimage import binary_closing
 
     if radius <= 0:
@@ -20,6 +21,9 @@ def close_tunnels(grid: np.ndarray, level: float, radius: int) -> np.ndarray:
     closed = binary_closing(occ, structure=ball)[(slice(radius + 1, -radius - 1),) * 3]
     out = grid.copy()
     add = closed & ~(grid > level)
+    if allowed is not None and add.any():
+        idx = np.argwhere(add)                                              # [K,3]
+        add[tuple(idx[~allowed(idx)].T)] = False
     out[add] = 2 * level
     return out
 

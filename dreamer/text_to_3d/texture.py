@@ -164,11 +164,32 @@ def textured_metrics(scene, tm: TexturedMesh, prompt: str, res: int = 64, ground
     return out
 
 
+def in_silhouettes(scene, res: int, cams: R.Cameras | None = None):
+    """-> allowed(idx [K,3]) -> [K] bool: grid voxels (linspace(-1, 1, res)^3) that no view sees through
+    (rendered alpha >= 0.5 wherever they project), so sealing a tunnel never fills an opening the renders show
+    (a torus's hole seen from above)."""
+    from .bake import project
+
+    cams = bake_cameras(res=48) if cams is None else cams
+    with torch.no_grad():
+        alpha = torch.cat([scene.render(cams[i], step=10 ** 9)["alpha"] for i in range(len(cams))])   # [B,1,h,w]
+
+    def allowed(idx: np.ndarray) -> np.ndarray:
+        pts = torch.as_tensor(idx, dtype=torch.float32) * (2.0 / (res - 1)) - 1.0                     # [K,3]
+        uv, z, _ = project(cams, pts)                                                                 # [B,K,2]
+        grid = torch.stack([uv[..., 0] / cams.width, uv[..., 1] / cams.height], -1) * 2 - 1
+        a = torch.nn.functional.grid_sample(alpha, grid[:, :, None], align_corners=False)[:, 0, :, 0]  # [B,K]
+        framed = (z > 0) & (grid.abs() <= 1).all(-1)
+        return (~framed | (a >= 0.5)).all(0).numpy()
+    return allowed
+
+
 def textured_mesh(scene, mesh: trimesh.Trimesh, level: float | None, ex) -> tuple[trimesh.Trimesh, TexturedMesh]:
     """The export pipeline after marching cubes: tunnels sealed in the density grid and re-extracted (when the
     level is known), floaters / small holes / face budget (mesh_clean), xatlas atlas, baked texture."""
     if level is not None and ex.close_radius > 0:
-        grid = close_tunnels(scene.density_grid(ex.mesh_resolution), level, ex.close_radius)
+        grid = close_tunnels(scene.density_grid(ex.mesh_resolution), level, ex.close_radius,
+                             in_silhouettes(scene, ex.mesh_resolution))
         mesh = extract_mesh(None, None, bound=1.0, res=ex.mesh_resolution, threshold=level,
                             grid=fill_enclosed(grid, level), keep_largest=False)
     mesh = clean_mesh(mesh, ex.faces, ex.min_component, ex.max_hole_edges)

@@ -205,3 +205,30 @@ def test_small_holes_filled_large_kept():
     half = sphere.copy()
     half.update_faces(sphere.triangles_center[:, 1] > 0)                    # a hemisphere: one big rim
     assert len(boundary_loops(fill_small_holes(half, 32).faces)) == 1
+
+
+class MeshScene:
+    """A scene that renders a mesh exactly (alpha 0 / 1), for the silhouette veto of tunnel closing."""
+
+    depth_kind = "ray"
+
+    def __init__(self, mesh):
+        self.v, self.f = torch.as_tensor(mesh.vertices), torch.as_tensor(mesh.faces)
+
+    def render(self, cams, step=0):
+        return R.rasterize_mesh(self.v, self.f, None, cams, shading="none")
+
+
+def test_tunnel_closing_keeps_an_opening_the_renders_show():
+    from dreamer.text_to_3d.texture import in_silhouettes
+
+    narrow = lambda p: torus_field(p, R_=0.22, r=0.15)  # noqa: E731  hole radius 0.07: ~4 voxels across
+    axis = torch.linspace(-1, 1, 64)
+    g = narrow(torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)).reshape(64, 64, 64)
+    g = g.numpy()
+    scene = MeshScene(extract_mesh(None, None, res=64, threshold=0.5, grid=g))
+    assert topology(scene_mesh := extract_mesh(None, None, res=64, threshold=0.5, grid=g))["genus"] == 1
+    blind = extract_mesh(None, None, res=64, threshold=0.5, grid=close_tunnels(g, 0.5, 3))
+    seen = extract_mesh(None, None, res=64, threshold=0.5, grid=close_tunnels(g, 0.5, 3, in_silhouettes(scene, 64)))
+    assert topology(blind)["genus"] == 0 and topology(seen)["genus"] == 1
+    assert abs(seen.volume - scene_mesh.volume) < 0.02 * scene_mesh.volume
