@@ -107,7 +107,7 @@ def topology(mesh: trimesh.Trimesh) -> dict:
     faces = np.asarray(mesh.faces)
     e = np.unique(np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1), axis=0)
     used = np.unique(faces)
-    comps = int(trimesh.graph.connected_components(e, nodes=used, min_len=1).__len__()) if len(faces) else 0
+    comps = len(trimesh.graph.connected_components(e, nodes=used, min_len=1)) if len(faces) else 0
     n_b = len(boundary_loops(faces))
     chi = len(used) - len(e) + len(faces)
     return {"watertight": bool(mesh.is_watertight), "components": comps, "boundary_loops": n_b,
