@@ -14,7 +14,7 @@ from .sh import eval_sh
 from .gaussians_raster import (project_gaussians, quat_to_rotmat, rasterize, rasterize_dense_reference,
                                rasterize_tiles)
 from .hashgrid import HashGrid, HashGridConfig, make_hashgrid
-from .mesh import rasterize_mesh, render_trimesh
+from .mesh import rasterize_mesh, render_trimesh, sample_texture
 from .nerf import (BackgroundMLP, NeRFConfig, NeRFField, NeRFRenderConfig, nerf_color, nerf_density_grid,
                    random_light_dirs, render_nerf, render_rays)
 from .regularizers import gaussian_scale_reg, opacity_entropy, opacity_l1, orientation_loss
@@ -29,7 +29,7 @@ __all__ = [
     "update_densify_state",
     "eval_sh", "project_gaussians", "quat_to_rotmat", "rasterize", "rasterize_dense_reference", "rasterize_tiles",
     "HashGrid", "HashGridConfig", "make_hashgrid",
-    "rasterize_mesh", "render_trimesh",
+    "rasterize_mesh", "render_trimesh", "sample_texture",
     "BackgroundMLP", "NeRFConfig", "NeRFField", "NeRFRenderConfig", "nerf_color", "nerf_density_grid",
     "random_light_dirs", "render_nerf", "render_rays",
     "gaussian_scale_reg", "opacity_entropy", "opacity_l1", "orientation_loss",

@@ -9,6 +9,9 @@ Faces with a vertex closer than ``near`` to the camera plane are dropped (no cli
 Shading (``"flat"`` / ``"smooth"``) is the ground-truth light model of the shapes world:
 ``albedo * (AMBIENT + (1 - AMBIENT) * max(0, n . l))``, light from the camera's upper left
 (``l = normalise(back + 0.6 up - 0.4 right)`` in the camera axes), white background; ``"none"`` is unlit albedo.
+With ``texture`` [3,Ht,Wt] and ``face_uvs`` [F,3,2] the albedo is the texture at the perspective-correct interpolated
+UV, sampled bilinearly with clamp-to-edge (glTF conventions: u right, v down, (0, 0) the image's top-left corner,
+texel (i, j) centred at ((i + 0.5) / Wt, (j + 0.5) / Ht)).
 Outputs (channels first): rgb [N,3,H,W], alpha [N,1,H,W] (0/1), depth [N,1,H,W] (distance along the unit ray of
 rays_from_cameras, 0 on background), normals [N,3,H,W] (world face normals facing the camera), face_id [N,H,W] (-1).
 """
@@ -18,7 +21,7 @@ import torch
 
 from .cameras import Cameras
 
-__all__ = ["rasterize_mesh", "render_trimesh", "AMBIENT"]
+__all__ = ["rasterize_mesh", "render_trimesh", "sample_texture", "AMBIENT"]
 
 AMBIENT = 0.35  # = dreamer.shapes.render.AMBIENT (a test checks they agree)
 MAX_PAIRS = 1 << 20  # candidate (face, pixel) pairs tested per chunk
@@ -92,8 +95,11 @@ def _zbuffer(uv, z, faces, keep, N, H, W, max_pairs):
 @torch.no_grad()
 def rasterize_mesh(vertices: torch.Tensor, faces: torch.Tensor, vertex_colors: torch.Tensor | None,
                    cams: Cameras, background=1.0, shading: str = "flat", ambient: float = AMBIENT,
-                   near: float = 1e-4, max_pairs: int = MAX_PAIRS) -> dict[str, torch.Tensor]:
-    """Render vertices [V,3], faces [F,3], colours [V,3]/[3] in [0,1] (None: grey) from cams -> dict of images."""
+                   near: float = 1e-4, max_pairs: int = MAX_PAIRS, texture: torch.Tensor | None = None,
+                   face_uvs: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Render vertices [V,3], faces [F,3], colours [V,3]/[3] in [0,1] (None: grey) or a UV texture from cams."""
+    if (texture is None) != (face_uvs is None):
+        raise ValueError("texture and face_uvs go together")
     if shading not in ("flat", "smooth", "none"):
         raise ValueError(f"shading must be 'flat', 'smooth' or 'none', not {shading!r}")
     dev = cams.device
@@ -130,7 +136,10 @@ def rasterize_mesh(vertices: torch.Tensor, faces: torch.Tensor, vertex_colors: t
     fn = torch.linalg.cross(tv[:, 1] - tv[:, 0], tv[:, 2] - tv[:, 0], dim=-1)                # [P,3] raw face normal
     facing = torch.where(((eye - tv[:, 0]) * fn).sum(-1, keepdim=True) >= 0, 1.0, -1.0).to(V.dtype)
     normal = torch.nn.functional.normalize(fn, dim=-1) * facing                              # towards the camera
-    albedo = (bary[:, :, None] * cols[faces[f]]).sum(1)                                      # [P,3]
+    if texture is None:
+        albedo = (bary[:, :, None] * cols[faces[f]]).sum(1)                                  # [P,3]
+    else:
+        albedo = sample_texture(texture, (bary[:, :, None] * face_uvs.detach().cpu().double()[f]).sum(1))
     if shading == "none":
         col = albedo
     else:
@@ -155,6 +164,14 @@ def rasterize_mesh(vertices: torch.Tensor, faces: torch.Tensor, vertex_colors: t
     out = dict(rgb=img(rgb, 3), alpha=img(hit.float()[:, None], 1), depth=img(depth[:, None], 1),
                normals=img(normals, 3), face_id=fid.reshape(N, H, W))
     return {k: v.to(dev) for k, v in out.items()}
+
+
+def sample_texture(texture: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """Bilinear, clamp-to-edge lookup of texture [3,Ht,Wt] at glTF UVs [P,2] -> colours [P,3] (float64)."""
+    grid = (uv.double() * 2 - 1)[None, :, None]                                              # [1,P,1,2]
+    tex = texture.detach().cpu().double()[None]                                              # [1,3,Ht,Wt]
+    out = torch.nn.functional.grid_sample(tex, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out[0, :, :, 0].T                                                                 # [P,3]
 
 
 def render_trimesh(mesh, cams: Cameras, background=1.0, shading: str = "flat", **kwargs) -> dict[str, torch.Tensor]:

@@ -16,6 +16,7 @@ from .bake import bake_cameras, bake_vertex_colors
 from .export import extract_mesh, fill_enclosed, save_mesh
 from .report import write_report
 from .silhouette import silhouette_threshold
+from .texture import export_textured
 
 
 @torch.no_grad()
@@ -75,10 +76,12 @@ def export_run(run, out_dir: str | Path) -> dict:
     out_dir = Path(out_dir)
     cfg, scene = run.cfg, run.scene.to("cpu")  # export (marching cubes, bake, video, metrics) runs on the CPU
     files: dict[str, str] = {}
-    mesh, level = None, None
+    mesh, level, tex_metrics = None, None, {}
     try:
         mesh, level = run_phase("exporting mesh", export_mesh, cfg, scene)
         files.update({k: str(v.name) for k, v in save_mesh(mesh, out_dir, "mesh").items()})
+        tex_files, tex_metrics = export_textured(scene, mesh, out_dir, cfg.export, level, cfg.prompt)
+        files.update(tex_files)  # the textured mesh.glb / mesh.obj replace the vertex-coloured ones
     except Exception as e:  # an empty field must not lose the rest of the outputs
         files["mesh_error"] = str(e)
     if scene.kind == "gaussians":
@@ -101,7 +104,7 @@ def export_run(run, out_dir: str | Path) -> dict:
     metrics = {"prompt": cfg.prompt, "renderer": cfg.renderer, "method": cfg.guidance.method, **timing,
                "final_loss": run.history["loss"][-1] if run.history["loss"] else None}
     if mesh is not None:
-        metrics.update(vertices=len(mesh.vertices), faces=len(mesh.faces), export_threshold=level)
+        metrics.update(vertices=len(mesh.vertices), faces=len(mesh.faces), export_threshold=level, **tex_metrics)
     if ex.evaluate:
         metrics.update(run_phase("evaluating against ground truth", evaluate_against_ground_truth, cfg.prompt, mesh,
                                  scene))

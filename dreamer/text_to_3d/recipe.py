@@ -67,6 +67,13 @@ class ExportConfig:
     threshold_from_renders: bool = True  # marching-cubes level whose silhouettes best match the renders
     bake_colors: bool = True         # vertex colours from multi-view renders (visible surface), not the field
     evaluate: bool = True            # shapes-world prompts: Chamfer / IoU / colour / accuracy vs ground truth
+    textured: bool = True            # mesh.glb / mesh.obj: cleaned, decimated, UV-atlased, baked base-colour texture
+    faces: int = 5000                # face budget of the textured mesh (quadric decimation)
+    texture_size: int = 512          # base-colour texture, texels per side
+    close_radius: int = 2            # seal tunnels / gaps narrower than ~2x this many voxels (0 = off)
+    min_component: float = 0.05      # drop parts with fewer faces than this fraction of the largest part
+    max_hole_edges: int = 32         # fill boundary holes with at most this many edges
+    vertex_color_glb: bool = False   # also write mesh_vertex_colors.glb (the marching-cubes mesh, vertex colours)
 
 
 @dataclass
@@ -113,7 +120,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.steps": _POSITIVE, "train.seed": _NON_NEGATIVE, "train.preview_every": _NON_NEGATIVE,
     "train.checkpoint_every": _NON_NEGATIVE, "train.threads": _NON_NEGATIVE, "train.max_bad_steps": _POSITIVE,
     "export.mesh_resolution": _at_least(2), "export.turntable_frames": _POSITIVE,
-    "export.turntable_resolution": _POSITIVE,
+    "export.turntable_resolution": _POSITIVE, "export.faces": _at_least(4), "export.texture_size": _at_least(8),
+    "export.close_radius": _NON_NEGATIVE, "export.min_component": ((lambda v: 0 <= v <= 1), "must be in [0, 1]"),
+    "export.max_hole_edges": _NON_NEGATIVE,
 }
 
 

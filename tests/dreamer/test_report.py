@@ -134,3 +134,41 @@ def test_viewer_handles_uint16_float_colors_no_normals(tmp_path):
     proc = _chromium(html.as_uri(), tmp_path / "profile", "--dump-dom")
     assert "dreamer viewer" not in proc.stderr and "Uncaught" not in proc.stderr
     assert re.search(r'data-status="ok" data-triangles="12"', proc.stdout), proc.stdout[-500:]
+
+
+def _textured_sphere_glb(path: Path) -> Path:
+    """A sphere whose only colour is its baseColorTexture: red where y > 0, blue below (no vertex colours)."""
+    import io
+
+    from PIL import Image
+
+    from dreamer.text_to_3d.gltf import write_textured_glb
+    from dreamer.text_to_3d.texture import dilate, rasterize_uv, unwrap
+
+    mesh = extract_mesh(lambda p: torch.sigmoid((0.6 - p.norm(dim=-1)) * 30), None, res=32, threshold=0.5)
+    tm = unwrap(mesh, 128)
+    fid, bary = rasterize_uv(tm.face_uvs, 128)
+    pts = (bary[fid >= 0][:, :, None] * tm.vertices[tm.faces[fid[fid >= 0]]]).sum(1)     # [T,3] texel points
+    tex = np.zeros((128, 128, 3))
+    tex[fid >= 0] = np.where(pts[:, 1:2] > 0, [0.9, 0.15, 0.15], [0.15, 0.25, 0.9])
+    png = io.BytesIO()
+    Image.fromarray((dilate(tex, fid >= 0) * 255).astype(np.uint8)).save(png, format="PNG")
+    return write_textured_glb(path, tm.vertices[tm.vmap], tm.normals[tm.vmap], tm.uv, tm.uv_faces, png.getvalue())
+
+
+@pytest.mark.skipif(os.environ.get("DREAMER_BROWSER_TEST") != "1" or not CHROMIUM.exists(),
+                    reason="opt-in: set DREAMER_BROWSER_TEST=1 and install /usr/bin/chromium to render the report")
+def test_viewer_draws_the_glb_texture(tmp_path):
+    from PIL import Image
+
+    glb = _textured_sphere_glb(tmp_path / "mesh.glb")
+    html = write_report(tmp_path, "textured", {}, {}, [], None, glb)
+    shot = tmp_path / "shot.png"
+    proc = _chromium(html.as_uri(), tmp_path / "profile1", f"--screenshot={shot}")
+    assert "dreamer viewer" not in proc.stderr and "Uncaught" not in proc.stderr, proc.stderr[-2000:]
+    img = np.asarray(Image.open(shot).convert("RGB")).astype(int)[60:580, 20:660]        # the viewer card
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    assert ((r > 120) & (r > g + 60) & (r > b + 60)).sum() > 5000  # red upper half: from the texture only
+    assert ((b > 90) & (b > r + 40) & (b > g + 30)).sum() > 5000   # blue lower half
+    dom = _chromium(html.as_uri(), tmp_path / "profile2", "--dump-dom").stdout
+    assert re.search(r'data-status="ok"', dom) and re.search(r'data-texture="loaded"', dom), dom[-800:]

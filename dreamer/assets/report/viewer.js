@@ -1,7 +1,9 @@
 /* dreamer report: minimal GLB viewer (plain WebGL, no dependencies).
  * Usage: a container element with data-glb-source="ID" holding a canvas, plus a script element
  * of type application/octet-stream with id ID whose text is the base64-encoded GLB.
- * Sets data-status on the container to "ok", "nowebgl" or "error"; failures go to console.error. */
+ * Sets data-status on the container to "ok", "nowebgl" or "error"; failures go to console.error.
+ * A material's baseColorTexture (PNG / JPEG inside the GLB, TEXCOORD_0) is drawn once decoded; the container then
+ * gets data-texture="loaded" (or "error"). */
 (function () {
   'use strict';
 
@@ -97,15 +99,29 @@
 
   /* Walk the default scene; de-index every triangle primitive into flat position/normal/colour arrays. */
   function buildGeometry(g) {
-    var json = g.json, pos = [], nrm = [], col = [];
+    var json = g.json, pos = [], nrm = [], col = [], uvs = [], image = null;
     function addMesh(meshIndex, M) {
       json.meshes[meshIndex].primitives.forEach(function (prim) {
         if (prim.mode !== undefined && prim.mode !== 4) return;  // triangles only
         var at = prim.attributes;
         var P = toFloat(readAccessor(g, at.POSITION)), nv = P.length / 3;
         var N = at.NORMAL !== undefined ? toFloat(readAccessor(g, at.NORMAL)) : null;
-        var C = null, cn = 3, base = [0.8, 0.8, 0.8];
-        if (at.COLOR_0 !== undefined) {
+        var C = null, cn = 3, base = [0.8, 0.8, 0.8], T = null;
+        var mat = prim.material !== undefined ? (json.materials || [])[prim.material] || {} : {};
+        var tex = (mat.pbrMetallicRoughness || {}).baseColorTexture;
+        if (tex && (tex.texCoord || 0) === 0 && at.TEXCOORD_0 !== undefined && !image) {
+          var img = (json.images || [])[(json.textures[tex.index] || {}).source];
+          if (img && img.bufferView !== undefined) {
+            var bv = json.bufferViews[img.bufferView], o = bv.byteOffset || 0;
+            image = {bytes: g.bin.slice(o, o + bv.byteLength), mime: img.mimeType || 'image/png'};
+            T = toFloat(readAccessor(g, at.TEXCOORD_0));
+            var f = (mat.pbrMetallicRoughness || {}).baseColorFactor;
+            base = f ? f.slice(0, 3) : [1, 1, 1];
+          }
+        }
+        if (T) {
+          // textured: colours are the base colour factor, the texture multiplies them in the shader
+        } else if (at.COLOR_0 !== undefined) {
           var ca = readAccessor(g, at.COLOR_0);
           C = toFloat(ca); cn = ca.n;
         } else if (prim.material !== undefined) {
@@ -129,6 +145,7 @@
             pos.push(p[k][0], p[k][1], p[k][2]);
             nrm.push(n[0], n[1], n[2]);
             if (C) col.push(C[v * cn], C[v * cn + 1], C[v * cn + 2]); else col.push(base[0], base[1], base[2]);
+            if (T) uvs.push(T[2 * v], T[2 * v + 1]); else uvs.push(-1, -1);  // -1: untextured vertex
           }
         }
       });
@@ -149,16 +166,18 @@
     var center = [0, 1, 2].map(function (a) { return (lo[a] + hi[a]) / 2; });
     var radius = Math.max(1e-6, 0.5 * Math.hypot(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]));
     return {position: new Float32Array(pos), normal: new Float32Array(nrm), color: new Float32Array(col),
-            count: pos.length / 3, center: center, radius: radius};
+            uv: new Float32Array(uvs), image: image, count: pos.length / 3, center: center, radius: radius};
   }
 
-  var VS = 'attribute vec3 aPos; attribute vec3 aNormal; attribute vec3 aColor;' +
-    'uniform mat4 uMVP; uniform mat3 uViewRot; varying vec3 vN; varying vec3 vC;' +
-    'void main() { vN = uViewRot * aNormal; vC = aColor; gl_Position = uMVP * vec4(aPos, 1.0); }';
-  var FS = 'precision mediump float; varying vec3 vN; varying vec3 vC;' +
+  var VS = 'attribute vec3 aPos; attribute vec3 aNormal; attribute vec3 aColor; attribute vec2 aUV;' +
+    'uniform mat4 uMVP; uniform mat3 uViewRot; varying vec3 vN; varying vec3 vC; varying vec2 vUV;' +
+    'void main() { vN = uViewRot * aNormal; vC = aColor; vUV = aUV; gl_Position = uMVP * vec4(aPos, 1.0); }';
+  var FS = 'precision mediump float; varying vec3 vN; varying vec3 vC; varying vec2 vUV;' +
+    'uniform sampler2D uTex; uniform float uHasTex;' +
     'void main() { vec3 n = normalize(vN); if (!gl_FrontFacing) n = -n;' +
     '  float d = max(dot(n, normalize(vec3(0.4, 0.6, 0.7))), 0.0);' +  // Lambert, light fixed to the camera
-    '  gl_FragColor = vec4(vC * (0.45 + 0.65 * d), 1.0); }';
+    '  vec3 c = (uHasTex > 0.5 && vUV.x >= 0.0) ? vC * texture2D(uTex, vUV).rgb : vC;' +  // glTF UV: v down
+    '  gl_FragColor = vec4(c * (0.45 + 0.65 * d), 1.0); }';
 
   function compile(gl, type, src) {
     var s = gl.createShader(type);
@@ -212,6 +231,37 @@
       gl.enableVertexAttribArray(loc);
       gl.vertexAttribPointer(loc, 3, gl.FLOAT, false, 0, 0);
     });
+    var uvLoc = gl.getAttribLocation(prog, 'aUV');
+    gl.bindBuffer(gl.ARRAY_BUFFER, gl.createBuffer());
+    gl.bufferData(gl.ARRAY_BUFFER, geo.uv, gl.STATIC_DRAW);
+    gl.enableVertexAttribArray(uvLoc);
+    gl.vertexAttribPointer(uvLoc, 2, gl.FLOAT, false, 0, 0);
+    var uHasTex = gl.getUniformLocation(prog, 'uHasTex');
+    gl.uniform1f(uHasTex, 0);
+    if (geo.image) {  // decode the embedded image (blob: URL, allowed by the page's CSP), then upload it
+      var url = URL.createObjectURL(new Blob([geo.image.bytes], {type: geo.image.mime}));
+      var im = new Image();
+      im.onload = function () {
+        var t = gl.createTexture();
+        gl.bindTexture(gl.TEXTURE_2D, t);
+        gl.pixelStorei(gl.UNPACK_FLIP_Y_WEBGL, false);  // first image row at v = 0, as glTF
+        gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGB, gl.RGB, gl.UNSIGNED_BYTE, im);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
+        gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
+        gl.uniform1i(gl.getUniformLocation(prog, 'uTex'), 0);
+        gl.uniform1f(uHasTex, 1);
+        URL.revokeObjectURL(url);
+        box.setAttribute('data-texture', 'loaded');
+        draw();
+      };
+      im.onerror = function () {
+        box.setAttribute('data-texture', 'error');
+        console.error('dreamer viewer: the GLB texture could not be decoded');
+      };
+      im.src = url;
+    }
     var uMVP = gl.getUniformLocation(prog, 'uMVP'), uViewRot = gl.getUniformLocation(prog, 'uViewRot');
     gl.enable(gl.DEPTH_TEST);
 
