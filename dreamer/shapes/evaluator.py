@@ -1,11 +1,17 @@
-"""Shapes evaluator: a small CNN (shape + colour heads) and the 2D metrics built on it.
+"""Shapes evaluator: a small CNN (shape + colour heads + a reject head) and the 2D metrics built on it.
 
-Metrics: prompt accuracy (shape AND colour right), Frechet distance on penultimate features
-("FSD"), and per-prompt diversity (mean pairwise feature distance).
+The reject head is one "none of the catalogue" logit (trained with BCE against the negatives of
+``dreamer.shapes.negatives``): blank or flat frames, flat unshaded silhouettes, noise, two objects, cut-off
+objects, shapes or colours outside the catalogue. ``predict`` returns (shape, colour, rejected); ``classify``
+keeps its (shape, colour) signature and ignores the reject head.
+
+Metrics: prompt accuracy (shape AND colour right AND not rejected), reject rate, Frechet distance on penultimate
+features ("FSD"), and per-prompt diversity (mean pairwise feature distance).
 """
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -30,6 +36,8 @@ class EvaluatorConfig:
     feat_dim: int = 128
     n_shapes: int = len(SHAPES)
     n_colours: int = len(COLOUR_NAMES)
+    reject: bool = True             # a "none of the catalogue" logit (False: weights from before the reject head)
+    reject_threshold: float = 0.5   # rejected when sigmoid(reject logit) > this
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -60,6 +68,7 @@ class ShapesEvaluator(nn.Module):
         self.fc = nn.Linear(w3 * (cfg.res // 8) ** 2, cfg.feat_dim)
         self.shape_head = nn.Linear(cfg.feat_dim, cfg.n_shapes)
         self.colour_head = nn.Linear(cfg.feat_dim, cfg.n_colours)
+        self.reject_head = nn.Linear(cfg.feat_dim, 1) if cfg.reject else None
         self.drop = nn.Dropout(0.2)
 
     def _prep(self, images: torch.Tensor) -> torch.Tensor:
@@ -73,17 +82,48 @@ class ShapesEvaluator(nn.Module):
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits: shape [B,6], colour [B,6], and features [B,D]."""
+        ls, lc, _, f = self.heads(images)
+        return ls, lc, f
+
+    def heads(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits: shape [B,6], colour [B,6], reject [B] ("none of the catalogue"; -inf without the head) and
+        features [B,D]."""
         f = self.embed(images)
         g = self.drop(f)
-        return self.shape_head(g), self.colour_head(g), f
+        rej = (self.reject_head(g)[:, 0] if self.reject_head is not None
+               else torch.full((len(f),), -math.inf, device=f.device))
+        return self.shape_head(g), self.colour_head(g), rej, f
+
+    @torch.no_grad()
+    def _logits(self, images: torch.Tensor, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self.eval()
+        outs = [self.heads(images[i:i + batch])[:3] for i in range(0, len(images), batch)]
+        if not outs:
+            e = torch.empty(0)
+            return e.view(0, self.cfg.n_shapes), e.view(0, self.cfg.n_colours), e
+        return tuple(torch.cat([o[k] for o in outs]).cpu() for k in range(3))  # type: ignore[return-value]
 
     @torch.no_grad()
     def classify(self, images: torch.Tensor, batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-        """Predicted (shape_idx [B], colour_idx [B]) indices into SHAPES / COLOUR_NAMES."""
-        self.eval()
-        outs = [self(images[i:i + batch])[:2] for i in range(0, len(images), batch)]
-        return (torch.cat([o[0] for o in outs]).argmax(-1).cpu(),
-                torch.cat([o[1] for o in outs]).argmax(-1).cpu())
+        """Predicted (shape_idx [B], colour_idx [B]) indices into SHAPES / COLOUR_NAMES (reject head ignored)."""
+        ls, lc, _ = self._logits(images, batch)
+        return ls.argmax(-1), lc.argmax(-1)
+
+    @torch.no_grad()
+    def reject_prob(self, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
+        """P("none of the catalogue") [B] in [0,1] (all 0 for weights without a reject head)."""
+        return torch.sigmoid(self._logits(images, batch)[2])
+
+    @torch.no_grad()
+    def predict(self, images: torch.Tensor, batch: int = 512) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(shape_idx [B], colour_idx [B], rejected [B] bool): rejected means no catalogue entry fits."""
+        ls, lc, lr = self._logits(images, batch)
+        return ls.argmax(-1), lc.argmax(-1), torch.sigmoid(lr) > self.cfg.reject_threshold
+
+    @torch.no_grad()
+    def reject_rate(self, images: torch.Tensor, batch: int = 512) -> float:
+        """Fraction of images rejected as none of the catalogue."""
+        return reject_rate(self, images, batch)
 
     @torch.no_grad()
     def features(self, images: torch.Tensor, batch: int = 512) -> torch.Tensor:
@@ -93,7 +133,7 @@ class ShapesEvaluator(nn.Module):
 
     @torch.no_grad()
     def prompt_accuracy(self, images: torch.Tensor, specs: Sequence[ShapeSpec]) -> float:
-        """Fraction of images whose shape AND colour both match their spec."""
+        """Fraction of images whose shape AND colour both match their spec and that are not rejected."""
         return prompt_accuracy(self, images, specs)
 
     def save(self, path: str | Path) -> None:
@@ -115,10 +155,14 @@ class ShapesEvaluator(nn.Module):
         raw = json.loads((path / CONFIG_NAME).read_text())
         if tuple(raw.get("shapes", SHAPES)) != SHAPES or tuple(raw.get("colours", COLOUR_NAMES)) != COLOUR_NAMES:
             raise ValueError(f"{path}: class lists do not match dreamer.shapes.world")
+        raw.setdefault("reject", False)  # configs written before the reject head
         fields = EvaluatorConfig.__dataclass_fields__
         cfg = EvaluatorConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in fields})
         model = cls(cfg)
-        model.load_state_dict(load_file(str(path / WEIGHTS_NAME)))
+        state = load_file(str(path / WEIGHTS_NAME))
+        if cfg.reject and "reject_head.weight" not in state:
+            raise ValueError(f"{path}: config.json asks for a reject head but the weights have none")
+        model.load_state_dict(state)
         return model.to(device).eval().requires_grad_(False)
 
 
@@ -129,12 +173,30 @@ def spec_targets(specs: Sequence[ShapeSpec]) -> tuple[torch.Tensor, torch.Tensor
 
 
 def prompt_accuracy(model: ShapesEvaluator, images: torch.Tensor, specs: Sequence[ShapeSpec]) -> float:
-    """Fraction of images whose predicted shape AND colour both match their spec."""
+    """Fraction of images whose predicted shape AND colour both match their spec; a rejected image is wrong."""
     if len(images) != len(specs):
         raise ValueError(f"{len(images)} images but {len(specs)} specs")
-    ps, pc = model.classify(images)
+    ps, pc, rej = model.predict(images)
     ts, tc = spec_targets(specs)
-    return ((ps == ts) & (pc == tc)).float().mean().item()
+    return ((ps == ts) & (pc == tc) & ~rej).float().mean().item()
+
+
+def reject_rate(model: ShapesEvaluator, images: torch.Tensor, batch: int = 512) -> float:
+    """Fraction of images the model rejects as none of the catalogue (nan for no images)."""
+    if len(images) == 0:
+        return float("nan")
+    return model.predict(images, batch)[2].float().mean().item()
+
+
+def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % (z = 1.96) Wilson score interval of a binomial proportion k / n."""
+    if n <= 0:
+        raise ValueError("n must be positive")
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (0.0 if k == 0 else max(0.0, mid - half)), (1.0 if k == n else min(1.0, mid + half))
 
 
 def _as_f64(x) -> np.ndarray:

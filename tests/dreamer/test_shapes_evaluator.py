@@ -1,12 +1,15 @@
-"""Shipped shapes evaluator: offline load, held-out accuracy, Frechet distance and diversity."""
+"""Shipped shapes evaluator: offline load, held-out accuracy, reject head, negatives, Frechet distance, diversity."""
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from dreamer.shapes.evaluator import (ASSET_DIR, ShapesEvaluator, diversity, frechet_distance, group_by_prompt,
-                                      prompt_accuracy)
+from dreamer.shapes.evaluator import (ASSET_DIR, EvaluatorConfig, ShapesEvaluator, diversity, frechet_distance,
+                                      group_by_prompt, prompt_accuracy, spec_targets, wilson_interval)
+from dreamer.shapes.negatives import KINDS, make_negatives
 from dreamer.shapes.render import random_views, render_shapes
-from dreamer.shapes.world import catalogue
+from dreamer.shapes.world import COLOURS, ShapeSpec, catalogue
 
 torch.set_num_threads(1)
 SEED_A, SEED_B = 2024, 777  # differ from the training (0) and held-out (12345) seeds
@@ -77,3 +80,151 @@ def test_diversity(ev, gt_a):
     assert diversity(f, prompts) == pytest.approx((5.0 + 1.0) / 2)
     tri = np.array([[0.0, 0], [1, 0], [0, 1]])  # pairs: 1, 1, sqrt 2
     assert diversity(tri) == pytest.approx((2 + np.sqrt(2)) / 3)
+
+
+# ---------------------------------------------------------------------------------------------- reject head
+
+def _flat_square(rgb, side, deg=0.0, res=32):
+    t = torch.arange(res) + 0.5 - res / 2
+    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+    u, v = c * t[None, :] + s * t[:, None], -s * t[None, :] + c * t[:, None]
+    inside = torch.maximum(u.abs(), v.abs()) <= side / 2
+    return torch.where(inside, torch.tensor(rgb)[:, None, None], torch.ones(()))
+
+
+def _flat_disc(rgb, radius, res=32):
+    t = torch.arange(res) + 0.5 - res / 2
+    inside = (t[:, None] ** 2 + t[None, :] ** 2) <= radius ** 2
+    return torch.where(inside, torch.tensor(rgb)[:, None, None], torch.ones(()))
+
+
+def test_shipped_weights_have_a_reject_head(ev):
+    assert ev.cfg.reject and ev.reject_head is not None
+
+
+def test_degenerate_images_are_rejected(ev):
+    red, blue = COLOURS["red"], COLOURS["blue"]
+    g = torch.Generator().manual_seed(0)
+    # Axis-aligned flat squares of a cube's size (15-22 px) are left out on purpose: a cube seen exactly face-on
+    # renders as one (see MODEL_CARD.md), so accepting them is right.
+    cases = {
+        "blank white": torch.ones(1, 3, 32, 32),
+        "flat red square": torch.stack([_flat_square(red, 10), _flat_square(red, 28), _flat_square(red, 18, 30.0),
+                                        _flat_square(red, 18, 45.0)]),
+        "flat blue disc": torch.stack([_flat_disc(blue, r) for r in (5, 8, 11, 14)]),
+        "noise": torch.rand(4, 3, 32, 32, generator=g),
+    }
+    for name, x in cases.items():
+        s, c, rej = ev.predict(x)
+        assert rej.all(), f"{name} not rejected: p(reject) = {ev.reject_prob(x).tolist()}"
+        assert ev.reject_rate(x) == 1.0
+        assert ev.prompt_accuracy(x, [ShapeSpec("cube", "red")] * len(x)) == 0.0
+
+
+def test_gt_renders_are_accepted_and_right(ev, gt_a):
+    x, specs = gt_a
+    s, c, rej = ev.predict(x)
+    assert ev.reject_rate(x) <= 0.02  # 216 images: at most 4 rejected
+    ts, tc = spec_targets(specs)
+    assert ((s == ts) & (c == tc) & ~rej).float().mean() >= 0.98
+    assert torch.equal(s, ev.classify(x)[0]) and torch.equal(c, ev.classify(x)[1])
+    assert rej.dtype == torch.bool and rej.shape == (216,)
+
+
+def test_held_out_negatives_are_mostly_rejected(ev):
+    x, kinds = make_negatives(8 * len(KINDS), seed=99, held_out=True)  # 64 images, 8 of each kind
+    rej = ev.predict(x)[2]
+    assert rej.float().mean() >= 0.85
+    easy = torch.tensor([k in ("blank", "silhouette", "noise") for k in kinds])
+    assert rej[easy].all()
+
+
+def test_prompt_accuracy_counts_a_rejection_as_wrong(ev, gt_a):
+    x, specs = gt_a[0][:36], gt_a[1][:36]
+    m = ShapesEvaluator(ev.cfg)
+    m.load_state_dict(ev.state_dict())
+    m.eval()
+    s, c = m.classify(x)
+    ts, tc = spec_targets(specs)
+    right = ((s == ts) & (c == tc)).float().mean().item()
+    with torch.no_grad():
+        m.reject_head.bias.fill_(-100.0)   # never reject: accuracy is the classifier's
+        assert m.reject_rate(x) == 0.0 and m.prompt_accuracy(x, specs) == pytest.approx(right)
+        m.reject_head.bias.fill_(100.0)    # always reject: every image wrong
+        assert m.reject_rate(x) == 1.0 and m.prompt_accuracy(x, specs) == 0.0
+        assert torch.equal(m.classify(x)[0], s)  # classify ignores the reject head
+
+
+def test_weights_without_reject_head_still_load(tmp_path):
+    torch.manual_seed(0)
+    old = ShapesEvaluator(EvaluatorConfig(reject=False))
+    old.save(tmp_path)
+    raw = json.loads((tmp_path / "config.json").read_text())
+    del raw["reject"], raw["reject_threshold"]  # a config.json written before the reject head existed
+    (tmp_path / "config.json").write_text(json.dumps(raw))
+    m = ShapesEvaluator.load(tmp_path)
+    assert not m.cfg.reject and m.reject_head is None
+    x = torch.rand(3, 3, 32, 32)
+    s, c, rej = m.predict(x)
+    assert not rej.any() and m.reject_rate(x) == 0.0 and torch.equal(s, m.classify(x)[0])
+
+
+def test_save_load_round_trip_keeps_reject_head(ev, tmp_path):
+    ev.save(tmp_path)
+    m = ShapesEvaluator.load(tmp_path)
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(m.reject_prob(x), ev.reject_prob(x))
+    assert torch.equal(m.features(x), ev.features(x))
+
+
+def test_wilson_interval():
+    lo, hi = wilson_interval(95, 100)
+    assert lo == pytest.approx(0.8882, abs=1e-4) and hi == pytest.approx(0.9785, abs=1e-4)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+
+
+# ---------------------------------------------------------------------------------------------- negatives
+
+def test_negatives_are_seeded_and_cover_every_kind():
+    a, ka = make_negatives(2 * len(KINDS), seed=5)
+    b, kb = make_negatives(2 * len(KINDS), seed=5)
+    assert torch.equal(a, b) and ka == kb
+    assert ka == [k for k in KINDS for _ in range(2)]
+    assert a.shape == (16, 3, 32, 32) and a.dtype == torch.float32
+    assert a.min() >= 0 and a.max() <= 1
+    c, _ = make_negatives(2 * len(KINDS), seed=6)
+    h, kh = make_negatives(2 * len(KINDS), seed=5, held_out=True)
+    assert kh == ka
+    for k in range(len(KINDS)):  # every kind differs with the seed and with the held-out split
+        sl = slice(2 * k, 2 * k + 2)
+        assert not torch.equal(a[sl], c[sl]), KINDS[k]
+        assert not torch.equal(a[sl], h[sl]), KINDS[k]
+    # one kind alone gives the same images as in the mix
+    only, ko = make_negatives(2, seed=5, kinds=["off_catalogue"])
+    i = KINDS.index("off_catalogue")
+    assert ko == ["off_catalogue"] * 2 and torch.equal(only, a[2 * i:2 * i + 2])
+    with pytest.raises(ValueError):
+        make_negatives(4, kinds=["cube"])
+
+
+def test_negatives_look_like_their_kind():
+    x, kinds = make_negatives(4 * len(KINDS), seed=0, res=32)
+    by = {k: x[torch.tensor([q == k for q in kinds])] for k in KINDS}
+    flat = lambda im: im.flatten(2).std(-1).amax(-1)  # noqa: E731  per-image max channel std
+    assert (flat(by["blank"]) < 1e-6).all() and (flat(by["flat"]) < 1e-6).all()
+    assert (flat(by["noise"]) > 0.05).all()
+    for k in ("silhouette", "two_objects", "off_catalogue", "off_colour"):  # white background, something drawn
+        im = by[k]
+        assert (im[:, :, 0, 0] > 0.99).all() and (im[:, :, -1, -1] > 0.99).all(), k
+        assert ((im < 0.9).any(1).float().mean((1, 2)) > 0.02).all(), k
+    crops = by["crop"]  # the object is cut by the border: some border pixels are not white
+    border = torch.cat([crops[:, :, 0], crops[:, :, -1], crops[:, :, :, 0], crops[:, :, :, -1]], -1)
+    assert ((border < 0.9).any(1).float().mean(-1) > 0.05).all()
+    # silhouettes are unshaded: one colour inside (the pixels far from white all share it)
+    for im in by["silhouette"]:
+        inner = im.flatten(1)[:, (im < 0.999).any(0).flatten()]
+        core = inner[:, (inner - inner.median(1, keepdim=True).values).abs().amax(0) < 1e-4]
+        assert core.shape[1] > 0.5 * inner.shape[1]
+    # GT renders at another resolution work too
+    y, _ = make_negatives(len(KINDS), seed=1, res=48)
+    assert y.shape == (len(KINDS), 3, 48, 48)
