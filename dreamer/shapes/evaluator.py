@@ -128,13 +128,18 @@ def spec_targets(specs: Sequence[ShapeSpec]) -> tuple[torch.Tensor, torch.Tensor
             torch.tensor([COLOUR_NAMES.index(s.colour) for s in specs]))
 
 
-def prompt_accuracy(model: ShapesEvaluator, images: torch.Tensor, specs: Sequence[ShapeSpec]) -> float:
-    """Fraction of images whose predicted shape AND colour both match their spec."""
+def prompt_correct(model: ShapesEvaluator, images: torch.Tensor, specs: Sequence[ShapeSpec]) -> torch.Tensor:
+    """Per image [B] (bool): predicted shape AND colour both match its spec."""
     if len(images) != len(specs):
         raise ValueError(f"{len(images)} images but {len(specs)} specs")
     ps, pc = model.classify(images)
     ts, tc = spec_targets(specs)
-    return ((ps == ts) & (pc == tc)).float().mean().item()
+    return (ps == ts) & (pc == tc)
+
+
+def prompt_accuracy(model: ShapesEvaluator, images: torch.Tensor, specs: Sequence[ShapeSpec]) -> float:
+    """Fraction of images whose predicted shape AND colour both match their spec."""
+    return prompt_correct(model, images, specs).float().mean().item()
 
 
 def _as_f64(x) -> np.ndarray:
