@@ -95,3 +95,43 @@ def saw_gt_renders(path: str | Path, _depth: int = 0) -> tuple[bool | None, str]
         if up:
             return True, f"its teacher {teacher} did: {up_why}"
     return saw, why
+
+
+def _common(rows: list[dict], key: str):
+    vals = {repr(r.get(key)) for r in rows}
+    return rows[0].get(key) if len(vals) == 1 else None
+
+
+def pool_rows(label: str, steps: int, rows: list[dict]) -> dict:
+    """One benchmark row for several training seeds' rows (same label and step count): accuracy = the seeds' mean
+    with the Wilson interval of the pooled counts and the seeds' min / max; FD, diversity, times: mean, min, max."""
+    from .stats import pool_rates, spread
+
+    p = pool_rates([{"k": r["correct"], "n": r["n"]} for r in rows])
+    out = {"method": f"{label}-{steps}", "label": label, "steps": steps, "pooled": True, "seeds": len(rows),
+           "train_seeds": [r.get("train_seed") for r in rows], "members": [r["method"] for r in rows],
+           "accuracy": p["rate"], "accuracy_lo": p["lo"], "accuracy_hi": p["hi"], "accuracy_min": p["min"],
+           "accuracy_max": p["max"], "correct": p["k"], "n": p["n"], "fd_lo": None, "fd_hi": None}
+    for key in ("fd", "diversity", "sec_per_image", "train_seconds"):
+        s = spread([r.get(key) for r in rows])
+        out.update({key: s["mean"], f"{key}_min": s["min"], f"{key}_max": s["max"]})
+    out.update({k: _common(rows, k) for k in ("saw_gt_renders", "trainer", "sampler")})
+    return out
+
+
+def success_rate(rows: list[dict], key: str = "right") -> tuple[dict | None, str | None]:
+    """(rate of rows whose metrics say `key` is true, note): one Wilson rate, or over several seeds (rows' "seed")
+    the pooled rate with min / max over seeds and per-seed rates; (None, why) when a row lacks the key."""
+    from .stats import pool_rates, rate
+
+    missing = [r for r in rows if not isinstance(r.get(key), bool)]
+    if not rows or missing:
+        return None, (f"no '{key}' in metrics.json of {len(missing)} of {len(rows)} runs (written by the strict 3D "
+                      f"test; runs made before it lack it)" if rows else "no runs")
+    by_seed: dict = {}
+    for r in rows:
+        by_seed.setdefault(r.get("seed"), []).append(bool(r[key]))
+    per_seed = {s: rate(sum(v), len(v)) for s, v in by_seed.items()}
+    if len(per_seed) == 1:
+        return next(iter(per_seed.values())), None
+    return {**pool_rates(list(per_seed.values())), "by_seed": {str(s): r for s, r in per_seed.items()}}, None

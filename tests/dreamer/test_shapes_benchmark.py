@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from dreamer.common.prompts import VIEW_SUFFIXES
-from dreamer.shapes.benchmark import benchmark_objects, benchmark_prompts, group_labels, saw_gt_renders
+from dreamer.shapes.benchmark import (benchmark_objects, benchmark_prompts, group_labels, pool_rows, saw_gt_renders,
+                                      success_rate)
 from dreamer.shapes.world import COLOUR_NAMES, SHAPES, catalogue, catalogue_prompts
 
 
@@ -79,3 +80,33 @@ def test_saw_gt_renders_fallbacks(tmp_path):
     (tmp_path / "f").mkdir()
     assert saw_gt_renders(tmp_path / "f")[0] is None
     assert saw_gt_renders(_run(tmp_path, "g", {"method": "mystery"}))[0] is None
+
+
+def test_success_rate_one_seed_several_seeds_and_absent():
+    from dreamer.shapes.stats import wilson_interval
+
+    rows = [{"seed": 0, "right": r} for r in (True, True, False, True)]
+    s, note = success_rate(rows)
+    assert note is None and (s["k"], s["n"], s["rate"]) == (3, 4, 0.75)
+    assert (s["lo"], s["hi"]) == wilson_interval(3, 4)
+    rows += [{"seed": 1, "right": r} for r in (True, False, False, False)]
+    s, _ = success_rate(rows)
+    assert (s["k"], s["n"], s["seeds"], s["min"], s["max"]) == (4, 8, 2, 0.25, 0.75)
+    assert s["by_seed"]["1"]["k"] == 1
+    s, note = success_rate(rows + [{"seed": 2, "chamfer": 0.01}])
+    assert s is None and "1 of 9 runs" in note
+    assert success_rate([])[0] is None
+
+
+def test_pool_rows():
+    rows = [{"method": f"dmd-s{s}-4", "train_seed": s, "correct": c, "n": 100, "fd": fd, "diversity": 1.0,
+             "sec_per_image": 0.1, "train_seconds": None, "saw_gt_renders": False, "trainer": "dmd",
+             "sampler": "renoise"} for s, c, fd in ((0, 90, 40.0), (1, 96, 30.0), (2, 93, 35.0))]
+    p = pool_rows("dmd", 4, rows)
+    assert p["method"] == "dmd-4" and p["pooled"] and p["seeds"] == 3 and p["train_seeds"] == [0, 1, 2]
+    assert p["accuracy"] == pytest.approx(0.93) and (p["accuracy_min"], p["accuracy_max"]) == (0.90, 0.96)
+    assert (p["correct"], p["n"]) == (279, 300)
+    assert (p["fd"], p["fd_min"], p["fd_max"]) == (35.0, 30.0, 40.0) and p["train_seconds"] is None
+    assert p["saw_gt_renders"] is False and p["trainer"] == "dmd"
+    rows[1]["saw_gt_renders"] = True
+    assert pool_rows("dmd", 4, rows)["saw_gt_renders"] is None
