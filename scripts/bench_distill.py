@@ -12,9 +12,9 @@ run folder; label default: the run folder's name); one label on several generato
 per seed and a pooled row (mean accuracy, Wilson interval on the pooled counts, min-max over seeds).
 Metrics: time/image, speedup vs teacher-50, prompt accuracy (shapes evaluator) with its Wilson interval, Frechet
 distance to GT renders (evaluator features) with a percentile-bootstrap interval (both image sets resampled within
-each object, --fd-boot draws, shifted by the bootstrap's bias estimate: resampling alone inflates FD), per-object diversity, accuracy retention vs teacher-50, whether the rate differs from
-teacher-50's beyond both intervals, saw_gt_renders (training used GT shapes-world renders), training time.
-JSON on stdout; a markdown table on stderr.
+each object, --fd-boot draws, shifted by the bootstrap's bias estimate: resampling alone inflates FD), per-object
+diversity, accuracy retention vs teacher-50, whether the rate differs from teacher-50's beyond both intervals,
+saw_gt_renders (training used GT shapes-world renders), training time. JSON on stdout; a markdown table on stderr.
 """
 from __future__ import annotations
 
@@ -80,7 +80,8 @@ def parse_args(argv=None):
         args.seed_z = args.seed_noise = args.seed
     if args.n_per_prompt is not None and args.repeats is not None:
         ap.error("--n-per-prompt and --repeats are two layouts; give one")
-    args.per_object = args.n_per_prompt if args.n_per_prompt is not None else 4 * (args.repeats or 7)
+    repeats = 7 if args.repeats is None else args.repeats
+    args.per_object = args.n_per_prompt if args.n_per_prompt is not None else 4 * repeats
     if args.per_object < 1 or not 1 <= args.objects <= 36 or args.chunk < 1 or args.threads < 1:
         ap.error("--repeats / --n-per-prompt, --chunk, --threads must be >= 1 and --objects in 1..36")
     if args.fd_boot < 2:

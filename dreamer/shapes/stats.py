@@ -1,7 +1,7 @@
 """Intervals for the benchmarks' numbers: Wilson score intervals for rates (Wilson 1927; Newcombe 1998, method 3),
 percentile-bootstrap intervals for statistics of feature sets (Efron & Tibshirani 1993, ch. 13; optionally
-stratified and shifted by the bootstrap's bias estimate), and pooling of training seeds.  At n = 72 a 95 % interval on an accuracy near 0.95 is about +-5 points wide, so a table ranks
-methods only where their intervals separate."""
+stratified and shifted by the bootstrap's bias estimate), and pooling of training seeds. At n = 72 a 95 % interval
+on an accuracy near 0.95 is about +-5 points wide, so a table ranks methods only where their intervals separate."""
 from __future__ import annotations
 
 import math
