@@ -168,14 +168,17 @@ def bench(args) -> dict:
     for n in args.teacher_steps:
         fn = lambda zz, cc, n=n: ddim_sample(teacher, cc, uncond.expand(len(cc), -1, -1), scale, n, zz, clip)
         rows.append(measure(f"teacher-ddim-{n}", fn, {"label": "teacher", "trainer": "teacher", "sampler": "ddim",
-                                                       "saw_gt_renders": False, "pooled": False}, n))
+                                                       "saw_gt_renders": False, "pooled": False,
+                                                       "saw_gt_why": "teacher: no distillation"}, n))
     for label, members in generator_runs(args):
+        seeds = [info["train_seed"] for _, info in members]
+        unique = None not in seeds and len(set(seeds)) == len(seeds)
+        tags = [""] if len(members) == 1 else [f"-s{s}" if unique else f"-g{j}" for j, s in enumerate(seeds)]
         for n in args.gen_steps:
             seed_rows = []
-            for j, (gen, info) in enumerate(members):
+            for (gen, info), tag in zip(members, tags):
                 noise = torch.Generator().manual_seed(args.seed_noise)  # one stream per row, across its chunks
                 fn = lambda zz, cc, gen=gen, n=n, noise=noise: sample_latents(gen, cc, zz, n, noise)
-                tag = "" if len(members) == 1 else f"-s{info['train_seed'] if info['train_seed'] is not None else j}"
                 seed_rows.append(measure(f"{label}{tag}-{n}", fn, {"label": label, "pooled": False, **info}, n))
             rows += seed_rows
             if len(seed_rows) > 1:
