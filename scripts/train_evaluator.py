@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dreamer.shapes.evaluator import ShapesEvaluator, spec_targets, wilson_interval
+from dreamer.shapes.evaluator import ShapesEvaluator, spec_targets
+from dreamer.shapes.stats import wilson_interval
 from dreamer.shapes.negatives import KINDS, make_negatives, render_catalogue
 from dreamer.shapes.render import AMBIENT, random_views, render_shapes
 from dreamer.shapes.world import SHAPES, catalogue, sdf

@@ -172,13 +172,18 @@ def spec_targets(specs: Sequence[ShapeSpec]) -> tuple[torch.Tensor, torch.Tensor
             torch.tensor([COLOUR_NAMES.index(s.colour) for s in specs]))
 
 
-def prompt_accuracy(model: ShapesEvaluator, images: torch.Tensor, specs: Sequence[ShapeSpec]) -> float:
-    """Fraction of images whose predicted shape AND colour both match their spec; a rejected image is wrong."""
+def prompt_correct(model: ShapesEvaluator, images: torch.Tensor, specs: Sequence[ShapeSpec]) -> torch.Tensor:
+    """Per image [B] (bool): predicted shape AND colour both match its spec, and the image is not rejected."""
     if len(images) != len(specs):
         raise ValueError(f"{len(images)} images but {len(specs)} specs")
     ps, pc, rej = model.predict(images)
     ts, tc = spec_targets(specs)
-    return ((ps == ts) & (pc == tc) & ~rej).float().mean().item()
+    return (ps == ts) & (pc == tc) & ~rej
+
+
+def prompt_accuracy(model: ShapesEvaluator, images: torch.Tensor, specs: Sequence[ShapeSpec]) -> float:
+    """Fraction of images whose predicted shape AND colour both match their spec; a rejected image is wrong."""
+    return prompt_correct(model, images, specs).float().mean().item()
 
 
 def reject_rate(model: ShapesEvaluator, images: torch.Tensor, batch: int = 512) -> float:
@@ -186,17 +191,6 @@ def reject_rate(model: ShapesEvaluator, images: torch.Tensor, batch: int = 512) 
     if len(images) == 0:
         return float("nan")
     return model.predict(images, batch)[2].float().mean().item()
-
-
-def wilson_interval(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95 % (z = 1.96) Wilson score interval of a binomial proportion k / n."""
-    if n <= 0:
-        raise ValueError("n must be positive")
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (0.0 if k == 0 else max(0.0, mid - half)), (1.0 if k == n else min(1.0, mid + half))
 
 
 def _as_f64(x) -> np.ndarray:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dreamer.shapes.evaluator import (ASSET_DIR, EvaluatorConfig, ShapesEvaluator, diversity, frechet_distance,
-                                      group_by_prompt, prompt_accuracy, spec_targets, wilson_interval)
+                                      group_by_prompt, prompt_accuracy, spec_targets)
 from dreamer.shapes.negatives import KINDS, make_negatives
 from dreamer.shapes.render import random_views, render_shapes
 from dreamer.shapes.world import COLOURS, ShapeSpec, catalogue
@@ -176,14 +176,6 @@ def test_save_load_round_trip_keeps_reject_head(ev, tmp_path):
     assert torch.equal(m.reject_prob(x), ev.reject_prob(x))
     assert torch.equal(m.features(x), ev.features(x))
 
-
-def test_wilson_interval():
-    lo, hi = wilson_interval(95, 100)
-    assert lo == pytest.approx(0.8882, abs=1e-4) and hi == pytest.approx(0.9785, abs=1e-4)
-    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
-
-
-# ---------------------------------------------------------------------------------------------- negatives
 
 def test_negatives_are_seeded_and_cover_every_kind():
     a, ka = make_negatives(2 * len(KINDS), seed=5)

@@ -1,0 +1,74 @@
+"""The benchmark scripts' command lines: bad input is one `dreamer: error:` line and exit code 2; bench_generate
+refuses to overwrite results and, with --resume, reports finished runs without running them again."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("argv", [["--repeats", "2", "--n-per-prompt", "3"], ["--objects", "37"],
+                                  ["--repeats", "0"], ["--fd-boot", "1"], ["--label", "x"]])
+def test_bench_distill_bad_input(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        _load("bench_distill").parse_args(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith("dreamer: error:") and "\n" not in err
+
+
+def test_bench_distill_layouts():
+    m = _load("bench_distill")
+    a = m.parse_args([])
+    assert (a.per_object, a.objects, a.seed_z, a.seed_noise) == (28, 36, 0, 0)
+    a = m.parse_args(["--n-per-prompt", "4", "--seed", "3"])
+    assert (a.per_object, a.seed_z, a.seed_noise) == (4, 3, 3)
+
+
+@pytest.mark.parametrize("argv", [["--all", "--prompts", "a red cube"], ["--seeds", "2", "--seed-list", "1"],
+                                  ["--seeds", "0"], ["--prompts", "a red cube", "train.steps=5"],
+                                  ["--prompts", "a red cube", "--", "train.stepz=5"]])
+def test_bench_generate_bad_input(argv, capsys):
+    m = _load("bench_generate")
+    with pytest.raises(SystemExit) as e:
+        rc = m.main(argv)
+        raise SystemExit(rc)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith("dreamer: error:") and "\n" not in err
+
+
+def test_bench_generate_seeds_and_prompts():
+    m = _load("bench_generate")
+    a = m.parse_args(["--all", "--seeds", "3"])
+    assert len(a.prompts) == 36 and a.seed_values == [0, 1, 2]
+    assert m.parse_args([]).prompts == m.DEFAULT_PROMPTS and m.parse_args([]).seed_values == [None]
+
+
+def test_bench_generate_refuses_results_and_resumes_them(tmp_path, capsys):
+    m = _load("bench_generate")
+    run = tmp_path / "gaussians-sds" / "a-red-cube" / "seed-0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"prompt": "a red cube", "steps": 5, "chamfer": 0.03,
+                                                  "colour_correct": True, "train_seconds": 2.0, "files": {}}))
+    argv = ["--out", str(tmp_path), "--seeds", "1", "train.steps=5", "--prompts", "a red cube"]
+    assert m.main(argv) == 2
+    assert "already holds results" in capsys.readouterr().err
+    assert m.main(argv + ["--resume"]) == 0                       # nothing to run: the row comes from metrics.json
+    out = json.loads(capsys.readouterr().out)
+    (row,) = out["runs"]
+    assert (row["seed"], row["run"], row["chamfer"], row["total_seconds"]) == (0, "skipped (done before)", 0.03, None)
+    s = out["summary"]["gaussians-sds"]
+    assert s["success"] is None and "no 'right'" in s["success_note"]
+    assert s["chamfer_le_0.05_and_colour"]["k"] == 1
+    (run / "metrics.json").write_text(json.dumps({"prompt": "a red cube", "right": False, "reasons": ["x"]}))
+    assert m.main(argv + ["--resume"]) == 0
+    s = json.loads(capsys.readouterr().out)["summary"]["gaussians-sds"]
+    assert (s["success"]["k"], s["success"]["n"]) == (0, 1) and s["success"]["hi"] == pytest.approx(0.7935, abs=1e-4)
