@@ -65,7 +65,7 @@ def build_tiny_sdxl(folder: Path, seed: int = 0, sample_size: int = 8):
                         layers_per_block=1, norm_num_groups=8, sample_size=sample_size * 2, scaling_factor=0.13025)
     tok = tiny_clip_tokenizer(folder.parent / f"{folder.name}_tokenizer_src")
     common = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                  num_attention_heads=4, max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+                  num_attention_heads=4, max_position_embeddings=64, bos_token_id=0, eos_token_id=1, pad_token_id=1)
     text = CLIPTextModel(CLIPTextConfig(**common))
     text2 = CLIPTextModelWithProjection(CLIPTextConfig(**common, projection_dim=32))
     sched = EulerDiscreteScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
