@@ -80,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--prompts", default=None, metavar="FILE",
                    help="many prompts: one a line, or JSONL {\"prompt\": ..., \"overrides\": [\"k=v\"]}; one run "
                         "folder each under --out (default runs/<FILE stem>), DIR/manifest.json, DIR/index.html")
+    g.set_defaults(parser=g)
     g.add_argument("--config", default="gaussians-sds", help="recipe name (see dreamer recipes) or a YAML path")
     g.add_argument("--teacher", default=None, help="diffusers folder or hub id (default: embedded shapes teacher)")
     g.add_argument("--out", default=None, help="run folder (default: runs/<prompt>-<config>)")
@@ -153,7 +154,7 @@ def cmd_generate(a) -> int | None:
     if a.prompts is not None:
         return cmd_generate_batch(a)
     if a.prompt is None:
-        raise ValueError('give a PROMPT or --prompts FILE, e.g. dreamer generate "a red cube"')
+        a.parser.error("the following arguments are required: prompt")   # (or --prompts FILE)
     check_prompt(a.prompt)
     out = Path(a.out or f"runs/{slug(a.prompt)}-{slug(Path(a.config).stem)}")
     check_run_folder(out, a.resume)
@@ -234,7 +235,8 @@ def cmd_distill(a) -> None:
     else:
         check_teacher_source(cfg.teacher)
     distill(cfg, a.out, log=None, resume=a.resume)
-    print(f"done: {a.out}/generator (sample with: dreamer sample PROMPT --generator {a.out}/generator --steps 1)")
+    if int(os.environ.get("RANK", 0)) == 0:          # torchrun: rank 0 wrote the run folder
+        print(f"done: {a.out}/generator (sample with: dreamer sample PROMPT --generator {a.out}/generator --steps 1)")
 
 
 def cmd_evaluate(a) -> None:
