@@ -221,6 +221,8 @@ def cmd_export(a) -> None:
 def cmd_distill(a) -> None:
     """--out first (no torch import), then the recipe kind, the config and the teacher (diffusers or generator)."""
     check_distill_folder(a.out, a.resume)
+    if int(os.environ.get("RANK", 0)) != 0:          # torchrun: the progress of rank 0 stands for all
+        progress.configure(quiet=True)
     from .distill.generator import META, check_generator_folder, teacher_dir
     from .distill.loop import distill
     from .distill.recipe import load_distill_config

@@ -1,5 +1,5 @@
 """torch.distributed under `torchrun`: rank / world size from the environment, process-group setup (gloo on CPU,
-NCCL on CUDA), and the shard of a global batch that belongs to this rank."""
+NCCL on CUDA), one GPU per process (LOCAL_RANK). The per-sample draws of a global batch: guidance.shard."""
 from __future__ import annotations
 
 import os
@@ -33,21 +33,14 @@ def init(device: str = "cpu") -> tuple[int, int]:
         return rank_world()
     backend = "nccl" if str(device).startswith("cuda") and torch.cuda.is_available() else "gloo"
     if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        use_local_gpu()
     dist.init_process_group(backend)
     return dist.get_rank(), dist.get_world_size()
 
 
-def local_device(device: str) -> str:
-    """'cuda' -> this rank's GPU ('cuda:<LOCAL_RANK>') under torchrun; other devices unchanged."""
-    if device == "cuda" and int(os.environ.get("WORLD_SIZE", 1)) > 1:
-        return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    return device
+def use_local_gpu() -> None:
+    """Under torchrun with CUDA: make 'cuda' mean this process's GPU (LOCAL_RANK), so N processes use N GPUs."""
+    import torch
 
-
-def shard(n_global: int, rank: int, world: int) -> slice:
-    """This rank's rows [rank*b, (rank+1)*b) of a global batch of n_global = world * b rows."""
-    if n_global % world:
-        raise ValueError(f"global batch {n_global} is not divisible by the world size {world}")
-    b = n_global // world
-    return slice(rank * b, (rank + 1) * b)
+    if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..common import progress
-from ..common.distributed import rank_world
+from ..common.distributed import rank_world, use_local_gpu
 from ..common.errors import one_line
 from ..common.preflight import check_prompt, check_writable, slug
 from ..common.teacher_source import DEFAULT_TEACHER, check_teacher_source
@@ -182,6 +182,8 @@ def run_batch(items: list[BatchItem], out: str | Path, no_export: bool = False, 
     out = check_writable(out)
     out.mkdir(parents=True, exist_ok=True)
     rank, world = rank_world()
+    if world > 1:
+        use_local_gpu()
     worker = worker or (f"rank{rank}@{host()}" if world > 1 else f"{host()}:{os.getpid()}")
     q = WorkQueue(out / "manifest", worker)
     mine: list[float] = []

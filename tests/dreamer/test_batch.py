@@ -125,3 +125,17 @@ def test_a_worker_killed_mid_prompt_is_resumed_by_a_rerun_and_nothing_else_is_re
     sphere = json.loads((out / "a-blue-sphere" / "timing.json").read_text())
     assert sphere["sittings"] == 2 and sphere["steps"] == 8                  # continued from its checkpoint
     assert "a blue sphere -> a-blue-sphere" in table
+
+
+def test_under_torchrun_each_rank_works_its_shard_only(tmp_path, monkeypatch, capsys):
+    """RANK=1 of WORLD_SIZE=2 (what torchrun sets): prompts 2, 4 of the file, no collective, nothing else touched."""
+    f = tmp_path / "prompts.txt"
+    f.write_text("\n".join(SIX[:4]) + "\n")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    out = tmp_path / "batch"
+    assert main(["generate", "--prompts", str(f), "--out", str(out), "--quiet", "--no-export", *TINY]) == 0
+    rows = _rows(out)
+    assert [rows[p]["status"] for p in SIX[:4]] == ["pending", "done", "pending", "done"]
+    assert rows[SIX[1]]["worker"].startswith("rank1@")
+    assert "pending" in capsys.readouterr().out
