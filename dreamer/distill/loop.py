@@ -13,7 +13,7 @@ import torch
 
 from ..common.checkpoints import load_checkpoint
 from ..common.distributed import init as dist_init
-from ..common.distributed import rank_world
+from ..common.distributed import is_main, rank_world
 from ..common.config import ConfigError, dump_yaml, flatten, from_dict, load_config_dict, to_dict
 from ..common.errors import CheckpointError
 from ..common.prompts import warn_if_truncated
@@ -137,7 +137,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log: Callable
 
 
 def _distill(cfg: DistillConfig, out_dir, teacher, log, resume: bool) -> Generator:
-    main = rank_world()[0] == 0
+    main = is_main()
     out = Path(out_dir)
     run_captions(cfg)                                     # a bad caption file fails here, before any write
     if teacher is None:

@@ -43,7 +43,8 @@ def test_dmd_two_ranks_of_batch_1_equal_one_process_of_batch_2(tiny_sd_dir, tmp_
     to float32 summation order (<= 1e-5 of their largest entry); the generators after 3 steps agree to <= 1e-5 in
     all but a few entries: Adam's first update is lr * g / (|g| + eps), so an entry whose gradient cancels to ~1e-7
     changes sign with the summation order (measured: 9 of 203k entries differ by more than 1e-5, at most 1.1e-4,
-    lr 1e-3, while 67% of the entries moved by more than 5e-4). The ranks agree exactly, rank 0 alone writes the run folder."""
+    lr 1e-3, while 67% of the entries moved by more than 5e-4). The ranks agree exactly, rank 0 alone writes the run
+    folder."""
     torch.set_num_threads(1)
     step = torch.optim.AdamW.step
     try:
@@ -81,13 +82,15 @@ def make_initial(tiny_sd_dir):
 
 def test_noise_lora_two_ranks_equal_one_process_of_twice_the_batch(tmp_path):
     torch.set_num_threads(1)
-    ref = noise_lora.train(toy_setup(default_cfg=2.5), noise_lora_cfg(8), quiet_run(tmp_path / "one", noise_lora_cfg(8)))
+    cfg = noise_lora_cfg(8)
+    ref = noise_lora.train(toy_setup(default_cfg=2.5), cfg, quiet_run(tmp_path / "one", cfg))
     _torchrun("noise_lora", "-", str(tmp_path / "dp"), "4", str(tmp_path / "nl"))
     r0, r1 = _ranks(tmp_path / "nl")
     assert _max_diff(r0, r1) == 0.0
     assert _max_diff(r0, ref.params) <= 1e-5, _max_diff(r0, ref.params)
     assert ref.unet.alpha.abs().max() > 1e-2              # trained (20 Adam steps at lr 0.05)
-    half = noise_lora.train(toy_setup(default_cfg=2.5), noise_lora_cfg(4), quiet_run(tmp_path / "h", noise_lora_cfg(4)))
+    cfg = noise_lora_cfg(4)
+    half = noise_lora.train(toy_setup(default_cfg=2.5), cfg, quiet_run(tmp_path / "h", cfg))
     assert _max_diff(r0, half.params) > 1e-4              # and it is not the same as one process of batch b
 
 

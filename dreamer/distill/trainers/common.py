@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from guidance import BadSteps, Prompts, guarded_step, randint_rows, rank_world, teacher_cfg, uniform_timesteps, x0_from_eps
+from guidance import (BadSteps, Prompts, guarded_step, randint_rows, rank_world, teacher_cfg, uniform_timesteps,
+                      x0_from_eps)
 
 from ...common.errors import warn_skipped
 from .. import generator as _generator
