@@ -8,7 +8,7 @@ Layout of a manifest folder (DIR/manifest/):
                    written atomically (temp file + rename) by the holder of the current attempt only.
 An item is free to claim when it has no claim, or its current attempt failed before this worker started (a re-run
 retries failures, a worker does not retry one a peer failed in the same batch), or its holder is a dead process on
-this host (kill -9, power cut of one process). A claim held by another host is never taken over: the host cannot
+this host (kill -9), or its claim file is still empty after EMPTY_CLAIM_S (its writer died creating it). A claim held by another host is never taken over: the host cannot
 tell whether that process lives; delete the claim file by hand to release it.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STATUSES = ("pending", "running", "done", "failed")
+EMPTY_CLAIM_S = 60.0                     # an empty claim file older than this is taken over
 
 
 def host() -> str:
@@ -86,7 +87,13 @@ class WorkQueue:
         if st.get("attempt") == attempt and st["status"] == "failed":
             failed_before = float(st.get("finished", 0)) < self.started
             return failed_before, "failed in this batch by a peer"
-        holder = read_json(self.folder / f"{key}.claim.{attempt}") or {}
+        claim = self.folder / f"{key}.claim.{attempt}"
+        holder = read_json(claim) or {}
+        if not holder:                   # a writer died between creating and filling it (or is filling it now)
+            try:
+                return time.time() - claim.stat().st_mtime > EMPTY_CLAIM_S, "being claimed"
+            except OSError:
+                return False, "being claimed"
         if holder.get("host") != self.host:
             return False, f"held by {holder.get('worker')} on {holder.get('host')}"
         if int(holder.get("pid", -1)) == self.pid or pid_alive(int(holder.get("pid", -1))):

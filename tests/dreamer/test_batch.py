@@ -71,6 +71,11 @@ def test_claims_are_exclusive_and_only_a_dead_local_holder_is_taken_over(tmp_pat
     assert a.try_claim("q") is None                   # failed by a peer in this batch: not retried now
     later = WorkQueue(tmp_path, "c")                  # a re-run (started after the failure) retries it
     assert later.try_claim("q").attempt == 3
+    empty = tmp_path / "s.claim.1"                    # a claimer died between creating and filling its file
+    empty.touch()
+    assert a.try_claim("s") is None                   # (or is filling it right now)
+    os.utime(empty, (time.time() - 120, time.time() - 120))
+    assert a.try_claim("s").attempt == 2
 
 
 def _rows(out: Path) -> dict:
