@@ -8,8 +8,9 @@ Layout of a manifest folder (DIR/manifest/):
                    written atomically (temp file + rename) by the holder of the current attempt only.
 An item is free to claim when it has no claim, or its current attempt failed before this worker started (a re-run
 retries failures, a worker does not retry one a peer failed in the same batch), or its holder is a dead process on
-this host (kill -9), or its claim file is still empty after EMPTY_CLAIM_S (its writer died creating it). A claim held by another host is never taken over: the host cannot
-tell whether that process lives; delete the claim file by hand to release it.
+this host (kill -9), or its claim file is still empty after EMPTY_CLAIM_S (its writer died creating it). A claim
+held by another host is never taken over: this host cannot tell whether that process lives; delete the claim file
+by hand to release it.
 """
 from __future__ import annotations
 
