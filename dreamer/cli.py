@@ -76,7 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser, metavar="COMMAND")
     g = sub.add_parser("generate", help="text-to-3D: optimise a 3D scene with a frozen 2D teacher",
                        lazy=_generate_help, formatter_class=RAW)
-    g.add_argument("prompt")
+    g.add_argument("prompt", nargs="?", default=None)
+    g.add_argument("--prompts", default=None, metavar="FILE",
+                   help="many prompts: one a line, or JSONL {\"prompt\": ..., \"overrides\": [\"k=v\"]}; one run "
+                        "folder each under --out (default runs/<FILE stem>), DIR/manifest.json, DIR/index.html")
+    g.set_defaults(parser=g)
     g.add_argument("--config", default="gaussians-sds", help="recipe name (see dreamer recipes) or a YAML path")
     g.add_argument("--teacher", default=None, help="diffusers folder or hub id (default: embedded shapes teacher)")
     g.add_argument("--out", default=None, help="run folder (default: runs/<prompt>-<config>)")
@@ -125,9 +129,32 @@ def _vocabulary_prompt(prompt: str, teacher_src, allow: bool) -> str:
     return check_prompt_vocabulary(prompt, vocab, _teacher_name(teacher_src), allow)
 
 
-def cmd_generate(a) -> None:
+def cmd_generate_batch(a) -> int:
+    """--prompts FILE: every line checked up front (a bad one: one error line, exit 2), then this worker's share."""
+    if a.prompt is not None and "=" in a.prompt:      # argparse took the first key=value for PROMPT
+        a.prompt, a.overrides = None, [a.prompt] + list(a.overrides)
+    if a.prompt is not None or a.resume:
+        raise ValueError("--prompts takes no PROMPT and no --resume (a re-run of the batch resumes what it can)")
+    from .text_to_3d.batch import prepare, read_prompts, run_batch
+
+    out = check_writable(a.out or f"runs/{slug(Path(a.prompts).stem)}")
+    if a.teacher:
+        check_teacher_source(a.teacher)
+    check_recipe_kind(a.config, "generate")
+    items = prepare(read_prompts(a.prompts), a.prompts, a.config, a.teacher, list(a.overrides),
+                    a.allow_unknown_prompt)
+    if a.quiet:
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    return run_batch(items, out, no_export=a.no_export, quiet=a.quiet)
+
+
+def cmd_generate(a) -> int | None:
     """Checks run cheapest first (prompt, --out, --teacher, recipe kind, vocabulary: no torch import), then the
     config, then the loop."""
+    if a.prompts is not None:
+        return cmd_generate_batch(a)
+    if a.prompt is None:
+        a.parser.error("the following arguments are required: prompt")   # (or --prompts FILE)
     check_prompt(a.prompt)
     out = Path(a.out or f"runs/{slug(a.prompt)}-{slug(Path(a.config).stem)}")
     check_run_folder(out, a.resume)
@@ -194,6 +221,8 @@ def cmd_export(a) -> None:
 def cmd_distill(a) -> None:
     """--out first (no torch import), then the recipe kind, the config and the teacher (diffusers or generator)."""
     check_distill_folder(a.out, a.resume)
+    if int(os.environ.get("RANK", 0)) != 0:          # torchrun: the progress of rank 0 stands for all
+        progress.configure(quiet=True)
     from .distill.generator import META, check_generator_folder, teacher_dir
     from .distill.loop import distill
     from .distill.recipe import load_distill_config
@@ -208,7 +237,8 @@ def cmd_distill(a) -> None:
     else:
         check_teacher_source(cfg.teacher)
     distill(cfg, a.out, log=None, resume=a.resume)
-    print(f"done: {a.out}/generator (sample with: dreamer sample PROMPT --generator {a.out}/generator --steps 1)")
+    if int(os.environ.get("RANK", 0)) == 0:          # torchrun: rank 0 wrote the run folder
+        print(f"done: {a.out}/generator (sample with: dreamer sample PROMPT --generator {a.out}/generator --steps 1)")
 
 
 def cmd_evaluate(a) -> None:
@@ -262,14 +292,14 @@ def main(argv: list[str] | None = None) -> int:
         warnings.showwarning = _show_warning
         warnings.simplefilter("always", DreamerWarning)
         try:
-            commands[args.cmd](args)
+            code = commands[args.cmd](args)
         except KeyboardInterrupt:
             print("interrupted: the last checkpoint is kept; continue with --resume", file=sys.stderr)
             return 130
         except (DreamerError, ValueError, FileNotFoundError, OSError, KeyError) as e:
             print(f"dreamer: error: {one_line(e)}", file=sys.stderr)
             return 2
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from .lora import add_lora, lora_state_dict
 from .losses import cfg_combine
 from .noise_schedule import add_noise, eps_from_output, native_weight
 from .optim import guarded_step
+from .shard import randint_rows, randn_rows
 from .teachers import unet_eps
 from .unet_split import Encoded, decode, encode, supports_split
 
@@ -45,8 +46,8 @@ def denoise_train_step(eps_fn, params, opt: torch.optim.Optimizer, x0: torch.Ten
     """One step of the denoising loss (default ||eps_fn(x_t, t, cond) - eps||^2), t ~ U{0, ..., T-1} (Ho et al. 2020,
     eq. 14); loss_fn(eps_hat, eps, t) replaces the plain eps-space MSE; max_norm clips the gradient norm."""
     x0 = x0.detach()
-    t = torch.randint(0, len(alphas_cumprod), (x0.shape[0],), generator=generator).to(x0.device)
-    noise = torch.randn(x0.shape, generator=generator).to(x0)
+    t = randint_rows(len(alphas_cumprod), x0.shape[0], generator).to(x0.device)    # data parallel: own rows
+    noise = randn_rows(x0.shape, generator).to(x0)
     eps = eps_fn(add_noise(x0, noise, t, alphas_cumprod), t, cond, **kw)
     loss = F.mse_loss(eps, noise) if loss_fn is None else loss_fn(eps, noise, t)
     return optimise(loss, params, opt, max_norm)

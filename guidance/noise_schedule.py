@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .shard import randn_rows
+
 
 def ddpm_alphas_cumprod(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
     """Linear-beta DDPM schedule (Ho et al. 2020): abar_t = prod_{s<=t} (1 - beta_s), [T] float64."""
@@ -55,7 +57,7 @@ def renoise(x: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, t_next: torch.Te
         a, s = alpha_sigma(t, alphas_cumprod, x)
         noise = (x - a * x0) / s
     else:
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+        noise = randn_rows(x.shape, generator, x.dtype).to(x.device)   # data parallel: this rank's rows
     a2, s2 = alpha_sigma(t_next, alphas_cumprod, x)
     return a2 * x0 + s2 * noise
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .shard import rank_world
+
 
 def finite_step(loss: torch.Tensor, params, guidance=None) -> bool:
     """The loss, every existing gradient of `params` and the guidance's raw score terms are finite (one sync).
@@ -35,13 +37,15 @@ def guarded_step(loss: torch.Tensor, optimizers, max_norm: float = 0.0, guidance
     when the loss, a gradient or a guidance term is non-finite (then no update and the gradients are cleared).
 
     optimizers: one optimizer or a list; params: what is checked and clipped (default: all they update).
+    Data parallel (torch.distributed initialised, world size > 1): the gradients are averaged over the ranks before
+    the finite check (all_reduce_grads), so every rank takes the same step or skips it.
     """
     opts = optimizers if isinstance(optimizers, (list, tuple)) else [optimizers]
     params = optimizer_params(opts) if params is None else params
     for o in opts:
         o.zero_grad(set_to_none=True)
     loss.backward()
-    if not finite_step(loss, params, guidance):
+    if not all_reduce_grads(params, finite_step(loss, [], guidance)) or not finite_step(loss, params):
         for o in opts:
             o.zero_grad(set_to_none=True)
         return None
@@ -49,6 +53,39 @@ def guarded_step(loss: torch.Tensor, optimizers, max_norm: float = 0.0, guidance
     for o in opts:
         o.step()
     return float(norm)
+
+
+def all_reduce_grads(params: list[torch.Tensor], ok: bool = True) -> bool:
+    """Data parallel (a process group with world size > 1): average every existing gradient over the ranks, in
+    place, with one all-reduce per dtype/device, and AND this rank's `ok` (loss / guidance terms finite) with every
+    other rank's, so a NaN on any rank skips the step on all of them; alone: returns `ok`, touches nothing.
+
+    An exact manual all-reduce rather than DistributedDataParallel: the generator is called through helper
+    functions and the fake score's updates happen inside guidance, so there is no single module forward to wrap,
+    and this one call covers every trainer's optimizer step (the ranks must have gradients for the same parameters,
+    which the shared seeded draws of guidance.shard ensure)."""
+    _, world = rank_world()
+    if world == 1:
+        return ok
+    dist = torch.distributed
+    grads = [p.grad for p in params if p.grad is not None]
+    groups: dict[tuple, list[torch.Tensor]] = {}
+    for g in grads:
+        groups.setdefault((g.dtype, g.device), []).append(g)
+    flag = torch.tensor([0.0 if ok else 1.0], device=grads[0].device if grads else "cpu")
+    for i, ((dtype, device), gs) in enumerate(groups.items()):
+        flat = torch.cat([g.reshape(-1) for g in gs] + ([flag.to(device, dtype)] if i == 0 else []))
+        dist.all_reduce(flat)
+        if i == 0:
+            flag, flat = flat[-1:].float(), flat[:-1]
+        flat /= world
+        offset = 0
+        for g in gs:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+    if not groups:
+        dist.all_reduce(flag)
+    return bool(flag.item() == 0)
 
 
 @dataclass

@@ -12,6 +12,7 @@ import torch
 
 from .losses import cfg_combine, score_distillation_grad, target_loss
 from .noise_schedule import add_noise, sample_timesteps, sample_timesteps_lognormal, weighting, x0_from_eps
+from .shard import randn_rows, rows
 
 NEGATIVE_PROMPT = ("unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, dark, "
                    "low-resolution, gloomy")
@@ -180,12 +181,12 @@ def score_distillation_step(teacher, x0: torch.Tensor, prompts: Prompts, cfg: Gu
     fresh draw; a step whose camera condition is dropped (VSD) takes the separate, camera-free update instead.
     """
     B, hi = x0.shape[0], cfg.t_max if t_max is None else t_max
-    if cfg.t_sampling == "lognormal":
-        t = sample_timesteps_lognormal(B, cfg.t_min, hi, teacher.alphas_cumprod, *cfg.t_lognormal, generator,
-                                       x0.device)
+    if cfg.t_sampling == "lognormal":       # rows(): data parallel, this rank's rows of the global draw
+        t = rows(lambda m: sample_timesteps_lognormal(m, cfg.t_min, hi, teacher.alphas_cumprod, *cfg.t_lognormal,
+                                                      generator, x0.device), B)
     else:
-        t = sample_timesteps(B, cfg.t_min, hi, len(teacher.alphas_cumprod), generator, x0.device)
-    noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
+        t = rows(lambda m: sample_timesteps(m, cfg.t_min, hi, len(teacher.alphas_cumprod), generator, x0.device), B)
+    noise = randn_rows(x0.shape, generator, x0.dtype).to(x0.device)
     trains = aux is not None and hasattr(aux, "train_step")
     fit = (trains and cfg.aux_shared_pass and cfg.aux_updates > 0 and aux_x0 is None and cfg.aux_cfg_scale == 1.0
            and prompts.aux is None and hasattr(aux, "apply_loss"))

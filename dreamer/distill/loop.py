@@ -4,6 +4,7 @@ checkpoint.pt beside it."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import torch
 
 from ..common.checkpoints import load_checkpoint
+from ..common.distributed import init as dist_init
+from ..common.distributed import is_main, rank_world
 from ..common.config import ConfigError, dump_yaml, flatten, from_dict, load_config_dict, to_dict
 from ..common.errors import CheckpointError
 from ..common.prompts import warn_if_truncated
@@ -24,6 +27,17 @@ from .trainers.common import CHECKPOINT, DistillRun, base_teacher_ref, load_any_
 RESUMABLE = ("dmd", "diff_instruct", "sds")          # trainers that write and read OUT/checkpoint.pt
 DATA_METHODS = ("guidance", "progressive", "consistency", "noise_lora", "add")  # trainers that read cfg.data
 RESUME_FREE_KEYS = ("steps", "threads", "log_every", "save_every", "max_bad_steps")
+# data parallel under torchrun: the trainers whose every per-sample draw goes through guidance.shard (score trainers
+# without the GAN term, and noise_lora); the others refuse a world size > 1
+DATA_PARALLEL = ("dmd", "diff_instruct", "sds", "noise_lora")
+
+
+def check_data_parallel(cfg: DistillConfig, world: int) -> None:
+    """World size > 1 needs a trainer of DATA_PARALLEL (without the GAN term)."""
+    if world > 1 and (cfg.method not in DATA_PARALLEL or cfg.gan.weight > 0):
+        what = f"method {cfg.method!r}" if cfg.method not in DATA_PARALLEL else "the GAN term (gan.weight > 0)"
+        raise ConfigError(f"data-parallel distillation (world size {world}) supports {', '.join(DATA_PARALLEL)} "
+                          f"without the GAN term, not {what}; run it in one process")
 
 
 def _base_teacher(ref: str | None) -> str | None:
@@ -107,9 +121,23 @@ def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log: Callable
     cfg.teacher may also be a distilled generator folder (e.g. a guidance-distilled model), used as the teacher.
     log: called with every cfg.log_every-th log line (JSON); None shows a progress bar on stderr instead.
     resume: continue OUT/checkpoint.pt (score trainers). Everything is checked before anything is written.
+    Under torchrun (WORLD_SIZE > 1) the ranks join a process group (gloo on CPU, NCCL on CUDA); cfg.batch is the
+    batch per rank, each rank trains on its rows of every global batch and rank 0 writes the run folder.
     """
     torch.set_num_threads(cfg.threads)
     validate(cfg)
+    check_data_parallel(cfg, int(os.environ.get("WORLD_SIZE", 1)))
+    joined = torch.distributed.is_available() and torch.distributed.is_initialized()
+    started = dist_init(cfg.device)[1] > 1 and not joined   # this call created the process group
+    try:
+        return _distill(cfg, out_dir, teacher, log, resume)
+    finally:
+        if started and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _distill(cfg: DistillConfig, out_dir, teacher, log, resume: bool) -> Generator:
+    main = is_main()
     out = Path(out_dir)
     run_captions(cfg)                                     # a bad caption file fails here, before any write
     if teacher is None:
@@ -123,9 +151,12 @@ def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log: Callable
     if ref != cfg.teacher and cfg.teacher is not None:
         meta["init"] = str(cfg.teacher)
     warn_if_truncated(teacher, meta["prompts"])
-    out.mkdir(parents=True, exist_ok=True)
-    dump_yaml(cfg, out / "config.yaml")
-    progress = ProgressLog(total_updates(cfg), f"distill {cfg.method}") if log is None else None
+    if rank_world()[1] > 1:
+        torch.distributed.barrier()                       # every rank checked its inputs before rank 0 writes
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        dump_yaml(cfg, out / "config.yaml")
+    progress = ProgressLog(total_updates(cfg), f"distill {cfg.method}") if log is None and main else None
     run_cfg = cfg if progress is None else replace(cfg, log_every=1)  # the bar sees every update
     run = DistillRun(out, run_cfg, teacher.scheduler, progress or log, meta)
     if sd is not None:

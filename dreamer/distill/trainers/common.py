@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from guidance import BadSteps, Prompts, guarded_step, teacher_cfg, uniform_timesteps, x0_from_eps
+from guidance import (BadSteps, Prompts, guarded_step, randint_rows, rank_world, teacher_cfg, uniform_timesteps,
+                      x0_from_eps)
 
 from ...common.errors import warn_skipped
 from .. import generator as _generator
@@ -132,7 +133,7 @@ class Data:
 
     def batch(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """x0 [n,C,h,w] and cond [n,L,D] drawn with replacement."""
-        j = torch.randint(0, len(self.x0), (n,), generator=g)
+        j = randint_rows(len(self.x0), n, g)         # data parallel: this rank's rows of the global draw
         return self.x0[j], self.conds[self.idx[j]]
 
 
@@ -248,7 +249,9 @@ class DistillRun:
                  meta: dict | None = None):
         self.out, self.cfg, self.scheduler, self._print = Path(out), cfg, scheduler, log
         self.meta = dict(meta or {})           # recorded in generator.json (teacher, text encoder, method, ...)
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.main = rank_world()[0] == 0       # data parallel: rank 0 alone writes the log, checkpoints, generator
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
         self.t0 = time.perf_counter()
         self.step_count = 0                    # log lines written
         self.updates = 0                       # optimizer steps attempted through step()
@@ -263,7 +266,8 @@ class DistillRun:
         self.t0 = time.perf_counter() - float(sd["run"]["seconds"])
         log = self.out / "log.jsonl"
         lines = log.read_text().splitlines(keepends=True)[:self.step_count] if log.is_file() else []
-        log.write_text("".join(lines))
+        if self.main:
+            log.write_text("".join(lines))
 
     def save_state(self, sd: dict) -> Path:
         """OUT/checkpoint.pt, atomically (dreamer.common.checkpoints.atomic_save), with this run's bookkeeping."""
@@ -271,7 +275,7 @@ class DistillRun:
 
         self.saves += 1
         sd["run"] = {"log_lines": self.step_count, "seconds": self.seconds}
-        return atomic_save(sd, self.out / CHECKPOINT, self.saves)
+        return atomic_save(sd, self.out / CHECKPOINT, self.saves) if self.main else self.out / CHECKPOINT
 
     @property
     def seconds(self) -> float:
@@ -294,6 +298,8 @@ class DistillRun:
         self.step_count += 1
         m = {"step": self.step_count, **{k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
              "time_s": round(self.seconds, 2)}
+        if not self.main:
+            return
         with open(self.out / "log.jsonl", "a") as f:
             f.write(json.dumps(m) + "\n")
         if self.step_count % max(self.cfg.log_every, 1) == 0 or last:
@@ -301,6 +307,8 @@ class DistillRun:
 
     def save(self, gen: Generator, name: str = "generator") -> Path:
         gen.meta.update(train_seconds=round(self.seconds, 1), seconds_this_sitting=round(self.seconds, 1))  # no resume
+        if not self.main:
+            return self.out / name
         return _generator.save_atomic(gen, self.out / name, self.scheduler)
 
     def maybe_save(self, gen: Generator, step: int) -> None:

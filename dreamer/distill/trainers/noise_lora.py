@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from guidance import Prompts, add_noise, sample_timesteps, teacher_cfg
+from guidance import Prompts, add_noise, randint_rows, randn_rows, rows, sample_timesteps, teacher_cfg
 
 from ..generator import Generator, make_generator
 from .common import Data, DistillRun, data_pool, make_optimizer, scale_of, weighted_mse
@@ -41,9 +41,9 @@ def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
     scale, sched = scale_of(teacher, cfg), torch.tensor(gen.timesteps)
     for step in range(1, cfg.steps + 1):
         x0, cond = data.batch(cfg.batch, g)
-        t = (sched[torch.randint(0, len(sched), (cfg.batch,), generator=g)] if s.aligned
-             else sample_timesteps(cfg.batch, cfg.t_min, cfg.t_max, len(ac), g))
-        x_t = add_noise(x0, torch.randn(x0.shape, generator=g), t, ac)
+        t = (sched[randint_rows(len(sched), cfg.batch, g)] if s.aligned       # data parallel: own rows
+             else rows(lambda m: sample_timesteps(m, cfg.t_min, cfg.t_max, len(ac), g), cfg.batch))
+        x_t = add_noise(x0, randn_rows(x0.shape, g), t, ac)
         with torch.no_grad():
             eps_cfg, _ = teacher_cfg(teacher, x_t, t, Prompts(cond, data.uncond.expand(len(cond), -1, -1)), scale)
         w = min_snr_weight(ac[t].to(x_t), s.snr_gamma)

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from guidance import BadSteps, FakeScore, GuidanceConfig, Prompts, guarded_step, score_distillation_step
+from guidance import (BadSteps, FakeScore, GuidanceConfig, Prompts, guarded_step, randint_rows, randn_rows,
+                      score_distillation_step)
 
 from ...common.errors import CheckpointError, warn_skipped
 from ..generator import Generator, make_generator
@@ -57,9 +58,9 @@ def generator_batch(state: DistillState, cfg) -> tuple[torch.Tensor, torch.Tenso
     """x0 = G(x_{t_k}, t_k, y) with grad, y, k and x_{t_k}; x_{t_k} from the student's own k earlier steps (DMD2
     backward simulation)."""
     gen, g = state.gen, state.rng
-    idx = torch.randint(0, len(state.conds), (cfg.batch,), generator=g)
+    idx = randint_rows(len(state.conds), cfg.batch, g)                         # data parallel: this rank's rows
     cond = state.conds[idx]                                                    # [B,L,D]
-    z = torch.randn(gen.sample_shape(cfg.batch), generator=g).to(cond.device)  # [B,C,h,w]
+    z = randn_rows(gen.sample_shape(cfg.batch), g).to(cond.device)             # [B,C,h,w]
     k = int(torch.randint(0, len(gen.timesteps), (), generator=g))
     with torch.no_grad():
         x_t = rollout(lambda x, t: gen.x0(x, t, cond), z, gen.timesteps, gen.alphas_cumprod, g, until=k,
@@ -100,7 +101,7 @@ def distill_step(state: DistillState, teacher, cfg, gcfg: GuidanceConfig) -> dic
     reg, rreg = torch.zeros(()), None
     if cfg.regression_weight > 0 and state.pairs is not None:
         z, x_ref, pidx = state.pairs
-        j = torch.randint(0, len(z), (cfg.batch,), generator=state.rng)
+        j = randint_rows(len(z), cfg.batch, state.rng)
         t = torch.full((cfg.batch,), state.gen.t_star, dtype=torch.long, device=z.device)
         reg = F.mse_loss(state.gen.x0(z[j], t, state.conds[pidx[j]]), x_ref[j])
         loss = loss + cfg.regression_weight * reg
