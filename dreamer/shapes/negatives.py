@@ -35,12 +35,11 @@ import torch.nn.functional as F
 
 from renderers.cameras import orbit_cameras, rays_from_cameras
 
-from .render import AMBIENT, random_views, render_shapes
+from .render import AMBIENT, random_views, render_shapes, sphere_trace
 from .world import COLOURS, SHAPES, ShapeSpec, catalogue, sdf as world_sdf
 
 KINDS = ("blank", "flat", "silhouette", "noise", "two_objects", "crop", "off_catalogue", "off_colour")
 ELEV_RANGE = (-10.0, 80.0)  # the views the evaluator is trained and tested on
-BOUND_R = 0.8               # every shape traced here lies inside this sphere
 
 CATALOGUE_RGB = torch.tensor(list(COLOURS.values()))
 # Off-catalogue colours: catalogue_margin(c) >= COLOUR_MARGIN (black excepted: a black object has no lit side).
@@ -148,24 +147,6 @@ def _axis_near_view(fwd: torch.Tensor, g: torch.Generator, lo_deg: float = 0.0, 
 
 # ------------------------------------------------------------------------------------------ sphere tracer
 
-def _trace(f: SdfFn, idx: torch.Tensor, o: torch.Tensor, d: torch.Tensor, iters: int = 64,
-           step: float = 0.9) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sphere-trace rays o, d [b,P,3] against f; hit mask [b,P] and points [b,P,3]."""
-    bb = (o * d).sum(-1)
-    c = (o * o).sum(-1) - BOUND_R ** 2
-    disc = bb * bb - c
-    t = (-bb - disc.clamp(min=0).sqrt()).clamp(min=0)
-    t_far = -bb + disc.clamp(min=0).sqrt()
-    alive = disc > 0
-    hit = torch.zeros_like(alive)
-    for _ in range(iters):
-        dist = f(o + t[..., None] * d, idx)
-        hit = hit | (alive & (dist < 1e-3))
-        t = torch.where(alive & ~hit, t + dist.clamp(min=0) * step + 1e-4, t)
-        alive = alive & (t < t_far)
-    return hit, o + t[..., None] * d
-
-
 def render_sdf(f: SdfFn, rgb: torch.Tensor, views: dict[str, torch.Tensor], res: int = 32, supersample: int = 2,
                ambient: float | torch.Tensor = AMBIENT, light_offset: torch.Tensor | None = None,
                chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,7 +165,7 @@ def render_sdf(f: SdfFn, rgb: torch.Tensor, views: dict[str, torch.Tensor], res:
         cams = orbit_cameras(views["elev"][ii], views["azim"][ii], views["dist"][ii], views["fov"][ii], hi, hi)
         o, d = rays_from_cameras(cams)
         o, d = o.reshape(len(ii), -1, 3), d.reshape(len(ii), -1, 3)
-        hit, p = _trace(f, ii, o, d)
+        hit, p = sphere_trace(lambda q: f(q, ii), o, d, iters=64, step=0.9)
         eps = 1e-3
         nrm = _unit(torch.stack([f(p + e, ii) - f(p - e, ii) for e in torch.eye(3) * eps], -1))
         right, up, fwd = cams.c2w[:, :3, 0], cams.c2w[:, :3, 1], -cams.c2w[:, :3, 2]

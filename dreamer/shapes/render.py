@@ -15,8 +15,10 @@ BOUND_R = 0.8  # every primitive lies inside this sphere
 AMBIENT = 0.35  # GT shading is albedo * (AMBIENT + (1 - AMBIENT) * lambert), so in [AMBIENT, 1] x albedo
 
 
-def _trace(shape: str, o: torch.Tensor, d: torch.Tensor, iters: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sphere-trace rays o [R,3], d [R,3]; returns hit mask [R] and hit points [R,3]."""
+def sphere_trace(f, o: torch.Tensor, d: torch.Tensor, iters: int = 40,
+                 step: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sphere-trace rays o, d [...,3] against the SDF f(points [...,3]) -> [...] inside the bounding sphere of radius
+    BOUND_R; returns the hit mask [...] and hit points [...,3]."""
     b = (o * d).sum(-1)
     c = (o * o).sum(-1) - BOUND_R ** 2
     disc = b * b - c
@@ -25,11 +27,11 @@ def _trace(shape: str, o: torch.Tensor, d: torch.Tensor, iters: int = 40) -> tup
     alive = disc > 0
     hit = torch.zeros_like(alive)
     for _ in range(iters):
-        dist = sdf(shape, o + t[:, None] * d)
+        dist = f(o + t[..., None] * d)
         hit = hit | (alive & (dist < 1e-3))
-        t = torch.where(alive & ~hit, t + dist.clamp(min=0) * 0.95 + 1e-4, t)
+        t = torch.where(alive & ~hit, t + dist.clamp(min=0) * step + 1e-4, t)
         alive = alive & (t < t_far)
-    return hit, o + t[:, None] * d
+    return hit, o + t[..., None] * d
 
 
 def _normals(shape: str, p: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
@@ -60,7 +62,7 @@ def render_shapes(specs: list[ShapeSpec], elev, azim, dist, fov_deg, res: int = 
         ii = torch.tensor(idx)
         o = eye[ii][:, None, None].expand(-1, hi, hi, 3).reshape(-1, 3)
         d = dirs[ii].reshape(-1, 3)
-        hit, p = _trace(shape, o, d)
+        hit, p = sphere_trace(lambda q: sdf(shape, q), o, d)
         n = _normals(shape, p)
         lam = (n * light[ii].repeat_interleave(hi * hi, 0)).sum(-1).clamp(min=0)
         shade = (AMBIENT + (1 - AMBIENT) * lam)[:, None]

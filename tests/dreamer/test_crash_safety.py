@@ -11,6 +11,7 @@ import torch
 
 from dreamer.common.checkpoints import KILL_ENV, atomic_save, load_checkpoint
 from dreamer.common.errors import CheckpointError
+from compare import same
 
 REPO = Path(__file__).resolve().parents[2]
 # 6 steps, a checkpoint every 2 (saves #1-#3 at steps 2, 4, 6; #4 is the final save); densification on, so
@@ -33,16 +34,6 @@ def _run(out: Path, *extra: str, kill: str | None = None) -> subprocess.Complete
         env[KILL_ENV] = kill
     return subprocess.run([sys.executable, "-m", "dreamer.cli", *ARGS, "--out", str(out), *extra], check=False,
                           env=env, capture_output=True, text=True, timeout=180)
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if torch.is_tensor(a):
-        return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
-    return a == b
 
 
 def _chain(name: str, root: Path) -> dict:
@@ -76,8 +67,8 @@ def test_sigkill_during_checkpointing_then_resume_is_bit_identical(runs, chain):
         assert (on_disk, stale_tmp) == (want_step, want_tmp), kill  # lost: only the steps since the checkpoint
     assert r["resumed"].returncode == 0, r["resumed"].stderr[-2000:]
     assert r["final"]["step"] == ref["step"] == 6
-    assert _same(r["final"]["scene"], ref["scene"])  # parameters, optimizer moments, densify statistics
-    assert _same(r["final"]["gen"], ref["gen"]) and r["final"]["history"] == ref["history"]
+    assert same(r["final"]["scene"], ref["scene"])  # parameters, optimizer moments, densify statistics
+    assert same(r["final"]["gen"], ref["gen"]) and r["final"]["history"] == ref["history"]
 
 
 def test_atomic_save_leaves_the_old_file_when_the_write_fails(tmp_path):

@@ -17,18 +17,9 @@ from dreamer.common.config import ConfigError
 from dreamer.distill.loop import distill
 from dreamer.distill.recipe import DistillConfig
 from guidance import DiffusersTeacher
+from compare import same
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    if torch.is_tensor(a):
-        return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
-    return a == b
 
 
 def _cfg(tiny_sd_dir, **kw):
@@ -63,7 +54,7 @@ def test_resume_in_process_is_bit_identical(tiny_sd_dir, tmp_path, method, extra
     short = from_dict(DistillConfig, {**to_dict(cfg), "steps": 2})
     distill(short, tmp_path / "split", teacher=teacher, log=lambda s: None)
     resumed = distill(cfg, tmp_path / "split", teacher=teacher, log=lambda s: None, resume=True)
-    assert _same(_state(tmp_path / "full"), _state(tmp_path / "split"))
+    assert same(_state(tmp_path / "full"), _state(tmp_path / "split"))
     assert all(torch.equal(a, b) for a, b in zip(full.params, resumed.params))
     assert _log(tmp_path / "full") == _log(tmp_path / "split")
     with pytest.raises(CheckpointError, match="different config: lr_gen"):
@@ -115,7 +106,7 @@ def test_sigkill_during_distill_checkpointing_then_resume_is_bit_identical(tiny_
         assert (on_disk, stale) == (step, tmp), kill
     assert chain["resumed"].returncode == 0, chain["resumed"].stderr[-2000:]
     assert load_checkpoint(tmp_path / "ref" / "checkpoint.pt")["step"] == 6
-    assert _same(_state(tmp_path / "ref"), _state(tmp_path / "chain"))
+    assert same(_state(tmp_path / "ref"), _state(tmp_path / "chain"))
     assert _log(tmp_path / "ref") == _log(tmp_path / "chain")
 
 

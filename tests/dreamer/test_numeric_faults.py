@@ -13,6 +13,7 @@ from dreamer.distill.trainers.score import distill_step, guidance_config, init_s
 from dreamer.common.errors import DreamerWarning, NumericalFault
 from dreamer.text_to_3d.loop import CKPT, SceneRun, generate
 from dreamer.common.teacher_source import load_teacher
+from compare import same
 
 TINY = ["train.preview_every=0", "camera.resolution=16", "camera.batch=1", "gaussians.n_init=100",
         "train.threads=1", "export.evaluate=false"]
@@ -47,23 +48,15 @@ def _scene_state(run):
     return copy.deepcopy(run.scene.state_dict())
 
 
-def _same(a, b) -> bool:
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return torch.equal(a, b) if torch.is_tensor(a) else a == b
-
-
 def test_nan_step_is_skipped_without_touching_parameters_or_optimizer(teacher):
     run = SceneRun(_cfg("train.steps=8"), NaNTeacher(teacher, lambda i: i == 2))
     run.step(), run.step()
     before = _scene_state(run)
     rec = run.step()
     assert rec["skipped"] and run.bad.skipped == [2] and run.bad.streak == 1
-    assert _same(before, _scene_state(run))  # parameters, Adam moments and step counts all unchanged
+    assert same(before, _scene_state(run))  # parameters, Adam moments and step counts all unchanged
     assert not run.step().get("skipped") and run.bad.streak == 0
-    assert not _same(before["params"], _scene_state(run)["params"])
+    assert not same(before["params"], _scene_state(run)["params"])
     assert len(run.history["loss"]) == 3 and all(torch.isfinite(torch.tensor(run.history["loss"])))
 
 
@@ -114,7 +107,7 @@ def test_distill_skips_a_nan_update_without_touching_the_generator(teacher):
     m = distill_step(state, nan_teacher, cfg, guidance_config(cfg, teacher.default_cfg))
     assert m["skipped"] and state.bad.skipped == [1] and state.bad.streak == 1 and state.step == 1
     assert all(torch.equal(a, p) for a, p in zip(before, state.gen.params))
-    assert _same(opt_before, state.opt.state_dict())
+    assert same(opt_before, state.opt.state_dict())
     m = distill_step(state, nan_teacher, cfg, guidance_config(cfg, teacher.default_cfg))
     assert not m.get("skipped") and state.bad.streak == 0
     assert any(not torch.equal(a, p) for a, p in zip(before, state.gen.params))
