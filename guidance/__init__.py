@@ -9,7 +9,8 @@ from .ramps import Ramp
 from .shard import randint_rows, randn_rows, rank_world, rows
 from .step import (METHODS, NEGATIVE_PROMPT, GuidanceConfig, GuidanceOutput, Prompts, guidance_step,
                    score_distillation_step, teacher_cfg)
-from .teachers import DiffusersTeacher, Teacher, TeacherOptions, is_text_time, pack_cond, split_cond, unet_eps
+from .teachers import DiffusersTeacher, Teacher, TeacherOptions, is_text_time, split_cond, unet_eps
+from .text import pack_cond
 from .unet_split import time_embedding
 
 __all__ = [

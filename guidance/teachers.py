@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 
 from .noise_schedule import eps_from_output
-from .text import DualTextEncoder, TextEncoder, pack_cond
+from .text import DualTextEncoder, TextEncoder
 
 TIME_IDS = 6   # SDXL micro-conditioning: original size (2), crop top-left (2), target size (2)
 

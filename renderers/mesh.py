@@ -176,8 +176,6 @@ def sample_texture(texture: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
 
 def render_trimesh(mesh, cams: Cameras, background=1.0, shading: str = "flat", **kwargs) -> dict[str, torch.Tensor]:
     """Rasterize a trimesh.Trimesh (its vertex colours if any, else mid-grey) with :func:`rasterize_mesh`."""
-    import trimesh  # noqa: F401  (lazy: only this helper needs it)
-
     cols = None
     visual = getattr(mesh, "visual", None)
     if visual is not None and getattr(visual, "kind", None) in ("vertex", "face"):
