@@ -15,7 +15,7 @@ def main(method: str, teacher_dir: str, out: str, batch: int, result: str) -> No
     torch.set_num_threads(1)
     from dp_configs import dmd_cfg, noise_lora_cfg, record_first_gradients
 
-    from dreamer.common.distributed import init, rank_world
+    from dreamer.common.distributed import init, rank_world, shutdown
 
     if method == "dmd":
         from dreamer.distill.loop import distill
@@ -33,7 +33,10 @@ def main(method: str, teacher_dir: str, out: str, batch: int, result: str) -> No
         init("cpu")
         rank = rank_world()[0]
         cfg = noise_lora_cfg(batch)
-        gen = noise_lora.train(toy_setup(default_cfg=2.5), cfg, DistillRun(out, cfg, None, log=lambda s: None))
+        try:
+            gen = noise_lora.train(toy_setup(default_cfg=2.5), cfg, DistillRun(out, cfg, None, log=lambda s: None))
+        finally:
+            shutdown()
     torch.save([p.detach().clone() for p in gen.params], f"{result}.rank{rank}.pt")
 
 

@@ -2,6 +2,7 @@
 NCCL on CUDA), one GPU per process (LOCAL_RANK). The per-sample draws of a global batch: guidance.shard."""
 from __future__ import annotations
 
+import atexit
 import os
 
 
@@ -35,7 +36,16 @@ def init(device: str = "cpu") -> tuple[int, int]:
     if backend == "nccl":
         use_local_gpu()
     dist.init_process_group(backend)
+    atexit.register(shutdown)     # a group left open aborts the process at exit (gloo's threads still joinable)
     return dist.get_rank(), dist.get_world_size()
+
+
+def shutdown() -> None:
+    """Leave the process group if one is open (idempotent)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def use_local_gpu() -> None:

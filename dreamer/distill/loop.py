@@ -13,6 +13,7 @@ import torch
 
 from ..common.checkpoints import load_checkpoint
 from ..common.distributed import init as dist_init
+from ..common.distributed import shutdown as dist_shutdown
 from ..common.distributed import is_main, rank_world
 from ..common.config import ConfigError, dump_yaml, flatten, from_dict, load_config_dict, to_dict
 from ..common.errors import CheckpointError
@@ -132,8 +133,8 @@ def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log: Callable
     try:
         return _distill(cfg, out_dir, teacher, log, resume)
     finally:
-        if started and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        if started:
+            dist_shutdown()
 
 
 def _distill(cfg: DistillConfig, out_dir, teacher, log, resume: bool) -> Generator:
