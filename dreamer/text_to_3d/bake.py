@@ -24,6 +24,28 @@ def bake_cameras(n_azim: int = 8, elevations=(-20.0, 20.0, 60.0), distance: floa
     return R.orbit_cameras(E.reshape(-1), A.reshape(-1), full(distance), full(fov), res, res)
 
 
+class SharedRenders:
+    """A scene whose no-grad renders are kept per camera (rgb / alpha / depth only), so the export's steps that
+    look from the same views (level search and tunnel check: 24 views at 48 px; vertex and texture bake: 24 at
+    96 px) render each once. Everything else is the wrapped scene's."""
+
+    def __init__(self, scene):
+        self._scene, self._memo = scene, {}
+
+    def __getattr__(self, name):
+        return getattr(self._scene, name)
+
+    def render(self, cams: R.Cameras, step: int, generator: torch.Generator | None = None) -> dict:
+        if generator is not None or torch.is_grad_enabled():
+            return self._scene.render(cams, step, generator)
+        key = (step, cams.width, cams.height, *(t.cpu().numpy().tobytes() for t in (cams.c2w, cams.fx, cams.fy,
+                                                                                   cams.cx, cams.cy)))
+        if key not in self._memo:
+            out = self._scene.render(cams, step)
+            self._memo[key] = {k: out[k] for k in ("rgb", "alpha", "depth")}
+        return self._memo[key]
+
+
 def project(cams: R.Cameras, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """World points [P,3] -> pixel coords [B,P,2] (x right, y down), camera z (forward) [B,P], ray distance [B,P]."""
     eye = cams.c2w[:, :3, 3]                                                     # [B,3]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import renderers as R
 from ..common.errors import one_line
 from ..common.media import write_video
 from ..common.progress import run_phase
-from .bake import bake_cameras, bake_vertex_colors
+from .bake import SharedRenders, bake_cameras, bake_vertex_colors
 from .export import extract_mesh, fill_enclosed, save_mesh
 from .report import write_report
 from .silhouette import silhouette_threshold
@@ -69,21 +70,32 @@ def export_mesh(cfg, scene):
     return mesh, level
 
 
+def export_meshes(cfg, scene, out_dir: Path) -> tuple:
+    """Marching cubes, vertex-coloured mesh.ply, then the textured mesh.glb / mesh.obj (texture.export_textured),
+    the 24 bake views rendered once for every step (SharedRenders). -> (mesh or None, level, {file key: name},
+    metrics incl. export_seconds); an empty field gives files["mesh_error"], not an exception."""
+    files: dict[str, str] = {}
+    mesh, level, metrics = None, None, {}
+    shared = SharedRenders(scene)
+    t0 = time.perf_counter()
+    try:
+        mesh, level = run_phase("exporting mesh", export_mesh, cfg, shared)
+        files.update({k: str(v.name) for k, v in save_mesh(mesh, out_dir, "mesh").items()})
+        tex_files, metrics = export_textured(shared, mesh, out_dir, cfg.export, level, cfg.prompt)
+        files.update(tex_files)  # the textured mesh.glb / mesh.obj replace the vertex-coloured ones
+        metrics["export_seconds"] = time.perf_counter() - t0     # marching cubes to the written GLB / OBJ / PLY
+    except Exception as e:  # an empty field must not lose the rest of the outputs
+        files["mesh_error"] = str(e)
+    return mesh, level, files, metrics
+
+
 def export_run(run, out_dir: str | Path) -> dict:
     """Write every output of a finished (or resumed) run into out_dir; returns the metrics dict."""
     from ..common.media import image_grid, save_png
 
     out_dir = Path(out_dir)
     cfg, scene = run.cfg, run.scene.to("cpu")  # export (marching cubes, bake, video, metrics) runs on the CPU
-    files: dict[str, str] = {}
-    mesh, level, tex_metrics = None, None, {}
-    try:
-        mesh, level = run_phase("exporting mesh", export_mesh, cfg, scene)
-        files.update({k: str(v.name) for k, v in save_mesh(mesh, out_dir, "mesh").items()})
-        tex_files, tex_metrics = export_textured(scene, mesh, out_dir, cfg.export, level, cfg.prompt)
-        files.update(tex_files)  # the textured mesh.glb / mesh.obj replace the vertex-coloured ones
-    except Exception as e:  # an empty field must not lose the rest of the outputs
-        files["mesh_error"] = str(e)
+    mesh, level, files, tex_metrics = export_meshes(cfg, scene, out_dir)
     if scene.kind == "gaussians":
         R.save_3dgs_ply(out_dir / "gaussians.ply", scene.params.detach())
         files["gaussians_ply"] = "gaussians.ply"
