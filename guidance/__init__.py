@@ -6,7 +6,7 @@ from .noise_schedule import (add_noise, alpha_sigma, check_timesteps, ddpm_alpha
                              native_weight, renoise, sample_timesteps, uniform_timesteps, weighting, x0_from_eps)
 from .optim import BadSteps, all_reduce_grads, finite_step, guarded_step, optimizer_params
 from .ramps import Ramp
-from .shard import randint_rows, randn_rows, rank_world, rows
+from .shard import map_chunks, randint_rows, randn_rows, rank_world, rows
 from .step import (METHODS, NEGATIVE_PROMPT, GuidanceConfig, GuidanceOutput, Prompts, guidance_step,
                    score_distillation_step, teacher_cfg)
 from .teachers import DiffusersTeacher, Teacher, TeacherOptions, is_text_time, split_cond, unet_eps
@@ -21,7 +21,7 @@ __all__ = [
     "renoise", "sample_timesteps", "uniform_timesteps", "weighting", "x0_from_eps",
     "BadSteps", "all_reduce_grads", "finite_step", "guarded_step", "optimizer_params",
     "Ramp",
-    "randint_rows", "randn_rows", "rank_world", "rows",
+    "map_chunks", "randint_rows", "randn_rows", "rank_world", "rows",
     "METHODS", "NEGATIVE_PROMPT", "GuidanceConfig", "GuidanceOutput", "Prompts", "guidance_step",
     "score_distillation_step", "teacher_cfg",
     "DiffusersTeacher", "Teacher", "TeacherOptions", "is_text_time", "pack_cond", "split_cond", "unet_eps",

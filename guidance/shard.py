@@ -39,3 +39,20 @@ def randn_rows(shape, generator: torch.Generator | None = None, dtype: torch.dty
 def randint_rows(high: int, n: int, generator: torch.Generator | None = None, low: int = 0) -> torch.Tensor:
     """torch.randint(low, high, (n,)) as this rank's rows of the global batch's draw."""
     return rows(lambda m: torch.randint(low, high, (m,), generator=generator), n)
+
+
+def map_chunks(fn: Callable[[int, int], torch.Tensor], n: int, chunk: int,
+               device: torch.device | str | None = None) -> torch.Tensor:
+    """torch.cat([fn(i, min(i + chunk, n)) for i in range(0, n, chunk)]) along dim 0, with the chunks dealt round
+    robin over the ranks and gathered (all_gather_object) so every rank holds the whole result: each chunk is
+    computed exactly as one process computes it, by one rank. Alone: the plain loop. device: where the result goes
+    (a rank that computed no chunk cannot know it otherwise)."""
+    r, w = rank_world()
+    starts = list(range(0, n, chunk))
+    mine = {i: fn(i, min(i + chunk, n)) for i in starts[r::w]}
+    if w == 1:
+        return torch.cat([mine[i] for i in starts])
+    parts: list[dict | None] = [None] * w
+    torch.distributed.all_gather_object(parts, {i: t.detach().cpu() for i, t in mine.items()})
+    merged = {i: t for p in parts for i, t in p.items()}
+    return torch.cat([merged[i] for i in starts]).to(device if device is not None else "cpu")

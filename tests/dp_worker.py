@@ -1,8 +1,11 @@
 """One rank of the data-parallel tests (launched by torchrun from tests/dreamer/test_data_parallel.py):
-  dp_worker.py dmd TINY_SD_DIR OUT BATCH RESULT   distill() end to end (rank 0 writes OUT)
-  dp_worker.py noise_lora - OUT BATCH RESULT      the noise_lora trainer on the exact toy teacher
-writes this rank's final generator parameters to RESULT.rank<r>.pt (dmd: and the gradients of each optimizer's
-first step, after the all-reduce, to RESULT.grads<r>.pt)."""
+  dp_worker.py distill NAME TINY_SD_DIR OUT BATCH RESULT     distill() end to end on dp_configs.distill_cfg(NAME)
+                                                             (rank 0 writes OUT), and each optimizer's first
+                                                             gradients
+  dp_worker.py toy OUT BATCH RESULT                          every trainer of dp_configs.TOY_METHODS on the exact
+                                                             toy teacher, one after the other
+writes this rank's final generator parameters to RESULT.<name>.rank<r>.pt (distill: and the gradients of each
+optimizer's first step, after the all-reduce, to RESULT.grads<r>.pt)."""
 import sys
 from pathlib import Path
 
@@ -11,34 +14,43 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def main(method: str, teacher_dir: str, out: str, batch: int, result: str) -> None:
+def _save(gen, result: str, method: str, rank: int) -> None:
+    torch.save([p.detach().clone() for p in gen.params], f"{result}.{method}.rank{rank}.pt")
+
+
+def main(mode: str, *args: str) -> None:
     torch.set_num_threads(1)
-    from dp_configs import dmd_cfg, noise_lora_cfg, record_first_gradients
+    from dp_configs import TOY_METHODS, distill_cfg, record_first_gradients, toy_cfg, toy_teacher
 
     from dreamer.common.distributed import init, rank_world, shutdown
 
-    if method == "dmd":
+    if mode == "distill":
         from dreamer.distill.loop import distill
 
+        method, teacher_dir, out, batch, result = args
         firsts = record_first_gradients()
-        gen = distill(dmd_cfg(teacher_dir, batch), out, log=lambda s: None)
+        gen = distill(distill_cfg(method, teacher_dir, int(batch)), out, log=lambda s: None)
         rank = int(__import__("os").environ["RANK"])
         torch.save(firsts, f"{result}.grads{rank}.pt")
-    else:
-        from toy_models import toy_setup
+        _save(gen, result, method, rank)
+        return
+    from dreamer.distill.trainers import TRAINERS
+    from dreamer.distill.trainers.common import DistillRun
 
-        from dreamer.distill.trainers import noise_lora
-        from dreamer.distill.trainers.common import DistillRun
+    out, batch, result = args
+    init("cpu")
+    rank = rank_world()[0]
+    try:
+        from guidance import map_chunks
 
-        init("cpu")
-        rank = rank_world()[0]
-        cfg = noise_lora_cfg(batch)
-        try:
-            gen = noise_lora.train(toy_setup(default_cfg=2.5), cfg, DistillRun(out, cfg, None, log=lambda s: None))
-        finally:
-            shutdown()
-    torch.save([p.detach().clone() for p in gen.params], f"{result}.rank{rank}.pt")
+        torch.save(map_chunks(lambda i, j: torch.arange(i, j) * 1.5, 10, 3), f"{result}.map_chunks.rank{rank}.pt")
+        for method in TOY_METHODS:
+            cfg = toy_cfg(method, int(batch))
+            run = DistillRun(Path(out) / method, cfg, None, log=lambda s: None)
+            _save(TRAINERS[method](toy_teacher(method), cfg, run), result, method, rank)
+    finally:
+        shutdown()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    main(*sys.argv[1:])

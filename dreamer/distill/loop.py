@@ -30,17 +30,6 @@ DATA_METHODS = ("guidance", "progressive", "consistency", "noise_lora", "add")  
 RESUME_FREE_KEYS = ("steps", "threads", "log_every", "save_every", "max_bad_steps")
 # data parallel under torchrun: the trainers whose every per-sample draw goes through guidance.shard (score trainers
 # without the GAN term, and noise_lora); the others refuse a world size > 1
-DATA_PARALLEL = ("dmd", "diff_instruct", "sds", "noise_lora")
-
-
-def check_data_parallel(cfg: DistillConfig, world: int) -> None:
-    """World size > 1 needs a trainer of DATA_PARALLEL (without the GAN term)."""
-    if world > 1 and (cfg.method not in DATA_PARALLEL or cfg.gan.weight > 0):
-        what = f"method {cfg.method!r}" if cfg.method not in DATA_PARALLEL else "the GAN term (gan.weight > 0)"
-        raise ConfigError(f"data-parallel distillation (world size {world}) supports {', '.join(DATA_PARALLEL)} "
-                          f"without the GAN term, not {what}; run it in one process")
-
-
 def _base_teacher(ref: str | None) -> str | None:
     """The diffusers teacher a recipe's `teacher` stands for (a generator folder: the teacher it records)."""
     if ref and (Path(ref) / META).is_file():
@@ -127,7 +116,6 @@ def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log: Callable
     """
     torch.set_num_threads(cfg.threads)
     validate(cfg)
-    check_data_parallel(cfg, int(os.environ.get("WORLD_SIZE", 1)))
     joined = torch.distributed.is_available() and torch.distributed.is_initialized()
     started = dist_init(cfg.device)[1] > 1 and not joined   # this call created the process group
     try:

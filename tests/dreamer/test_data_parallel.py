@@ -1,6 +1,6 @@
 """Data-parallel distillation under torchrun (gloo, 2 CPU processes): 2 ranks x batch b train exactly as one process
-with batch 2b on the same data (DMD end to end on the tiny SD teacher; noise_lora on the exact toy teacher), rank 0
-alone writes the run folder, and unsupported trainers refuse a world size > 1."""
+with batch 2b on the same data: DMD, DMD + GAN and ADD end to end on the tiny SD teacher, every regression trainer
+on the exact toy teacher; rank 0 alone writes the run folder."""
 import json
 import os
 import subprocess
@@ -9,14 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from dp_configs import dmd_cfg, noise_lora_cfg, record_first_gradients
-from toy_models import quiet_run, toy_setup
+from dp_configs import TOY_METHODS, distill_cfg, dmd_cfg, record_first_gradients, toy_cfg, toy_teacher
+from toy_models import quiet_run
 
-from dreamer.common.config import ConfigError
 from dreamer.distill.generator import load_generator
-from dreamer.distill.loop import check_data_parallel, distill
-from dreamer.distill.recipe import DistillConfig
-from dreamer.distill.trainers import noise_lora
+from dreamer.distill.loop import distill
+from dreamer.distill.trainers import TRAINERS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,8 +27,8 @@ def _torchrun(*args: str) -> None:
     assert r.returncode == 0, r.stderr[-3000:]
 
 
-def _ranks(result: Path) -> list[list[torch.Tensor]]:
-    return [torch.load(f"{result}.rank{r}.pt") for r in (0, 1)]
+def _ranks(result: Path, method: str) -> list[list[torch.Tensor]]:
+    return [torch.load(f"{result}.{method}.rank{r}.pt") for r in (0, 1)]
 
 
 def _max_diff(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
@@ -52,14 +50,14 @@ def test_dmd_two_ranks_of_batch_1_equal_one_process_of_batch_2(tiny_sd_dir, tmp_
         ref = distill(dmd_cfg(tiny_sd_dir, 2), tmp_path / "one", log=lambda s: None)
     finally:
         torch.optim.AdamW.step = step
-    _torchrun("dmd", str(tiny_sd_dir), str(tmp_path / "dp"), "1", str(tmp_path / "dmd"))
+    _torchrun("distill", "dmd", str(tiny_sd_dir), str(tmp_path / "dp"), "1", str(tmp_path / "dmd"))
     g0, g1 = (torch.load(f"{tmp_path / 'dmd'}.grads{r}.pt") for r in (0, 1))
     assert len(firsts) == len(g0) == 2                     # the fake score's first update, the generator's
     for ref_g, dp_g, other in zip(firsts, g0, g1):
         assert _max_diff(dp_g, other) == 0.0
         scale = max(g.abs().max().item() for g in ref_g)
         assert scale > 0 and _max_diff(dp_g, ref_g) <= 1e-5 * scale, (_max_diff(dp_g, ref_g), scale)
-    r0, r1 = _ranks(tmp_path / "dmd")
+    r0, r1 = _ranks(tmp_path / "dmd", "dmd")
     assert _max_diff(r0, r1) == 0.0                       # the ranks stay in step exactly
     diff = torch.cat([(a - b).abs().flatten() for a, b in zip(r0, ref.params)])
     moved = torch.cat([(a - b).abs().flatten() for a, b in zip(ref.params, make_initial(tiny_sd_dir))])
@@ -80,25 +78,55 @@ def make_initial(tiny_sd_dir):
     return init_state(DiffusersTeacher.from_pretrained(tiny_sd_dir), dmd_cfg(tiny_sd_dir, 2)).gen.params
 
 
-def test_noise_lora_two_ranks_equal_one_process_of_twice_the_batch(tmp_path):
+@pytest.fixture(scope="module")
+def toy_ranks(tmp_path_factory) -> Path:
+    """One torchrun launch: every trainer of TOY_METHODS with 2 ranks of batch 4 (tests/dp_worker.py toy)."""
+    d = tmp_path_factory.mktemp("dp_toy")
+    _torchrun("toy", str(d / "out"), "4", str(d / "r"))
+    return d / "r"
+
+
+def test_map_chunks_deals_chunks_over_the_ranks_and_every_rank_gets_all(toy_ranks):
+    """guidance.map_chunks (the regression pairs, the data pool's encodings, reflow's ODE pairs): 4 chunks of
+    10 rows dealt to 2 ranks, each rank ends with all 10 in order."""
+    for r in (0, 1):
+        assert torch.equal(torch.load(f"{toy_ranks}.map_chunks.rank{r}.pt"), torch.arange(10) * 1.5)
+
+
+@pytest.mark.parametrize("method", TOY_METHODS)
+def test_regression_trainer_two_ranks_equal_one_process_of_twice_the_batch(method, toy_ranks, tmp_path):
+    """Through the shared path (guidance.shard's row draws, guarded_step's all-reduce): 2 ranks of batch 4 end where
+    one process of batch 8 ends (<= 1e-5), and not where one process of batch 4 ends (the ranks saw different
+    rows)."""
     torch.set_num_threads(1)
-    cfg = noise_lora_cfg(8)
-    ref = noise_lora.train(toy_setup(default_cfg=2.5), cfg, quiet_run(tmp_path / "one", cfg))
-    _torchrun("noise_lora", "-", str(tmp_path / "dp"), "4", str(tmp_path / "nl"))
-    r0, r1 = _ranks(tmp_path / "nl")
+    cfg = toy_cfg(method, 8)
+    ref = TRAINERS[method](toy_teacher(method), cfg, quiet_run(tmp_path / "one", cfg))
+    r0, r1 = _ranks(toy_ranks, method)
     assert _max_diff(r0, r1) == 0.0
     assert _max_diff(r0, ref.params) <= 1e-5, _max_diff(r0, ref.params)
-    assert ref.unet.alpha.abs().max() > 1e-2              # trained (20 Adam steps at lr 0.05)
-    cfg = noise_lora_cfg(4)
-    half = noise_lora.train(toy_setup(default_cfg=2.5), cfg, quiet_run(tmp_path / "h", cfg))
-    assert _max_diff(r0, half.params) > 1e-4              # and it is not the same as one process of batch b
+    cfg = toy_cfg(method, 4)
+    half = TRAINERS[method](toy_teacher(method), cfg, quiet_run(tmp_path / "h", cfg))
+    assert _max_diff(r0, half.params) > 1e-4
 
 
-@pytest.mark.parametrize("kw", [dict(method="consistency"), dict(method="dmd", gan={"weight": 0.1})])
-def test_unsupported_trainers_refuse_a_world_size_above_one(kw):
-    from dreamer.common.config import from_dict
-
-    cfg = from_dict(DistillConfig, kw)
-    with pytest.raises(ConfigError, match="data-parallel distillation"):
-        check_data_parallel(cfg, 2)
-    check_data_parallel(cfg, 1)
+@pytest.mark.parametrize("name", ["add", "dmd_gan"])
+def test_adversarial_two_ranks_take_the_steps_of_one_process(name, tiny_sd_dir, tmp_path):
+    """ADD and DMD + GAN (a discriminator step beside the generator's) on the tiny SD teacher: each optimizer's first
+    gradients (discriminator, generator; DMD: fake score too) equal those of one process with batch 2 up to float32
+    summation order, and the ranks stay in step exactly."""
+    torch.set_num_threads(1)
+    step = torch.optim.AdamW.step
+    try:
+        firsts = record_first_gradients()
+        distill(distill_cfg(name, tiny_sd_dir, 2), tmp_path / "one", log=lambda s: None)
+    finally:
+        torch.optim.AdamW.step = step
+    _torchrun("distill", name, str(tiny_sd_dir), str(tmp_path / "dp"), "1", str(tmp_path / "r"))
+    g0, g1 = (torch.load(f"{tmp_path / 'r'}.grads{r}.pt") for r in (0, 1))
+    assert len(firsts) == len(g0) == (3 if name == "dmd_gan" else 2)
+    for ref_g, dp_g, other in zip(firsts, g0, g1):
+        assert _max_diff(dp_g, other) == 0.0
+        scale = max(g.abs().max().item() for g in ref_g)
+        assert scale > 0 and _max_diff(dp_g, ref_g) <= 1e-5 * scale, (_max_diff(dp_g, ref_g), scale)
+    r0, r1 = _ranks(tmp_path / "r", name)
+    assert _max_diff(r0, r1) == 0.0

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from guidance import (GuidanceConfig, Prompts, add_noise, guarded_step, score_distillation_step, split_cond,
-                      time_embedding)
+from guidance import (GuidanceConfig, Prompts, add_noise, guarded_step, randint_rows, randn_rows,
+                      score_distillation_step, split_cond, time_embedding)
 
 from ..generator import Generator, make_generator
 from .common import Data, DistillRun, data_pool, make_optimizer, scale_of
@@ -126,8 +126,8 @@ class GanTerm:
     def _judge(self, x: torch.Tensor, cond: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         if self.s.t_max <= 0:
             return self.disc(x, cond)
-        t = torch.randint(0, max(1, int(self.s.t_max * len(self.ac))), (x.shape[0],), generator=g).to(x.device)
-        return self.disc(add_noise(x, torch.randn(x.shape, generator=g).to(x), t, self.ac), cond, t)
+        t = randint_rows(max(1, int(self.s.t_max * len(self.ac))), x.shape[0], g).to(x.device)  # data parallel:
+        return self.disc(add_noise(x, randn_rows(x.shape, g).to(x), t, self.ac), cond, t)         # own rows
 
     def step(self, x0: torch.Tensor, cond: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, float]:
         """One D update on a real batch vs x0.detach(); returns the generator's adversarial loss on x0 (with grad)."""
@@ -140,6 +140,7 @@ class GanTerm:
 def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
     """ADD: alternate one hinge discriminator step and one student step (adversarial + lambda * distillation)."""
     s = cfg.add
+    torch.manual_seed(cfg.seed)             # the discriminator heads' initialisation: seeded, the same on every rank
     ac, g = teacher.alphas_cumprod, torch.Generator().manual_seed(cfg.seed)
     gen = make_generator(teacher, cfg.timesteps, cfg.lora_rank, run.meta, sampler="renoise")
     data = data or data_pool(teacher, gen, cfg, g)
@@ -150,8 +151,8 @@ def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
     sched = torch.tensor(gen.timesteps)
     for step in range(1, cfg.steps + 1):
         x_real, cond = data.batch(cfg.batch, g)
-        t = sched[torch.randint(0, len(sched), (cfg.batch,), generator=g)]
-        x_fake = gen.x0(add_noise(x_real, torch.randn(x_real.shape, generator=g), t, ac), t, cond)  # [B,C,h,w]
+        t = sched[randint_rows(len(sched), cfg.batch, g)]                  # data parallel: this rank's rows
+        x_fake = gen.x0(add_noise(x_real, randn_rows(x_real.shape, g), t, ac), t, cond)  # [B,C,h,w]
         d_loss = hinge_d_loss(disc(x_real, cond), disc(x_fake.detach(), cond))
         run.step(d_loss, opt_d, cfg.max_grad_norm)
         adv = hinge_g_loss(disc(x_fake, cond))

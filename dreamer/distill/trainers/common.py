@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from guidance import (BadSteps, Prompts, guarded_step, randint_rows, rank_world, teacher_cfg, uniform_timesteps,
-                      x0_from_eps)
+from guidance import (BadSteps, Prompts, guarded_step, map_chunks, randint_rows, rank_world, teacher_cfg,
+                      uniform_timesteps, x0_from_eps)
 
 from ...common.errors import warn_skipped
 from .. import generator as _generator
@@ -70,14 +70,15 @@ def regression_pairs(teacher, gen: Generator, conds: torch.Tensor, uncond: torch
 
     idx = torch.arange(len(conds)).repeat_interleave(cfg.regression_pairs)
     z = torch.randn(gen.sample_shape(len(idx)), generator=g).to(conds.device)
-    out = []
-    with bar(desc=f"teacher DDIM-{cfg.regression_ddim_steps} pairs", total=len(idx), unit="pair") as b:
-        for i in range(0, len(idx), chunk):
-            c = conds[idx[i:i + chunk]]                                         # [b,L,D]
-            out.append(ddim_sample(teacher, c, uncond, scale, cfg.regression_ddim_steps, z[i:i + chunk],
-                                   teacher_clip(teacher)))
-            b.update(len(c))
-    return z, torch.cat(out), idx
+    _, world = rank_world()
+    with bar(desc=f"teacher DDIM-{cfg.regression_ddim_steps} pairs", total=-(-len(idx) // world), unit="pair") as b:
+        def pairs(i: int, j: int) -> torch.Tensor:                              # x0 [j-i,C,h,w]
+            x0 = ddim_sample(teacher, conds[idx[i:j]], uncond, scale, cfg.regression_ddim_steps, z[i:j],
+                             teacher_clip(teacher))
+            b.update(j - i)
+            return x0
+        x0 = map_chunks(pairs, len(idx), chunk, conds.device)                 # data parallel: chunks split
+    return z, x0, idx
 
 
 class GeneratorTeacher:
@@ -162,8 +163,8 @@ def data_pool(teacher, gen: Generator, cfg, g: torch.Generator) -> Data:
             rgb, names = shapes_images(cfg.data_size, gen.sample_shape(1)[-1] * factor, g)
             prompts = list(dict.fromkeys(names))
             pos = {p: i for i, p in enumerate(prompts)}
-            with torch.no_grad():
-                x0 = torch.cat([teacher.encode(rgb[i:i + 64]) for i in range(0, len(rgb), 64)])
+            with torch.no_grad():                                               # data parallel: chunks split
+                x0 = map_chunks(lambda i, j: teacher.encode(rgb[i:j]), len(rgb), 64, uncond.device)
             conds = teacher.encode_prompt(prompts)
         return Data(x0, torch.tensor([pos[p] for p in names]), prompts, conds, uncond)
     from ..prompts import run_captions

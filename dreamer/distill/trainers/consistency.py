@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from guidance import add_noise, renoise
+from guidance import add_noise, randint_rows, randn_rows, renoise
 
 from ..generator import Generator, make_generator
 from .common import (
@@ -49,7 +49,7 @@ def consistency_pair(teacher, gen: Generator, target: Generator, x0: torch.Tenso
                      uncond: torch.Tensor, t: torch.Tensor, skip: int, scale: float, clip, g: torch.Generator):
     """(f_theta(x_{t_n}, t_n) with grad, f_target(x_{t_{n-k}}, t_{n-k}) without) [B,C,h,w]; t [B] grid times."""
     ac = teacher.alphas_cumprod
-    x_t = add_noise(x0, torch.randn(x0.shape, generator=g), t, ac)
+    x_t = add_noise(x0, randn_rows(x0.shape, g), t, ac)                  # data parallel: this rank's rows
     t_prev = (t - skip).clamp(min=0)
     with torch.no_grad():
         x0_teacher = teacher_denoiser(teacher, cond, uncond, scale)(x_t, t)
@@ -75,7 +75,7 @@ def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
     clip, scale = teacher_clip(teacher), scale_of(teacher, cfg)
     for step in range(1, cfg.steps + 1):
         x0, cond = data.batch(cfg.batch, g)
-        t = torch.randint(1, T // s.skip + 1, (cfg.batch,), generator=g) * s.skip - 1    # grid 19, 39, ..., 999
+        t = randint_rows(T // s.skip + 1, cfg.batch, g, low=1) * s.skip - 1     # grid 19, 39, ..., 999
         pred, y = consistency_pair(teacher, gen, target, x0, cond, data.uncond, t, s.skip, scale, clip, g)
         loss = pseudo_huber(pred, y, s.huber_c)
         gnorm = run.step(loss, opt, cfg.max_grad_norm)

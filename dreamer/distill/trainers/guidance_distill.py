@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from guidance import add_noise, cfg_combine, native_weight, sample_timesteps, uniform_timesteps
+from guidance import add_noise, cfg_combine, native_weight, randn_rows, rows, sample_timesteps, uniform_timesteps
 
 from ..generator import Generator, make_generator
 from .common import Data, DistillRun, data_pool, make_optimizer, scale_of, weighted_mse
@@ -49,9 +49,9 @@ def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
     ac = teacher.alphas_cumprod
     for step in range(1, cfg.steps + 1):
         x0, cond = data.batch(cfg.batch, g)
-        t = sample_timesteps(cfg.batch, cfg.t_min, cfg.t_max, len(ac), g)
-        w = s.scale_min + (s.scale_max - s.scale_min) * torch.rand(cfg.batch, generator=g)
-        noise = torch.randn(x0.shape, generator=g)
+        t = rows(lambda m: sample_timesteps(m, cfg.t_min, cfg.t_max, len(ac), g), cfg.batch)  # data parallel:
+        w = s.scale_min + (s.scale_max - s.scale_min) * rows(lambda m: torch.rand(m, generator=g), cfg.batch)
+        noise = randn_rows(x0.shape, g)                                     # this rank's rows of each draw
         pred, target = student_and_target(teacher, gen, x0, cond, data.uncond.expand(len(x0), -1, -1), t, w, noise)
         loss = weighted_mse(pred, target, native_weight(teacher.prediction_type, ac[t].to(pred)))
         gnorm = run.step(loss, opt, cfg.max_grad_norm)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from guidance import add_noise, alpha_sigma, sample_timesteps, uniform_timesteps
+from guidance import add_noise, alpha_sigma, map_chunks, randint_rows, rows, sample_timesteps, uniform_timesteps
 
 from ..generator import Generator, make_generator
 from ..sampling import rollout
@@ -42,7 +42,7 @@ def fit_pairs(gen: Generator, z, x0, idx, conds, iters: int, cfg, run: DistillRu
     """KD (Luhman & Luhman 2021, eq. 6 with L2): min ||G(z, t*, y) - x0||^2 over the fixed pairs."""
     opt = make_optimizer(gen.params, cfg)
     for it in range(1, iters + 1):
-        j = torch.randint(0, len(z), (cfg.batch,), generator=g)
+        j = randint_rows(len(z), cfg.batch, g)              # data parallel: this rank's rows of the global draw
         t = torch.full((cfg.batch,), gen.t_star, dtype=torch.long)
         loss = F.mse_loss(gen.x0(z[j], t, conds[idx[j]]), x0[j])
         gnorm = run.step(loss, opt, cfg.max_grad_norm)
@@ -67,8 +67,8 @@ def fit_reflow(gen: Generator, z, x0, idx, conds, iters: int, cfg, run: DistillR
     opt = make_optimizer(gen.params, cfg)
     z = path_noise(z, x0, gen.alphas_cumprod)
     for it in range(1, iters + 1):
-        j = torch.randint(0, len(z), (cfg.batch,), generator=g)
-        t = sample_timesteps(cfg.batch, cfg.t_min, cfg.t_max, len(gen.alphas_cumprod), g)
+        j = randint_rows(len(z), cfg.batch, g)
+        t = rows(lambda m: sample_timesteps(m, cfg.t_min, cfg.t_max, len(gen.alphas_cumprod), g), cfg.batch)
         loss = reflow_loss(gen, x0[j], z[j], conds[idx[j]], t)
         gnorm = run.step(loss, opt, cfg.max_grad_norm)
         run.log({"phase": "reflow", "loss": loss.item(), "grad_norm": gnorm}, last=it == iters)
@@ -107,9 +107,9 @@ def train_reflow(teacher, cfg, run: DistillRun, data=None) -> Generator:
         run.save(gen, "reflow")
     z2 = torch.randn(z.shape, generator=g)
     with torch.no_grad():                                   # stage 3: the reflowed model's own ODE pairs (one pass)
-        x2 = torch.cat([rollout(lambda x, t, c=conds[idx[i:i + 64]]: gen.x0(x, t, c), z2[i:i + 64],
-                                uniform_timesteps(s.ode_steps, T), gen.alphas_cumprod, ddim=True,
-                                clip=teacher_clip(teacher)) for i in range(0, len(z2), 64)])
+        x2 = map_chunks(lambda i, j: rollout(lambda x, t: gen.x0(x, t, conds[idx[i:j]]), z2[i:j],  # ranks split
+                                             uniform_timesteps(s.ode_steps, T), gen.alphas_cumprod, ddim=True,
+                                             clip=teacher_clip(teacher)), len(z2), 64, z2.device)
     gen.timesteps = [T - 1]
     fit_pairs(gen, z2, x2, idx, conds, s.distill_iters, cfg, run, g, "distill")
     return gen

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from guidance import add_noise, alpha_sigma, renoise, uniform_timesteps
+from guidance import add_noise, alpha_sigma, randint_rows, randn_rows, renoise, uniform_timesteps
 
 from ..generator import Generator, make_generator
 from .common import (
@@ -86,9 +86,9 @@ def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
             x0, cond = data.batch(cfg.batch, g)
             den = (teacher_denoiser(teacher, cond, data.uncond, scale) if prev is None
                    else (lambda x, t, c=cond, p=prev: p.x0(x, t, c)))
-            i = torch.randint(0, n, (cfg.batch,), generator=g)
+            i = randint_rows(n, cfg.batch, g)                    # data parallel: this rank's rows of the draws
             t0 = torch.tensor(gen.timesteps)[i]
-            x_t = add_noise(x0, torch.randn(x0.shape, generator=g), t0, ac)
+            x_t = add_noise(x0, randn_rows(x0.shape, g), t0, ac)
             target, t = two_step_target(den, x_t, i, grid2, ac, clip)
             snr = ac[t] / (1 - ac[t])
             loss = weighted_mse(gen.x0(x_t, t, cond), target, snr.clamp(min=1.0))  # truncated SNR weighting
