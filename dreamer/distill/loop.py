@@ -28,8 +28,8 @@ from .trainers.common import CHECKPOINT, DistillRun, base_teacher_ref, load_any_
 RESUMABLE = ("dmd", "diff_instruct", "sds")          # trainers that write and read OUT/checkpoint.pt
 DATA_METHODS = ("guidance", "progressive", "consistency", "noise_lora", "add")  # trainers that read cfg.data
 RESUME_FREE_KEYS = ("steps", "threads", "log_every", "save_every", "max_bad_steps")
-# data parallel under torchrun: the trainers whose every per-sample draw goes through guidance.shard (score trainers
-# without the GAN term, and noise_lora); the others refuse a world size > 1
+
+
 def _base_teacher(ref: str | None) -> str | None:
     """The diffusers teacher a recipe's `teacher` stands for (a generator folder: the teacher it records)."""
     if ref and (Path(ref) / META).is_file():
