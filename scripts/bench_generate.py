@@ -7,7 +7,8 @@ the success rate with its 95 % interval.  Prints JSON.
 Prompts: the 12 default prompts (6 shapes x 6 colours, each colour twice) or --all 36 catalogue objects; seeds:
 train.seed 0..N-1 (--seeds) or the listed ones (default: the recipe's own seed). Runs go to OUT/RECIPE/PROMPT[/seed-S];
 --resume skips runs whose metrics.json exists (and continues an interrupted one from its checkpoint), so a long
-benchmark can be continued in another session. Per run (the JSON's "runs"): recipe, prompt, seed, loop / total
+benchmark can be continued in another session; --report-only trains nothing: it summarises the finished runs and
+lists the missing ones (a benchmark still running, e.g. in other processes). Per run (the JSON's "runs"): recipe, prompt, seed, loop / total
 seconds and every metric of metrics.json (Chamfer as a fraction of the GT bbox diagonal, IoU, colour error, PSNR and
 prompt accuracy of 8 views, the strict `right` flag and its `reasons`). Per recipe: the success rate (`right`) with
 its Wilson interval (several seeds: pooled counts, min-max over seeds; null with a note when metrics.json has no
@@ -49,6 +50,8 @@ def parse_args(argv=None):
     ap.add_argument("--seeds", type=int, default=None, help="train.seed 0..N-1")
     ap.add_argument("--seed-list", type=int, nargs="+", default=None, help="these train.seed values")
     ap.add_argument("--resume", action="store_true", help="skip runs whose metrics.json exists; continue the rest")
+    ap.add_argument("--report-only", action="store_true",
+                    help="train nothing: summarise the runs that have a metrics.json, list the others as missing")
     ap.add_argument("--out", default="runs/bench")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("overrides", nargs="*")
@@ -79,7 +82,7 @@ def plan(args) -> list[tuple[str, str, object, Path, object]]:
                 extra = [] if seed is None else [f"train.seed={seed}"]
                 cfg = load_generate_config(recipe, prompt, None, ["train.preview_every=0"] + args.overrides + extra)
                 out = Path(args.out) / recipe / slug(prompt) / ("" if seed is None else f"seed-{seed}")
-                if (out / "metrics.json").is_file() and not args.resume:
+                if (out / "metrics.json").is_file() and not (args.resume or args.report_only):
                     raise DreamerError(f"{out} already holds results; pass --resume to keep them (runs with a "
                                        f"metrics.json are skipped) or choose another --out")
                 jobs.append((recipe, prompt, seed, out, cfg))
@@ -134,17 +137,21 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     try:
         jobs = plan(args)
-        rows = []
+        rows, missing = [], []
         for recipe, prompt, seed, out, cfg in jobs:
-            rows.append(run_one(recipe, prompt, seed, out, cfg, args.resume))
+            if args.report_only and not (out / "metrics.json").is_file():
+                missing.append({"recipe": recipe, "prompt": prompt, "seed": seed})
+                continue
+            rows.append(run_one(recipe, prompt, seed, out, cfg, args.resume or args.report_only))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     except (DreamerError, ValueError, OSError) as e:
         print(f"dreamer: error: {one_line(e)}", file=sys.stderr)
         return 2
-    summary = {r: summarise([x for x in rows if x["recipe"] == r]) for r in args.recipes}
+    summary = {r: summarise([x for x in rows if x["recipe"] == r]) for r in args.recipes
+               if any(x["recipe"] == r for x in rows)}
     print(json.dumps({"threads": args.threads, "overrides": args.overrides, "prompts": args.prompts,
                       "seeds": args.seed_values, "interval": "95 % Wilson score", "summary": summary,
-                      "runs": rows}, indent=2))
+                      **({"missing": missing} if args.report_only else {}), "runs": rows}, indent=2))
     return 0
 
 

@@ -72,3 +72,18 @@ def test_bench_generate_refuses_results_and_resumes_them(tmp_path, capsys):
     assert m.main(argv + ["--resume"]) == 0
     s = json.loads(capsys.readouterr().out)["summary"]["gaussians-sds"]
     assert (s["success"]["k"], s["success"]["n"]) == (0, 1) and s["success"]["hi"] == pytest.approx(0.7935, abs=1e-4)
+
+
+def test_bench_generate_report_only_summarises_finished_runs_and_lists_missing(tmp_path, capsys):
+    """--report-only trains nothing: a run without metrics.json is listed as missing, not started."""
+    m = _load("bench_generate")
+    run = tmp_path / "gaussians-sds" / "a-red-cube" / "seed-0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"prompt": "a red cube", "right": True, "reasons": []}))
+    argv = ["--out", str(tmp_path), "--seeds", "2", "--prompts", "a red cube", "a blue torus", "--report-only"]
+    assert m.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(r["prompt"], r["seed"]) for r in out["runs"]] == [("a red cube", 0)]
+    assert len(out["missing"]) == 3 and {"recipe": "gaussians-sds", "prompt": "a blue torus", "seed": 1} in out["missing"]
+    assert out["summary"]["gaussians-sds"]["success"]["k"] == 1
+    assert not (tmp_path / "gaussians-sds" / "a-red-cube" / "seed-1").exists()   # nothing was started
