@@ -33,7 +33,7 @@ class DistillConfig:
     #                                      DMD2; False: all fake updates reuse the generator update's batch
     fake_max_grad_norm: float = 1.0      # fake-score gradient-norm clip (DMD2: 10); 0 = off
     fake_lora_rank: int = 0              # > 0: the fake score is a LoRA on the frozen teacher (memory), not a copy
-    mixed_precision: str = "no"          # no | bf16: autocast generator, fake score and teacher passes to bfloat16
+    mixed_precision: str = "fp32"        # fp32 | bf16: autocast generator, fake score and teacher passes to bfloat16
     #                                      (weights, optimizer states and the losses stay float32)
     gradient_checkpointing: bool = False  # recompute generator / fake-score UNet blocks in backward (memory)
     cfg_scale: float | None = None       # teacher CFG for the real score; None: the teacher's default
@@ -85,8 +85,10 @@ def validate(cfg: DistillConfig) -> DistillConfig:
     """Raise ConfigError on values the dataclass types cannot catch."""
     if cfg.method not in TRAINERS:
         raise ConfigError(f"'method' must be one of {', '.join(TRAINERS)}, got {cfg.method!r}")
-    for k, ok in (("dm_loss", ("per_image", "mean")), ("mixed_precision", ("no", "bf16")), ("t_sampling", ("uniform", "lognormal")),
-                  ("weighting", ("sds", "uniform", "snr_inv"))):
+    if cfg.mixed_precision == "no":                      # the older spelling (YAML reads a bare no as false)
+        cfg.mixed_precision = "fp32"
+    for k, ok in (("dm_loss", ("per_image", "mean")), ("mixed_precision", ("fp32", "bf16")),
+                  ("t_sampling", ("uniform", "lognormal")), ("weighting", ("sds", "uniform", "snr_inv"))):
         if getattr(cfg, k) not in ok:
             raise ConfigError(f"'{k}' must be one of {', '.join(ok)}, got {getattr(cfg, k)!r}")
     if cfg.prompts and cfg.prompts_file:

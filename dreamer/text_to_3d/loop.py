@@ -98,12 +98,13 @@ class SceneRun:
         cam = c.camera
         cams = R.sample_orbit_cameras(cam.batch, cam.elev_range, cam.azim_range, cam.dist_range, cam.fov_range,
                                       cam.resolution, cam.resolution, self.rng, device=c.device)
-        out = self.scene.render(cams, i, self.rng)
-        x0 = self.to_teacher(out["rgb"])
+        out = self.scene.render(cams, i, self.rng)                     # the renderer always runs in fp32
         aux_kw = {"camera": R.camera_vector(cams)} if self.aux is not None else {}
         gcfg = replace(c.guidance, cfg_scale=c.guidance.cfg_scale * c.train.cfg_mult(i))
-        g = score_distillation_step(self.teacher, x0, self.prompts_for(cams), gcfg, self.rng,
-                                    t_max=c.train.t_max(i), aux=self.aux, **aux_kw)
+        with torch.autocast(torch.device(c.device).type, torch.bfloat16, enabled=c.mixed_precision == "bf16"):
+            x0 = self.to_teacher(out["rgb"]).float()                   # noise and t drawn as in fp32
+            g = score_distillation_step(self.teacher, x0, self.prompts_for(cams), gcfg, self.rng,
+                                        t_max=c.train.t_max(i), aux=self.aux, **aux_kw)
         regs = regularisers(c, out)
         loss = g.loss + sum(regs.values())
         scale = c.train.lr_scale(i)

@@ -83,6 +83,7 @@ class GenerateConfig:
     prompt: str = ""
     teacher: str = ""                # "" = the embedded shapes teacher; else a diffusers folder or hub id
     teacher_dtype: str = "float32"
+    mixed_precision: str = "fp32"    # fp32 | bf16: the guidance step (VAE encode, teacher, VSD LoRA) in bf16 autocast
     device: str = "cpu"
     renderer: str = "gaussians"      # gaussians | nerf
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
@@ -104,6 +105,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "prompt": ((lambda v: bool(v.strip())), "must not be empty (give a text prompt, e.g. \"a red cube\")"),
     "renderer": ((lambda v: v in SCENES), f"must be one of {', '.join(SCENES)}"),
     "teacher_dtype": ((lambda v: v in DTYPES), f"must be one of {', '.join(DTYPES)}"),
+    "mixed_precision": ((lambda v: v in ("fp32", "bf16")), "must be fp32 or bf16"),
     "guidance.method": ((lambda v: v in GUIDANCE_METHODS), f"must be one of {', '.join(GUIDANCE_METHODS)}"),
     "guidance.cfg_scale": _NON_NEGATIVE, "guidance.aux_rank": _POSITIVE, "guidance.aux_updates": _POSITIVE,
     "guidance.aux_lr": _NON_NEGATIVE, "guidance.grad_clip": _NON_NEGATIVE,

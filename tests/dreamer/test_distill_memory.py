@@ -4,7 +4,7 @@ UNets run, and a LoRA fake score trains only its adapter."""
 import pytest
 import torch
 
-from dreamer.distill.recipe import DistillConfig
+from dreamer.distill.recipe import DistillConfig, validate
 from dreamer.distill.trainers.score import autocast, distill_step, guidance_config, init_state
 from guidance import DiffusersTeacher, FakeScore
 
@@ -47,8 +47,9 @@ def _rel(a, b):
 
 def test_bf16_autocast_agrees_with_fp32(teacher, tiny_sd_dir):
     x, t, cond, target = _inputs(teacher)
-    for mp in ("no", "bf16"):
+    for mp in ("fp32", "bf16"):
         assert autocast(_cfg(tiny_sd_dir, mixed_precision=mp)).fast_dtype == torch.bfloat16
+    assert validate(_cfg(tiny_sd_dir, mixed_precision="no")).mixed_precision == "fp32"   # the older spelling
     state = init_state(teacher, _cfg(tiny_sd_dir), str(tiny_sd_dir))
     for eps, params in ((state.gen.eps, state.gen.params), (state.fake.eps, state.fake.params)):
         o32, g32, l32 = _grads(eps, params, x, t, cond, target, autocast(_cfg(tiny_sd_dir)))

@@ -78,3 +78,26 @@ def test_sdxl_recipes_validate_as_shipped():
     d = load_distill_config("distill-dmd-sdxl")
     assert d.teacher.endswith("stable-diffusion-xl-base-1.0") and d.resolution == 1024 and d.dm_loss == "mean"
     assert d.mixed_precision == "bf16" and d.gradient_checkpointing and d.fake_fresh_batches
+
+
+@pytest.mark.parametrize("recipe", ["gaussians-sds", "gaussians-vsd", "nerf-sds"])
+def test_3d_bf16_autocast_agrees_with_fp32(recipe, tiny_sd_dir):
+    """mixed_precision: bf16 in the text-to-3D loop (VAE encode with gradient, teacher, VSD LoRA in autocast; the
+    renderer in fp32): the first step's scene gradients agree with fp32 (same cameras, t and noise) to a relative
+    error < 0.1 and a cosine > 0.995 (measured on the tiny SD 1.5 architecture: 0.049-0.068, >= 0.9977); the
+    bf16 passes did run (the gradients are not identical)."""
+    from dreamer.text_to_3d.loop import SceneRun
+
+    torch.set_num_threads(1)
+    teacher, grads = DiffusersTeacher.from_pretrained(tiny_sd_dir), {}
+    for mp in ("fp32", "bf16"):
+        cfg = load_generate_config(recipe, "a red cube", str(tiny_sd_dir), CPU + ["camera.batch=2",
+                                                                                  f"mixed_precision={mp}"])
+        run = SceneRun(cfg, teacher=teacher)
+        run.step()
+        grads[mp] = torch.cat([p.grad.flatten() for o in run.scene.optimizers for g in o.param_groups
+                               for p in g["params"] if p.grad is not None])
+    a, b = grads["bf16"], grads["fp32"]
+    assert not torch.equal(a, b)
+    assert float((a - b).norm() / b.norm()) < 0.1
+    assert float(torch.nn.functional.cosine_similarity(a, b, 0)) > 0.995
