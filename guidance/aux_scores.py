@@ -171,7 +171,8 @@ class FakeScore:
             self.layers = add_lora(self.unet, LORA_ALL_TARGETS, lora_rank)
             self.params = [p for m in self.layers.values() for p in (m.lora_A.weight, m.lora_B.weight)]
         else:
-            self.unet = copy.deepcopy(teacher.unet).float().requires_grad_(True).train()
+            unet = copy.deepcopy(teacher.unet)            # fp32 master weights (fp64 for a float64 teacher)
+            self.unet = (unet.double() if unet.dtype == torch.float64 else unet.float()).requires_grad_(True).train()
             self.params = list(self.unet.parameters())
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()

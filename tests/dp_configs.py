@@ -12,13 +12,16 @@ def dmd_cfg(teacher_dir: str, batch: int, steps: int = 3) -> DistillConfig:
 
 
 def distill_cfg(name: str, teacher_dir: str, batch: int) -> DistillConfig:
-    """dmd, add (ADD: hinge discriminator + distillation) or dmd_gan (DMD2's GAN term) on the tiny SD teacher; the
-    adversarial ones with a small teacher-sample pool of real images."""
+    """dmd, dmd64 (the same in float64: teacher, generator and fake score), add (ADD: hinge discriminator +
+    distillation) or dmd_gan (DMD2's GAN term) on the tiny SD teacher; the adversarial ones with a small
+    teacher-sample pool of real images."""
     import dataclasses
 
     from dreamer.distill.trainers.adversarial import GanSettings
 
     cfg = dmd_cfg(teacher_dir, batch)
+    if name == "dmd64":
+        return dataclasses.replace(cfg, dtype="float64")
     if name == "add":
         return dataclasses.replace(cfg, method="add", data="teacher", data_size=8)
     if name == "dmd_gan":

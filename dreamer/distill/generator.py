@@ -113,13 +113,19 @@ def with_guidance_input(unet, dim: int = 256):
     return new.to(unet.device)
 
 
+def master_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Trainable copies keep float32 master weights; a float64 teacher (exactness tests) keeps float64."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def make_generator(teacher, timesteps=DEFAULT_TIMESTEPS, lora_rank: int = 0, meta: dict | None = None,
                    sampler: str = "renoise", boundary: float = 0.0, guidance_dim: int = 0) -> Generator:
-    """Deep-copy the teacher UNet (float32, trainable); lora_rank > 0 trains a peft LoRA adapter only;
+    """Deep-copy the teacher UNet (float32 master weights, trainable; float64 for a float64 teacher); lora_rank > 0 trains a peft LoRA adapter only;
     guidance_dim > 0 adds a guidance-scale input (guidance distillation)."""
-    unet = copy.deepcopy(teacher.unet).float().train()
+    cast = (lambda m: m.double()) if master_dtype(teacher.unet.dtype) == torch.float64 else (lambda m: m.float())
+    unet = cast(copy.deepcopy(teacher.unet)).train()
     if guidance_dim > 0:
-        unet = with_guidance_input(unet, guidance_dim).float().train()
+        unet = cast(with_guidance_input(unet, guidance_dim)).train()
     if lora_rank > 0:
         from peft import LoraConfig
 

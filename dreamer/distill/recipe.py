@@ -65,7 +65,7 @@ class DistillConfig:
     max_grad_norm: float = 10.0          # generator gradient-norm clip; 0 = off
     ema_decay: float = 0.0               # > 0: save an EMA of the generator weights (the fake score sees the online G)
     device: str = "cpu"
-    dtype: str = "float32"               # teacher dtype (float16 / bfloat16 on GPUs)
+    dtype: str = "float32"               # teacher dtype (float16 / bfloat16 on GPUs; float64: generator too, tests)
     log_every: int = 10
     save_every: int = 0                  # 0: save at the end only
     threads: int = 1                     # torch CPU threads

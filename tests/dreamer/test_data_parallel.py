@@ -69,6 +69,22 @@ def test_dmd_two_ranks_of_batch_1_equal_one_process_of_batch_2(tiny_sd_dir, tmp_
     assert [json.loads(s)["step"] for s in lines] == [1, 2, 3]
 
 
+def test_dmd_in_float64_two_ranks_end_where_one_process_of_twice_the_batch_ends(tiny_sd_dir, tmp_path):
+    """The same 3 DMD steps in float64 (teacher, generator, fake score): summation order now moves gradients by
+    ~1e-16 instead of ~1e-7, no near-cancelling entry flips Adam's sign, and every generator entry agrees with one
+    process of batch 2 to <= 1e-5: what differs in float32 is rounding, not data or sharding."""
+    torch.set_num_threads(1)
+    ref = distill(distill_cfg("dmd64", tiny_sd_dir, 2), tmp_path / "one", log=lambda s: None)
+    _torchrun("distill", "dmd64", str(tiny_sd_dir), str(tmp_path / "dp"), "1", str(tmp_path / "r"))
+    r0, r1 = _ranks(tmp_path / "r", "dmd64")
+    assert all(p.dtype == torch.float64 for p in r0) and _max_diff(r0, r1) == 0.0
+    assert _max_diff(r0, ref.params) <= 1e-5, _max_diff(r0, ref.params)
+    moved = torch.cat([(a - b).abs().flatten() for a, b in zip(ref.params, make_initial(tiny_sd_dir))])
+    assert (moved > 5e-4).float().mean() > 0.5           # while most entries moved by more than 5e-4
+    half = distill(distill_cfg("dmd64", tiny_sd_dir, 1), tmp_path / "half", log=lambda s: None)
+    assert _max_diff(r0, half.params) > 1e-4             # and one process of batch 1 ends elsewhere
+
+
 def make_initial(tiny_sd_dir):
     """The generator's initial parameters (init_state's copy of the teacher's UNet)."""
     from guidance import DiffusersTeacher
