@@ -1,7 +1,8 @@
 """One rank of the data-parallel tests (launched by torchrun from tests/dreamer/test_data_parallel.py):
-  dp_worker.py distill NAME TINY_SD_DIR OUT BATCH RESULT     distill() end to end on dp_configs.distill_cfg(NAME)
+  dp_worker.py distill NAME TINY_SD_DIR OUT BATCH RESULT [STEPS [resume]]
+                                                             distill() end to end on dp_configs.distill_cfg(NAME)
                                                              (rank 0 writes OUT), and each optimizer's first
-                                                             gradients
+                                                             gradients; STEPS / resume: a split run
   dp_worker.py toy OUT BATCH RESULT                          every trainer of dp_configs.TOY_METHODS on the exact
                                                              toy teacher, one after the other
 writes this rank's final generator parameters to RESULT.<name>.rank<r>.pt (distill: and the gradients of each
@@ -27,9 +28,14 @@ def main(mode: str, *args: str) -> None:
     if mode == "distill":
         from dreamer.distill.loop import distill
 
-        method, teacher_dir, out, batch, result = args
+        import dataclasses
+
+        method, teacher_dir, out, batch, result, *more = args
+        cfg = distill_cfg(method, teacher_dir, int(batch))
+        if more:                                         # STEPS [resume]: a split run
+            cfg = dataclasses.replace(cfg, steps=int(more[0]))
         firsts = record_first_gradients()
-        gen = distill(distill_cfg(method, teacher_dir, int(batch)), out, log=lambda s: None)
+        gen = distill(cfg, out, log=lambda s: None, resume=more[1:] == ["resume"])
         rank = int(__import__("os").environ["RANK"])
         torch.save(firsts, f"{result}.grads{rank}.pt")
         _save(gen, result, method, rank)

@@ -85,6 +85,20 @@ def test_dmd_in_float64_two_ranks_end_where_one_process_of_twice_the_batch_ends(
     assert _max_diff(r0, half.params) > 1e-4             # and one process of batch 1 ends elsewhere
 
 
+def test_dmd_data_parallel_resume_under_the_same_world_size(tiny_sd_dir, tmp_path):
+    """2 ranks: 2 steps, then --resume to 3 (all ranks read OUT/checkpoint.pt, rank 0 wrote it) = 3 steps in one
+    go, bit for bit; the log has each step once."""
+    torch.set_num_threads(1)
+    _torchrun("distill", "dmd", str(tiny_sd_dir), str(tmp_path / "full"), "1", str(tmp_path / "full"), "3")
+    _torchrun("distill", "dmd", str(tiny_sd_dir), str(tmp_path / "split"), "1", str(tmp_path / "a"), "2")
+    _torchrun("distill", "dmd", str(tiny_sd_dir), str(tmp_path / "split"), "1", str(tmp_path / "b"), "3", "resume")
+    full, resumed = _ranks(tmp_path / "full", "dmd"), _ranks(tmp_path / "b", "dmd")
+    assert all(_max_diff(f, r) == 0.0 for f, r in zip(full, resumed))
+    assert _max_diff(_ranks(tmp_path / "a", "dmd")[0], full[0]) > 0      # the split run did stop after 2 steps
+    lines = (tmp_path / "split" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(s)["step"] for s in lines] == [1, 2, 3]
+
+
 def make_initial(tiny_sd_dir):
     """The generator's initial parameters (init_state's copy of the teacher's UNet)."""
     from guidance import DiffusersTeacher
