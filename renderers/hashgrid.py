@@ -35,9 +35,6 @@ class HashGridConfig:
         return self.n_levels * self.n_features
 
 
-_CORNERS = torch.tensor([[(i >> 2) & 1, (i >> 1) & 1, i & 1] for i in range(8)])  # [8,3]
-
-
 class HashGrid(nn.Module):
     """Pure-torch hash grid: x [P,3] in [0,1]^3 -> features [P, n_levels * n_features]."""
 
@@ -60,27 +57,31 @@ class HashGrid(nn.Module):
         self.table = nn.Parameter(torch.empty(offsets[-1], cfg.n_features).uniform_(-cfg.init_scale, cfg.init_scale))
         self.out_dim = cfg.out_dim
 
-    def _index(self, lvl: int, c: torch.Tensor) -> torch.Tensor:
-        """Integer corner coords c [...,3] -> table rows."""
+    def _index(self, lvl: int, cx: torch.Tensor, cy: torch.Tensor, cz: torch.Tensor) -> torch.Tensor:
+        """Integer corner coords (broadcastable) -> table rows."""
         r = self.resolutions[lvl]
         if self.dense[lvl]:
-            idx = (c[..., 0] * (r + 1) + c[..., 1]) * (r + 1) + c[..., 2]
+            idx = (cx * (r + 1) + cy) * (r + 1) + cz
         else:
-            idx = (c[..., 0] * PRIMES[0]) ^ (c[..., 1] * PRIMES[1]) ^ (c[..., 2] * PRIMES[2])
+            idx = (cx * PRIMES[0]) ^ (cy * PRIMES[1]) ^ (cz * PRIMES[2])
             idx = (idx & 0xFFFFFFFF) % self.sizes[lvl]      # uint32 wrap as in Instant-NGP
         return idx + self.offsets[lvl]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Trilinear interpolation of the 8 corners per level. Corner k = 4 i + 2 j + l (offsets i, j, l on x, y,
+        z) is built by broadcasting per-axis [P,2] tensors, never a [P,8,3] one."""
         x = x.clamp(0.0, 1.0)
-        corners = _CORNERS.to(x.device)
+        P = x.shape[0]
         feats = []
         for lvl, r in enumerate(self.resolutions):
             pos = x * r
             base = torch.floor(pos).long().clamp(max=r - 1)           # [P,3]
             frac = pos - base                                          # [P,3]
-            c = base[:, None, :] + corners[None]                       # [P,8,3]
-            w = torch.where(corners[None].bool(), frac[:, None, :], 1 - frac[:, None, :]).prod(-1)  # [P,8]
-            f = self.table[self._index(lvl, c)]                        # [P,8,F]
+            w1 = torch.stack([1 - frac, frac], -1)                     # [P,3,2]: weights of offsets 0 / 1 per axis
+            w = (w1[:, 0, :, None, None] * w1[:, 1, None, :, None] * w1[:, 2, None, None, :]).reshape(P, 8)
+            c = torch.stack([base, base + 1], -1)                      # [P,3,2]
+            idx = self._index(lvl, c[:, 0, :, None, None], c[:, 1, None, :, None], c[:, 2, None, None, :])
+            f = self.table[idx.reshape(P, 8)]                          # [P,8,F]
             feats.append((w[..., None] * f).sum(1))
         return torch.cat(feats, -1)
 
