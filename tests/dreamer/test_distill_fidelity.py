@@ -111,6 +111,29 @@ def test_distill_from_a_caption_file(teacher, tiny_sd_dir, tmp_path):
     assert gen.meta["n_prompts"] == 70 and len(gen.meta["prompts"]) == 64 and gen.meta["prompts_file"] == str(caps)
 
 
+def test_teacher_sample_pool_reads_only_data_size_captions_of_a_large_file(teacher, tiny_sd_dir, tmp_path,
+                                                                            monkeypatch):
+    """The regression trainers' pool (data: teacher) on a caption file longer than data_size: data_size captions
+    drawn without replacement (seeded, in file order), read by index and encoded; not every caption of the file."""
+    from dreamer.distill.generator import make_generator
+    from dreamer.distill.trainers.common import data_pool, pool_captions
+
+    caps = tmp_path / "caps.txt"
+    caps.write_text("\n".join(f"a red cube number {i}" for i in range(500)))
+    reads, getitem = [], CaptionFile.__getitem__
+    monkeypatch.setattr(CaptionFile, "__getitem__", lambda self, i: reads.append(i) or getitem(self, i))
+    cfg = _cfg(teacher=str(tiny_sd_dir), method="noise_lora", prompts=[], prompts_file=str(caps), data="teacher",
+               data_size=6, regression_ddim_steps=2)
+    data = data_pool(teacher, make_generator(teacher), cfg, torch.Generator().manual_seed(0))
+    assert len(data.prompts) == 6 == len(set(data.prompts)) and data.x0.shape[0] == 6 and len(reads) == 6
+    assert data.conds.shape[0] == 6 and all(p.startswith("a red cube number ") for p in data.prompts)
+    nums = [int(p.rsplit(" ", 1)[1]) for p in data.prompts]
+    assert nums == sorted(nums)                                      # file order
+    again = pool_captions(CaptionFile(caps), 6, torch.Generator().manual_seed(0))
+    assert again == data.prompts                                     # seeded
+    assert pool_captions(["x", "y"], 6, torch.Generator()) == ["x", "y"]   # a short list: all of it
+
+
 def test_no_silent_fallback_to_the_shapes_world(tiny_sd_dir, tmp_path):
     with pytest.raises(ConfigError, match="not the embedded shapes teacher"):
         check_data_sources(DistillConfig(teacher=str(tiny_sd_dir)))

@@ -33,6 +33,21 @@ def default_prompts() -> list[str]:
     return [f"{s.prompt}, {v}" for s in catalogue() for v in VIEW_SUFFIXES]
 
 
+def pool_captions(captions, limit: int, g: torch.Generator) -> list[str]:
+    """The captions a teacher-sample pool is built on: all when there are at most `limit`, else `limit` of them
+    drawn without replacement (seeded by g, kept in file order) and read by index, so a large caption file is
+    never loaded or encoded whole."""
+    if len(captions) <= limit:
+        return list(captions)
+    pick = torch.randperm(len(captions), generator=g)[:limit].sort().values
+    return [captions[int(i)] for i in pick]
+
+
+def encode_captions(teacher, texts: list[str], chunk: int = 256) -> torch.Tensor:
+    """teacher.encode_prompt in chunks -> cond [N,L,D]."""
+    return torch.cat([teacher.encode_prompt(texts[i:i + chunk]) for i in range(0, len(texts), chunk)])
+
+
 def teacher_clip(teacher) -> float | None:
     """The clip_sample range of a pixel-space teacher (None for latent teachers or clip_sample off)."""
     sc = getattr(teacher, "scheduler", None)
@@ -169,8 +184,8 @@ def data_pool(teacher, gen: Generator, cfg, g: torch.Generator) -> Data:
         return Data(x0, torch.tensor([pos[p] for p in names]), prompts, conds, uncond)
     from ..prompts import run_captions
 
-    prompts = list(run_captions(cfg) or default_prompts())
-    conds = teacher.encode_prompt(prompts)
+    prompts = pool_captions(run_captions(cfg) or default_prompts(), cfg.data_size, g)
+    conds = encode_captions(teacher, prompts)
     reps = max(1, -(-cfg.data_size // len(prompts)))
     _, x0, idx = regression_pairs(teacher, gen, conds, uncond, _With(cfg, regression_pairs=reps),
                                   scale_of(teacher, cfg), g)
