@@ -101,3 +101,25 @@ def test_3d_bf16_autocast_agrees_with_fp32(recipe, tiny_sd_dir):
     assert not torch.equal(a, b)
     assert float((a - b).norm() / b.norm()) < 0.1
     assert float(torch.nn.functional.cosine_similarity(a, b, 0)) > 0.995
+
+
+@pytest.mark.parametrize("method", ["dmd", "add"])
+def test_gan_heads_train_on_the_sdxl_encoder(method, tiny_sdxl_dir, tmp_path):
+    """DMD2's GAN term and ADD on the tiny SDXL architecture (text_time UNet: the discriminator's frozen encoder
+    gets pooled text and time ids): 2 steps with a discriminator step each (d_loss logged, every loss finite) and
+    a loadable SDXL-architecture generator. Before, the GAN heads were tested on the SD 1.5 architecture only."""
+    from dreamer.distill.recipe import DistillConfig
+    from dreamer.distill.trainers.adversarial import GanSettings
+
+    torch.set_num_threads(1)
+    lines = []
+    cfg = DistillConfig(method=method, teacher=str(tiny_sdxl_dir), steps=2, batch=2, fake_updates=1, lr_gen=1e-3,
+                        lr_fake=1e-3, cfg_scale=3.0, prompts=["a red cube", "a blue sphere"], timesteps=[999, 499],
+                        threads=1, log_every=1, seed=0, data="teacher", data_size=4,
+                        **({"gan": GanSettings(weight=0.1)} if method == "dmd" else {}))
+    distill(cfg, tmp_path / method, log=lines.append)
+    logs = [json.loads(s) for s in lines]
+    d = [m["d_loss"] for m in logs]
+    assert len(d) == 2 and all(torch.isfinite(torch.tensor(v)) for m in logs for v in m.values()
+                               if isinstance(v, float))
+    assert load_generator(tmp_path / method / "generator").unet.config.addition_embed_type == "text_time"
