@@ -8,7 +8,9 @@ Prompts: the 12 default prompts (6 shapes x 6 colours, each colour twice) or --a
 train.seed 0..N-1 (--seeds) or the listed ones (default: the recipe's own seed). Runs go to OUT/RECIPE/PROMPT[/seed-S];
 --resume skips runs whose metrics.json exists (and continues an interrupted one from its checkpoint), so a long
 benchmark can be continued in another session; --report-only trains nothing: it summarises the finished runs and
-lists the missing ones (a benchmark still running, e.g. in other processes). Per run (the JSON's "runs"): recipe, prompt, seed, loop / total
+lists the missing ones (a benchmark still running, e.g. in other processes); --judge-glb also scores each run's
+textured, cleaned mesh.glb with the strict test (glb_right / glb_reasons per row, glb_success per recipe), beside
+the verdict on mesh.ply that metrics.json carries. Per run (the JSON's "runs"): recipe, prompt, seed, loop / total
 seconds and every metric of metrics.json (Chamfer as a fraction of the GT bbox diagonal, IoU, colour error, PSNR and
 prompt accuracy of 8 views, the strict `right` flag and its `reasons`). Per recipe: the success rate (`right`) with
 its Wilson interval (several seeds: pooled counts, min-max over seeds; null with a note when metrics.json has no
@@ -30,7 +32,8 @@ from dreamer.common.errors import DreamerError, one_line
 from dreamer.common.preflight import slug
 from dreamer.shapes.benchmark import success_rate
 from dreamer.shapes.stats import rate
-from dreamer.shapes.world import catalogue
+from dreamer.shapes.strict import load_mesh_file, strict_report
+from dreamer.shapes.world import catalogue, parse_prompt
 from dreamer.text_to_3d.loop import generate
 from dreamer.text_to_3d.outputs import export_run
 from dreamer.text_to_3d.recipe import load_generate_config
@@ -50,6 +53,7 @@ def parse_args(argv=None):
     ap.add_argument("--seeds", type=int, default=None, help="train.seed 0..N-1")
     ap.add_argument("--seed-list", type=int, nargs="+", default=None, help="these train.seed values")
     ap.add_argument("--resume", action="store_true", help="skip runs whose metrics.json exists; continue the rest")
+    ap.add_argument("--judge-glb", action="store_true", help="also score every run's mesh.glb with the strict test")
     ap.add_argument("--report-only", action="store_true",
                     help="train nothing: summarise the runs that have a metrics.json, list the others as missing")
     ap.add_argument("--out", default="runs/bench")
@@ -109,6 +113,14 @@ def run_one(recipe, prompt, seed, out: Path, cfg, resume: bool) -> dict:
     return row
 
 
+def judge_glb(glb: Path, prompt: str) -> dict:
+    """The strict verdict on a run's textured mesh.glb (what a user opens first): glb_right, glb_reasons, glb_genus."""
+    if not glb.is_file():
+        return {"glb_right": False, "glb_reasons": ["no mesh.glb"]}
+    rep = strict_report(load_mesh_file(glb), parse_prompt(prompt))
+    return {"glb_right": rep["right"], "glb_reasons": rep["reasons"], "glb_genus": rep["genus"]}
+
+
 def _median(rows, k):
     vals = [r[k] for r in rows if isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool)]
     return statistics.median(vals) if vals else None
@@ -119,6 +131,8 @@ def summarise(rows: list[dict]) -> dict:
     n = len(rows)
     s, note = success_rate(rows)
     med = {"runs": n, "success": s, **({"success_note": note} if note else {})}
+    if rows and all("glb_right" in r for r in rows):
+        med["glb_success"] = success_rate(rows, "glb_right")[0]
     med.update({k: _median(rows, k) for k in KEYS + ("total_seconds",)})
     for k, src in (("max_train_seconds", "train_seconds"), ("max_total_seconds", "total_seconds")):
         vals = [r[src] for r in rows if r.get(src) is not None]
@@ -143,6 +157,8 @@ def main(argv=None) -> int:
                 missing.append({"recipe": recipe, "prompt": prompt, "seed": seed})
                 continue
             rows.append(run_one(recipe, prompt, seed, out, cfg, args.resume or args.report_only))
+            if args.judge_glb:
+                rows[-1].update(judge_glb(out / "mesh.glb", prompt))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     except (DreamerError, ValueError, OSError) as e:
         print(f"dreamer: error: {one_line(e)}", file=sys.stderr)

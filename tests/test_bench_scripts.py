@@ -87,3 +87,29 @@ def test_bench_generate_report_only_summarises_finished_runs_and_lists_missing(t
     assert len(out["missing"]) == 3 and {"recipe": "gaussians-sds", "prompt": "a blue torus", "seed": 1} in out["missing"]
     assert out["summary"]["gaussians-sds"]["success"]["k"] == 1
     assert not (tmp_path / "gaussians-sds" / "a-red-cube" / "seed-1").exists()   # nothing was started
+
+
+def test_bench_generate_judge_glb_scores_the_textured_mesh(tmp_path, capsys):
+    """--judge-glb: the strict test on each run's mesh.glb (here the exact GT torus written as a GLB: right; a run
+    without a GLB: not right, said why)."""
+    import trimesh
+
+    from dreamer.shapes.world import gt_mesh
+
+    m = _load("bench_generate")
+    for slug_, has_glb in (("a-green-torus", True), ("a-red-cube", False)):
+        run = tmp_path / "gaussians-sds" / slug_ / "seed-0"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"right": False, "reasons": ["x"]}))
+        if has_glb:
+            mesh = gt_mesh("torus")
+            mesh.visual.vertex_colors = [20, 200, 20, 255]
+            (run / "mesh.glb").write_bytes(trimesh.exchange.gltf.export_glb(mesh))
+    argv = ["--out", str(tmp_path), "--seeds", "1", "--prompts", "a green torus", "a red cube", "--report-only",
+            "--judge-glb"]
+    assert m.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    torus, cube = out["runs"]
+    assert torus["glb_right"] is True and torus["glb_genus"] == 1, torus["glb_reasons"]
+    assert cube["glb_right"] is False and cube["glb_reasons"] == ["no mesh.glb"]
+    assert out["summary"]["gaussians-sds"]["glb_success"]["k"] == 1
