@@ -84,6 +84,11 @@ def run_captions(cfg) -> Sequence[str] | None:
     return list(cfg.prompts) or None
 
 
+def encode_texts(teacher, texts, chunk: int = 256) -> torch.Tensor:
+    """teacher.encode_prompt over texts (any sequence, e.g. a CaptionFile slice) in chunks -> cond [N,L,D]."""
+    return torch.cat([teacher.encode_prompt(list(texts[i:i + chunk])) for i in range(0, len(texts), chunk)])
+
+
 class PromptBank:
     """Prompt embeddings indexed like a tensor, bank[idx] -> cond [B,L,D]: all encoded once when there are at most
     `cache` prompts (chunks of 256), else encoded per batch from the texts (nothing kept)."""
@@ -92,7 +97,7 @@ class PromptBank:
         self.teacher, self.texts = teacher, texts
         self.cached = None
         if len(texts) <= cache:
-            self.cached = torch.cat([teacher.encode_prompt(list(texts[i:i + 256])) for i in range(0, len(texts), 256)])
+            self.cached = encode_texts(teacher, texts)
         probe = self.cached[:1] if self.cached is not None else teacher.encode_prompt([texts[0]])
         self.device, self.shape_tail = probe.device, tuple(probe.shape[1:])
 

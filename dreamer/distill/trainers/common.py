@@ -43,11 +43,6 @@ def pool_captions(captions, limit: int, g: torch.Generator) -> list[str]:
     return [captions[int(i)] for i in pick]
 
 
-def encode_captions(teacher, texts: list[str], chunk: int = 256) -> torch.Tensor:
-    """teacher.encode_prompt in chunks -> cond [N,L,D]."""
-    return torch.cat([teacher.encode_prompt(texts[i:i + chunk]) for i in range(0, len(texts), chunk)])
-
-
 def teacher_clip(teacher) -> float | None:
     """The clip_sample range of a pixel-space teacher (None for latent teachers or clip_sample off)."""
     sc = getattr(teacher, "scheduler", None)
@@ -182,10 +177,10 @@ def data_pool(teacher, gen: Generator, cfg, g: torch.Generator) -> Data:
                 x0 = map_chunks(lambda i, j: teacher.encode(rgb[i:j]), len(rgb), 64, uncond.device)
             conds = teacher.encode_prompt(prompts)
         return Data(x0, torch.tensor([pos[p] for p in names]), prompts, conds, uncond)
-    from ..prompts import run_captions
+    from ..prompts import encode_texts, run_captions
 
     prompts = pool_captions(run_captions(cfg) or default_prompts(), cfg.data_size, g)
-    conds = encode_captions(teacher, prompts)
+    conds = encode_texts(teacher, prompts)
     reps = max(1, -(-cfg.data_size // len(prompts)))
     _, x0, idx = regression_pairs(teacher, gen, conds, uncond, _With(cfg, regression_pairs=reps),
                                   scale_of(teacher, cfg), g)

@@ -20,7 +20,6 @@ from ..sampling import rollout
 from .common import (
     DistillRun,
     default_prompts,
-    encode_captions,
     make_optimizer,
     pool_captions,
     regression_pairs,
@@ -78,7 +77,9 @@ def fit_reflow(gen: Generator, z, x0, idx, conds, iters: int, cfg, run: DistillR
 
 def _teacher_pairs(teacher, gen: Generator, cfg, g: torch.Generator):
     """cfg.regression_pairs DDIM pairs per caption, on at most cfg.data_size captions (pool_captions)."""
-    conds = encode_captions(teacher, pool_captions(run_prompts(cfg, gen), cfg.data_size, g))
+    from ..prompts import encode_texts
+
+    conds = encode_texts(teacher, pool_captions(run_prompts(cfg, gen), cfg.data_size, g))
     uncond = teacher.encode_prompt([cfg.uncond_prompt])
     z, x0, idx = regression_pairs(teacher, gen, conds, uncond, cfg, scale_of(teacher, cfg), g)
     return z, x0, idx, conds
