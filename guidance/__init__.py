@@ -4,7 +4,7 @@ from .aux_scores import FakeScore, LoraScore, denoise_train_step
 from .losses import cfg_combine, score_distillation_grad, target_loss
 from .noise_schedule import (add_noise, alpha_sigma, check_timesteps, ddpm_alphas_cumprod, eps_from_output,
                              native_weight, renoise, sample_timesteps, uniform_timesteps, weighting, x0_from_eps)
-from .optim import BadSteps, all_reduce_grads, finite_step, guarded_step, optimizer_params
+from .optim import BadSteps, all_reduce_grads, finite_step, guarded_step, master_weights, optimizer_params
 from .ramps import Ramp
 from .shard import map_chunks, randint_rows, randn_rows, rank_world, rows
 from .step import (METHODS, NEGATIVE_PROMPT, GuidanceConfig, GuidanceOutput, Prompts, guidance_step,
@@ -19,7 +19,7 @@ __all__ = [
     "cfg_combine", "score_distillation_grad", "target_loss",
     "add_noise", "alpha_sigma", "check_timesteps", "ddpm_alphas_cumprod", "eps_from_output", "native_weight",
     "renoise", "sample_timesteps", "uniform_timesteps", "weighting", "x0_from_eps",
-    "BadSteps", "all_reduce_grads", "finite_step", "guarded_step", "optimizer_params",
+    "BadSteps", "all_reduce_grads", "finite_step", "guarded_step", "master_weights", "optimizer_params",
     "Ramp",
     "map_chunks", "randint_rows", "randn_rows", "rank_world", "rows",
     "METHODS", "NEGATIVE_PROMPT", "GuidanceConfig", "GuidanceOutput", "Prompts", "guidance_step",

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from .lora import add_lora, lora_state_dict
 from .losses import cfg_combine
 from .noise_schedule import add_noise, eps_from_output, native_weight
-from .optim import guarded_step
+from .optim import guarded_step, master_weights
 from .shard import randint_rows, randn_rows
 from .teachers import unet_eps
 from .unet_split import Encoded, decode, encode, supports_split
@@ -171,8 +171,7 @@ class FakeScore:
             self.layers = add_lora(self.unet, LORA_ALL_TARGETS, lora_rank)
             self.params = [p for m in self.layers.values() for p in (m.lora_A.weight, m.lora_B.weight)]
         else:
-            unet = copy.deepcopy(teacher.unet)            # fp32 master weights (fp64 for a float64 teacher)
-            self.unet = (unet.double() if unet.dtype == torch.float64 else unet.float()).requires_grad_(True).train()
+            self.unet = master_weights(copy.deepcopy(teacher.unet), teacher.unet.dtype).requires_grad_(True).train()
             self.params = list(self.unet.parameters())
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()

@@ -31,6 +31,12 @@ def optimizer_params(optimizers) -> list[torch.Tensor]:
     return [p for o in optimizers for g in o.param_groups for p in g["params"]]
 
 
+def master_weights(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """A trainable copy's weights: float32 masters (whatever a bf16 / fp16 teacher holds), float64 for a float64
+    teacher (exactness tests)."""
+    return module.double() if dtype == torch.float64 else module.float()
+
+
 def guarded_step(loss: torch.Tensor, optimizers, max_norm: float = 0.0, guidance=None,
                  params: list[torch.Tensor] | None = None) -> float | None:
     """zero_grad -> backward -> finite check -> clip (max_norm > 0) -> step; returns the gradient norm, or None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from guidance import unet_eps, x0_from_eps
+from guidance import master_weights, unet_eps, x0_from_eps
 
 from ..common.errors import DreamerError, NumericalFault
 from .sampling import DEFAULT_TIMESTEPS, rollout, step_schedule
@@ -113,19 +113,14 @@ def with_guidance_input(unet, dim: int = 256):
     return new.to(unet.device)
 
 
-def master_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Trainable copies keep float32 master weights; a float64 teacher (exactness tests) keeps float64."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
-
-
 def make_generator(teacher, timesteps=DEFAULT_TIMESTEPS, lora_rank: int = 0, meta: dict | None = None,
                    sampler: str = "renoise", boundary: float = 0.0, guidance_dim: int = 0) -> Generator:
-    """Deep-copy the teacher UNet (float32 master weights, trainable; float64 for a float64 teacher); lora_rank > 0 trains a peft LoRA adapter only;
-    guidance_dim > 0 adds a guidance-scale input (guidance distillation)."""
-    cast = (lambda m: m.double()) if master_dtype(teacher.unet.dtype) == torch.float64 else (lambda m: m.float())
-    unet = cast(copy.deepcopy(teacher.unet)).train()
+    """Deep-copy the teacher UNet (trainable, guidance.master_weights: float32, float64 for a float64 teacher);
+    lora_rank > 0 trains a peft LoRA adapter only; guidance_dim > 0 adds a guidance-scale input (guidance
+    distillation)."""
+    unet = master_weights(copy.deepcopy(teacher.unet), teacher.unet.dtype).train()
     if guidance_dim > 0:
-        unet = cast(with_guidance_input(unet, guidance_dim)).train()
+        unet = master_weights(with_guidance_input(unet, guidance_dim), teacher.unet.dtype).train()
     if lora_rank > 0:
         from peft import LoraConfig
 
