@@ -338,6 +338,15 @@ def _grid(n: int, res: int, ss: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     return x[None], y[None]
 
 
+def _regular_polygon(u: torch.Tensor, v: torch.Tensor, sides: int, apothem: torch.Tensor) -> torch.Tensor:
+    """Inside mask of a regular polygon: every edge normal at angle 2 pi k / sides, at distance `apothem`."""
+    inside = torch.ones_like(u, dtype=torch.bool)
+    for k in range(sides):
+        a = 2 * math.pi * k / sides
+        inside &= (u * math.cos(a) + v * math.sin(a)) <= apothem
+    return inside
+
+
 def _shape2d(kind: str, x: torch.Tensor, y: torch.Tensor, size: torch.Tensor, ang: torch.Tensor,
              aux: torch.Tensor) -> torch.Tensor:
     """Inside mask [n,H,W] of a 2D shape (already centred coordinates x, y [n,H,W]); size, ang, aux [n,1,1]."""
@@ -348,19 +357,11 @@ def _shape2d(kind: str, x: torch.Tensor, y: torch.Tensor, size: torch.Tensor, an
     if kind == "square":
         return torch.maximum(u.abs(), v.abs()) <= size * 0.8
     if kind == "triangle":
-        inside = torch.ones_like(u, dtype=torch.bool)
-        for k in range(3):
-            a = 2 * math.pi * k / 3
-            inside &= (u * math.cos(a) + v * math.sin(a)) <= size * 0.5
-        return inside
+        return _regular_polygon(u, v, 3, size * 0.5)
     if kind == "ellipse":
         return (u / size) ** 2 + (v / (size * aux)) ** 2 <= 1
     if kind == "hexagon":
-        inside = torch.ones_like(u, dtype=torch.bool)
-        for k in range(6):
-            a = 2 * math.pi * k / 6
-            inside &= (u * math.cos(a) + v * math.sin(a)) <= size * 0.87
-        return inside
+        return _regular_polygon(u, v, 6, size * 0.87)
     if kind == "star":
         return _star2d(u, v, size, torch.tensor(5.0), torch.tensor(2.5)) <= 0
     if kind == "ring":
