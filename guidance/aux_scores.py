@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .fsdp import shard_unet
 from .lora import add_lora, lora_state_dict
 from .losses import cfg_combine
 from .noise_schedule import add_noise, eps_from_output, native_weight
@@ -159,11 +160,13 @@ class FakeScore:
     lora_rank > 0 a LoRA on every attention projection of a shallow copy (the teacher's own frozen tensors).
 
     max_grad_norm clips its updates (DMD2: 10; 1.0 was this class's fixed value before it became a setting);
-    gradient_checkpointing recomputes the UNet's blocks in the backward pass (diffusers), trading time for memory.
+    gradient_checkpointing recomputes the UNet's blocks in the backward pass (diffusers), trading time for memory;
+    fsdp shards the full copy's weights, gradients and Adam moments over the ranks (guidance.fsdp).
     """
 
     def __init__(self, teacher, lr: float = 1e-4, betas=(0.0, 0.999), max_grad_norm: float = 1.0,
-                 loss_space: str = "eps", lora_rank: int = 0, gradient_checkpointing: bool = False):
+                 loss_space: str = "eps", lora_rank: int = 0, gradient_checkpointing: bool = False,
+                 fsdp: bool = False):
         self.teacher = teacher
         if lora_rank > 0:
             shared = {id(v): v for v in itertools.chain(teacher.unet.parameters(), teacher.unet.buffers())}
@@ -172,6 +175,8 @@ class FakeScore:
             self.params = [p for m in self.layers.values() for p in (m.lora_A.weight, m.lora_B.weight)]
         else:
             self.unet = master_weights(copy.deepcopy(teacher.unet), teacher.unet.dtype).requires_grad_(True).train()
+            if fsdp:
+                shard_unet(self.unet)        # before the optimizer: the parameters become DTensors
             self.params = list(self.unet.parameters())
         if gradient_checkpointing:
             self.unet.enable_gradient_checkpointing()

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .fsdp import clip_grad_norm_, is_sharded, local
 from .shard import rank_world
 
 
@@ -19,7 +20,8 @@ def finite_step(loss: torch.Tensor, params, guidance=None) -> bool:
     The raw terms matter because guidance.losses maps a NaN score difference to a zero gradient (nan_to_num),
     which would otherwise let a NaN teacher pass as a quiet zero-gradient step.
     """
-    checks = [torch.isfinite(loss).all()] + [torch.isfinite(p.grad).all() for p in params if p.grad is not None]
+    checks = [torch.isfinite(loss).all()]
+    checks += [torch.isfinite(local(p.grad)).all() for p in params if p.grad is not None]  # FSDP: own shards
     if guidance is not None:
         terms = (getattr(guidance, k, None) for k in ("eps_cfg", "eps_baseline", "w"))
         checks += [torch.isfinite(t).all() for t in terms if torch.is_tensor(t)]
@@ -44,18 +46,21 @@ def guarded_step(loss: torch.Tensor, optimizers, max_norm: float = 0.0, guidance
 
     optimizers: one optimizer or a list; params: what is checked and clipped (default: all they update).
     Data parallel (torch.distributed initialised, world size > 1): the gradients are averaged over the ranks before
-    the finite check (all_reduce_grads), so every rank takes the same step or skips it.
+    the finite check (all_reduce_grads), so every rank takes the same step or skips it. Sharded (FSDP, guidance.fsdp)
+    parameters' gradients arrive averaged: each rank checks its shards and the verdicts are ANDed over the ranks.
     """
     opts = optimizers if isinstance(optimizers, (list, tuple)) else [optimizers]
     params = optimizer_params(opts) if params is None else params
     for o in opts:
         o.zero_grad(set_to_none=True)
     loss.backward()
-    if not all_reduce_grads(params, finite_step(loss, [], guidance)) or not finite_step(loss, params):
+    sharded = [p for p in params if is_sharded(p)]   # FSDP: gradients already averaged, this rank's shards
+    ok = finite_step(loss, sharded, guidance)
+    if not all_reduce_grads(params, ok) or not finite_step(loss, [p for p in params if not is_sharded(p)]):
         for o in opts:
             o.zero_grad(set_to_none=True)
         return None
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+    norm = clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
     for o in opts:
         o.step()
     return float(norm)
@@ -74,7 +79,7 @@ def all_reduce_grads(params: list[torch.Tensor], ok: bool = True) -> bool:
     if world == 1:
         return ok
     dist = torch.distributed
-    grads = [p.grad for p in params if p.grad is not None]
+    grads = [p.grad for p in params if p.grad is not None and not is_sharded(p.grad)]  # FSDP reduced its own
     groups: dict[tuple, list[torch.Tensor]] = {}
     for g in grads:
         groups.setdefault((g.dtype, g.device), []).append(g)

@@ -1,6 +1,8 @@
 """The recipes of the data-parallel tests (shared by the test and its torchrun workers, tests/dp_worker.py)."""
 import torch
 
+from guidance.fsdp import local
+
 from dreamer.distill.recipe import DistillConfig
 
 
@@ -14,11 +16,13 @@ def dmd_cfg(teacher_dir: str, batch: int, steps: int = 3) -> DistillConfig:
 def distill_cfg(name: str, teacher_dir: str, batch: int) -> DistillConfig:
     """dmd, dmd64 (the same in float64: teacher, generator and fake score), add (ADD: hinge discriminator +
     distillation) or dmd_gan (DMD2's GAN term) on the tiny SD teacher; the adversarial ones with a small
-    teacher-sample pool of real images."""
+    teacher-sample pool of real images; NAME_fsdp: NAME with fsdp and an EMA of the generator."""
     import dataclasses
 
     from dreamer.distill.trainers.adversarial import GanSettings
 
+    if name.endswith("_fsdp"):                     # the same sharded (FSDP), with an EMA
+        return dataclasses.replace(distill_cfg(name[:-5], teacher_dir, batch), fsdp=True, ema_decay=0.5)
     cfg = dmd_cfg(teacher_dir, batch)
     if name == "dmd64":
         return dataclasses.replace(cfg, dtype="float64")
@@ -72,8 +76,8 @@ def record_first_gradients() -> list[list[torch.Tensor]]:
     def recording(self, *a, **kw):
         if id(self) not in seen:
             seen.add(id(self))
-            firsts.append([p.grad.detach().clone() for g in self.param_groups for p in g["params"]
-                           if p.grad is not None])
+            firsts.append([local(p.grad).detach().clone() for g in self.param_groups for p in g["params"]
+                           if p.grad is not None])                     # FSDP: this rank's shards
         return step(self, *a, **kw)
     torch.optim.AdamW.step = recording
     return firsts

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from guidance.fsdp import unsharded_copy
+
 from ..common.checkpoints import load_checkpoint
 from ..common.distributed import init as dist_init
 from ..common.distributed import shutdown as dist_shutdown
@@ -155,5 +157,6 @@ def _distill(cfg: DistillConfig, out_dir, teacher, log, resume: bool) -> Generat
     finally:
         if progress is not None:
             progress.close()
+    gen = replace(gen, unet=unsharded_copy(gen.unet))     # FSDP: a plain generator on every rank (a collective)
     run.save(gen)
     return gen

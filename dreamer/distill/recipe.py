@@ -36,6 +36,8 @@ class DistillConfig:
     mixed_precision: str = "fp32"        # fp32 | bf16: autocast generator, fake score and teacher passes to bfloat16
     #                                      (weights, optimizer states and the losses stay float32)
     gradient_checkpointing: bool = False  # recompute generator / fake-score UNet blocks in backward (memory)
+    fsdp: bool = False                   # under torchrun: shard generator and fake-score weights, gradients and Adam
+    #                                      moments over the ranks (FSDP2 per UNet block; score methods, full copies)
     cfg_scale: float | None = None       # teacher CFG for the real score; None: the teacher's default
     fake_cfg_scale: float = 1.0
     t_min: float = 0.02                  # DMD: t ~ U{20, ..., 980}, both ends inclusive
@@ -117,6 +119,10 @@ def validate(cfg: DistillConfig) -> DistillConfig:
         raise ConfigError(f"'gan': need weight, lr_disc >= 0, 0 <= t_max <= 1, head_width >= 1, got {cfg.gan}")
     if cfg.gan.weight > 0 and cfg.method not in METHODS:
         raise ConfigError(f"'gan.weight' applies to the score methods ({', '.join(METHODS)}), not {cfg.method!r}")
+    if cfg.fsdp and (cfg.method not in METHODS or cfg.lora_rank or cfg.fake_lora_rank):
+        raise ConfigError(f"'fsdp' shards the full generator and fake-score copies of the score methods "
+                          f"({', '.join(METHODS)}) with lora_rank = fake_lora_rank = 0; got method {cfg.method!r}, "
+                          f"lora_rank {cfg.lora_rank}, fake_lora_rank {cfg.fake_lora_rank}")
     if not 0 <= cfg.ema_decay < 1:
         raise ConfigError(f"'ema_decay' must be in [0, 1), got {cfg.ema_decay}")
     if not 0 <= cfg.t_min < cfg.t_max <= 1:

@@ -160,3 +160,42 @@ def test_adversarial_two_ranks_take_the_steps_of_one_process(name, tiny_sd_dir, 
         assert scale > 0 and _max_diff(dp_g, ref_g) <= 1e-5 * scale, (_max_diff(dp_g, ref_g), scale)
     r0, r1 = _ranks(tmp_path / "r", name)
     assert _max_diff(r0, r1) == 0.0
+
+
+def test_fsdp_two_ranks_shard_the_gradients_of_one_process_of_twice_the_batch(tiny_sd_dir, tmp_path):
+    """fsdp: true (float64, EMA): each rank's first gradients are its dim-0 shards (about half the entries) of one
+    process's batch-2 gradients, for the fake score and the generator; the final generator (EMA weights, gathered
+    from the shards) equals that process's to <= 1e-5, and rank 0's saved folder holds exactly those weights."""
+    torch.set_num_threads(1)
+    step = torch.optim.AdamW.step
+    try:
+        firsts = record_first_gradients()
+        ref = distill(distill_cfg("dmd64_fsdp", tiny_sd_dir, 2), tmp_path / "one", log=lambda s: None)
+    finally:
+        torch.optim.AdamW.step = step
+    _torchrun("distill", "dmd64_fsdp", str(tiny_sd_dir), str(tmp_path / "dp"), "1", str(tmp_path / "r"))
+    g0, g1 = (torch.load(f"{tmp_path / 'r'}.grads{r}.pt") for r in (0, 1))
+    assert len(firsts) == len(g0) == len(g1) == 2          # the fake score's first update, the generator's
+    for ref_g, a, b in zip(firsts, g0, g1):
+        full = sum(g.numel() for g in ref_g)
+        assert 0.4 * full < sum(g.numel() for g in a) < 0.6 * full
+        joined = [torch.cat([x, y]) for x, y in zip(a, b)]
+        scale = max(g.abs().max().item() for g in ref_g)
+        assert scale > 0 and _max_diff(joined, ref_g) <= 1e-10 * scale, (_max_diff(joined, ref_g), scale)
+    r0, r1 = _ranks(tmp_path / "r", "dmd64_fsdp")
+    assert _max_diff(r0, r1) == 0.0 and _max_diff(r0, ref.params) <= 1e-5, _max_diff(r0, ref.params)
+    saved = load_generator(tmp_path / "dp" / "generator", dtype=torch.float64)
+    assert _max_diff(list(saved.unet.parameters()), r0) == 0.0
+
+
+def test_fsdp_resume_under_the_same_world_size(tiny_sd_dir, tmp_path):
+    """fsdp: true, 2 ranks: 2 steps, then --resume to 3 (full weights and Adam moments in OUT/checkpoint.pt, each
+    rank loads its shards) = 3 steps in one go, bit for bit."""
+    torch.set_num_threads(1)
+    _torchrun("distill", "dmd_fsdp", str(tiny_sd_dir), str(tmp_path / "full"), "1", str(tmp_path / "full"), "3")
+    _torchrun("distill", "dmd_fsdp", str(tiny_sd_dir), str(tmp_path / "split"), "1", str(tmp_path / "a"), "2")
+    _torchrun("distill", "dmd_fsdp", str(tiny_sd_dir), str(tmp_path / "split"), "1", str(tmp_path / "b"), "3",
+              "resume")
+    full, resumed = _ranks(tmp_path / "full", "dmd_fsdp"), _ranks(tmp_path / "b", "dmd_fsdp")
+    assert all(_max_diff(f, r) == 0.0 for f, r in zip(full, resumed))
+    assert _max_diff(_ranks(tmp_path / "a", "dmd_fsdp")[0], full[0]) > 0

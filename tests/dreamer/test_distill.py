@@ -283,7 +283,8 @@ def test_recipe_dmd_sd21_inherits():
                                  ["ema_decay=1.0"], ["ema_decay=-0.1"], ["gan.weight=-1"], ["gan.t_max=1.5"],
                                  ["rollout_regression_weight=-1"], ["rollout_regression_ddim_steps=0"],
                                  ["timesteps=[999, 1]", "rollout_regression_ddim_steps=3"],
-                                 ["method=kd", "gan.weight=1"]])
+                                 ["method=kd", "gan.weight=1"], ["method=kd", "fsdp=true"],
+                                 ["fsdp=true", "lora_rank=4"], ["fsdp=true", "fake_lora_rank=4"]])
 def test_bad_configs_rejected(bad):
     with pytest.raises(ConfigError):
         load_distill_config("distill-dmd", bad)

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from guidance import (BadSteps, Prompts, guarded_step, map_chunks, randint_rows, rank_world, teacher_cfg,
                       uniform_timesteps, x0_from_eps)
+from guidance.fsdp import unsharded_copy
 
 from ...common.errors import warn_skipped
 from .. import generator as _generator
@@ -317,10 +318,12 @@ class DistillRun:
             self._print(json.dumps(m))
 
     def save(self, gen: Generator, name: str = "generator") -> Path:
+        """OUT/name (rank 0); every rank calls it: FSDP-sharded weights are gathered into a plain UNet first."""
         gen.meta.update(train_seconds=round(self.seconds, 1), seconds_this_sitting=round(self.seconds, 1))  # no resume
+        unet = unsharded_copy(gen.unet, keep=self.main)
         if not self.main:
             return self.out / name
-        return _generator.save_atomic(gen, self.out / name, self.scheduler)
+        return _generator.save_atomic(replace(gen, unet=unet), self.out / name, self.scheduler)
 
     def maybe_save(self, gen: Generator, step: int) -> None:
         if self.cfg.save_every and step % self.cfg.save_every == 0:

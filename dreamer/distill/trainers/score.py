@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from guidance import (BadSteps, FakeScore, GuidanceConfig, Prompts, guarded_step, randint_rows, randn_rows,
                       score_distillation_step)
+from guidance.fsdp import copy_full_, full_tensors, load_optimizer_state, optimizer_state, shard_unet
 
 from ...common.errors import CheckpointError, warn_skipped
 from ..generator import Generator, make_generator
@@ -139,10 +140,13 @@ def init_state(teacher, cfg, teacher_ref: str | None = None) -> DistillState:
         vae = getattr(teacher, "vae", None)
         gen.size = cfg.resolution // (2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1)
     fake = (FakeScore(teacher, lr=cfg.lr_fake, betas=tuple(cfg.adam_betas), max_grad_norm=cfg.fake_max_grad_norm,
-                      lora_rank=cfg.fake_lora_rank, gradient_checkpointing=cfg.gradient_checkpointing)
+                      lora_rank=cfg.fake_lora_rank, gradient_checkpointing=cfg.gradient_checkpointing,
+                      fsdp=cfg.fsdp)
             if METHODS[cfg.method][1] else None)
     if cfg.gradient_checkpointing:
         gen.unet.enable_gradient_checkpointing()
+    if cfg.fsdp:
+        shard_unet(gen.unet)                      # before the optimizer: the parameters become DTensors
     opt = torch.optim.AdamW(gen.params, lr=cfg.lr_gen, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
     conds = PromptBank(teacher, prompts, cfg.prompt_cache)
     uncond = teacher.encode_prompt([cfg.uncond_prompt])
@@ -192,18 +196,18 @@ def autocast(cfg) -> torch.autocast:
 
 def state_dict(state: DistillState) -> dict:
     """Everything a resumed run needs (weights-only types): generator, fake score, both optimizers, EMA, GAN heads,
-    the trainer's and torch's global RNG states, the step and the skipped-step record."""
-    def tensors(ps):
-        return [p.detach().clone() for p in ps]
-    sd = {"step": state.step, "gen": tensors(state.gen.params), "opt": state.opt.state_dict(),
+    the trainer's and torch's global RNG states, the step and the skipped-step record. Sharded (FSDP) weights and
+    moments are saved as full tensors (every rank calls this), so a checkpoint does not depend on `fsdp`."""
+    tensors = full_tensors
+    sd = {"step": state.step, "gen": tensors(state.gen.params), "opt": optimizer_state(state.opt),
           "rng": state.rng.get_state(), "torch_rng": torch.get_rng_state(),
           "bad": {"skipped": list(state.bad.skipped), "streak": state.bad.streak}}
     if state.fake is not None:
-        sd.update(fake=tensors(state.fake.params), fake_opt=state.fake.opt.state_dict())
+        sd.update(fake=tensors(state.fake.params), fake_opt=optimizer_state(state.fake.opt))
     if state.ema is not None:
         sd["ema"] = tensors(state.ema)
     if state.gan is not None:
-        sd.update(gan=tensors(state.gan.disc.params), gan_opt=state.gan.opt.state_dict())
+        sd.update(gan=tensors(state.gan.disc.params), gan_opt=optimizer_state(state.gan.opt))
     return sd
 
 
@@ -213,18 +217,17 @@ def load_state_dict(state: DistillState, sd: dict) -> None:
     def copy(dst, src, what):
         if src is None or len(dst) != len(src) or any(a.shape != b.shape for a, b in zip(dst, src)):
             raise CheckpointError(f"checkpoint does not match this recipe's {what}")
-        for a, b in zip(dst, src):
-            a.copy_(b)
+        copy_full_(dst, src)                      # FSDP: each rank keeps its shard
     copy(state.gen.params, sd["gen"], "generator")
-    state.opt.load_state_dict(sd["opt"])
+    load_optimizer_state(state.opt, sd["opt"])
     if state.fake is not None:
         copy(state.fake.params, sd.get("fake"), "fake score")
-        state.fake.opt.load_state_dict(sd["fake_opt"])
+        load_optimizer_state(state.fake.opt, sd["fake_opt"])
     if state.ema is not None:
         copy(state.ema, sd.get("ema"), "EMA")
     if state.gan is not None:
         copy(state.gan.disc.params, sd.get("gan"), "GAN heads")
-        state.gan.opt.load_state_dict(sd["gan_opt"])
+        load_optimizer_state(state.gan.opt, sd["gan_opt"])
     state.rng.set_state(sd["rng"])
     torch.set_rng_state(sd["torch_rng"])
     state.step = int(sd["step"])
