@@ -9,7 +9,9 @@ Images: every catalogue object (36, or --objects K spread over shapes and colour
 uses the same initial noise z (--seed-z) and prompts; few-step samplers that re-noise draw that noise from
 --seed-noise, one stream per row. Any number of --generator DIR [--label NAME] (DIR: a generator or `dreamer distill`
 run folder; label default: the run folder's name); one label on several generators (training seeds) gives a row
-per seed and a pooled row (mean accuracy, Wilson interval on the pooled counts, min-max over seeds).
+per seed and a pooled row (mean accuracy, Wilson interval on the pooled counts, min-max over seeds). --rows JSON...
+adds the rows of earlier runs with the same images, seeds and CFG (e.g. one run per generator as each finishes
+training, merged at the end; pooling is the same), each marked with its file: its s/img was timed in that run.
 Metrics: time/image, speedup vs teacher-50, prompt accuracy (shapes evaluator) with its Wilson interval, Frechet
 distance to GT renders (evaluator features) with a percentile-bootstrap interval (both image sets resampled within
 each object, --fd-boot draws, shifted by the bootstrap's bias estimate: resampling alone inflates FD), per-object
@@ -72,6 +74,8 @@ def parse_args(argv=None):
     ap.add_argument("--fd-boot", type=int, default=200, help="bootstrap draws for the FD interval")
     ap.add_argument("--cfg", type=float, default=None, help="teacher CFG (default: the teacher's)")
     ap.add_argument("--teacher-steps", type=int, nargs="*", default=[50, 1, 2, 4])
+    ap.add_argument("--rows", nargs="*", default=[], metavar="JSON",
+                    help="add the rows of earlier runs' JSON (same images, seeds and CFG), e.g. one file per generator")
     ap.add_argument("--gen-steps", type=int, nargs="*", default=[1, 2, 4])
     ap.add_argument("--chunk", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
@@ -123,6 +127,44 @@ def _ci(lo, hi, digits):
     return "" if lo is None else f" [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
+SETTINGS = ("n_images", "objects", "images_per_object", "seed_z", "seed_noise", "cfg", "fd_boot")
+
+
+def saved_rows(args) -> list[dict]:
+    """The measured (not pooled) rows of earlier runs' JSON (--rows), which must share this run's images, noise,
+    CFG and bootstrap settings; each keeps its file in `from_file` (its s/img was timed in that run)."""
+    out = []
+    for path in args.rows:
+        try:
+            d = json.loads(open(path).read())
+            theirs, ours = {k: d[k] for k in SETTINGS}, {k: args.settings[k] for k in SETTINGS}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"--rows {path}: not a bench_distill JSON ({one_line(e)})") from None
+        diff = ", ".join(f"{k} {theirs[k]} vs {ours[k]}" for k in SETTINGS if theirs[k] != ours[k])
+        if diff:
+            raise ValueError(f"--rows {path}: made with other settings ({diff})")
+        out += [{**r, "from_file": str(path)} for r in d["rows"] if not r.get("pooled")]
+    return out
+
+
+def with_pooled(rows: list[dict]) -> list[dict]:
+    """Rows of one label and step count from several generators (training seeds) are renamed LABEL-s<seed>-N
+    (or -g<j> when seeds repeat) and followed by their pooled row (shapes.benchmark.pool_rows)."""
+    groups: dict = {}
+    for r in rows:
+        if r.get("label") != "teacher":
+            groups.setdefault((r["label"], r["steps"]), []).append(r)
+    out = [r for r in rows if r.get("label") == "teacher"]
+    for (label, n), members in groups.items():
+        seeds = [r.get("train_seed") for r in members]
+        unique = None not in seeds and len(set(seeds)) == len(seeds)
+        if len(members) > 1:
+            for j, r in enumerate(members):
+                r["method"] = f"{label}-{f's{seeds[j]}' if unique else f'g{j}'}-{n}"
+        out += members + ([pool_rows(label, n, members)] if len(members) > 1 else [])
+    return out
+
+
 def print_table(rows) -> None:
     print("| method | steps | s/img | speedup | accuracy [95 % CI] | retention | FD [95 % CI] | diversity | saw GT | "
           "train min |", file=sys.stderr)
@@ -156,6 +198,8 @@ def bench(args) -> dict:
     gt, _ = render_shapes(specs, v["elev"], v["azim"], v["dist"], v["fov"], res * (8 if teacher.vae else 1))
     gt_feats = evaluator.features(gt)
     scale = teacher.default_cfg if args.cfg is None else args.cfg
+    args.settings = {"n_images": len(specs), "objects": args.objects, "images_per_object": args.per_object,
+                     "seed_z": args.seed_z, "seed_noise": args.seed_noise, "cfg": scale, "fd_boot": args.fd_boot}
     clip = teacher_clip(teacher)
     objects = [s.prompt for s in specs]  # diversity within one catalogue object (its samples span view suffixes)
 
@@ -172,18 +216,14 @@ def bench(args) -> dict:
                                                        "saw_gt_renders": False, "pooled": False,
                                                        "saw_gt_why": "teacher: no distillation"}, n))
     for label, members in generator_runs(args):
-        seeds = [info["train_seed"] for _, info in members]
-        unique = None not in seeds and len(set(seeds)) == len(seeds)
-        tags = [""] if len(members) == 1 else [f"-s{s}" if unique else f"-g{j}" for j, s in enumerate(seeds)]
         for n in args.gen_steps:
-            seed_rows = []
-            for (gen, info), tag in zip(members, tags):
+            for gen, info in members:
                 noise = torch.Generator().manual_seed(args.seed_noise)  # one stream per row, across its chunks
                 fn = lambda zz, cc, gen=gen, n=n, noise=noise: sample_latents(gen, cc, zz, n, noise)
-                seed_rows.append(measure(f"{label}{tag}-{n}", fn, {"label": label, "pooled": False, **info}, n))
-            rows += seed_rows
-            if len(seed_rows) > 1:
-                rows.append(pool_rows(label, n, seed_rows))
+                rows.append(measure(f"{label}-{n}", fn, {"label": label, "pooled": False, **info}, n))
+    rows = with_pooled(rows + saved_rows(args))
+    if not rows:
+        raise ValueError("nothing to measure: no --teacher-steps, --generator or --rows")
     ref = next((r for r in rows if r["method"] == "teacher-ddim-50"), rows[0])
     ref_rate = {"lo": ref["accuracy_lo"], "hi": ref["accuracy_hi"]}
     for r in rows:

@@ -33,6 +33,42 @@ def test_bench_distill_layouts():
     assert (a.per_object, a.seed_z, a.seed_noise) == (4, 3, 3)
 
 
+def _row(label, steps, seed, k, n=100, **kw):
+    return {"method": f"{label}-{steps}", "label": label, "steps": steps, "train_seed": seed, "correct": k, "n": n,
+            "accuracy": k / n, "fd": 10.0 + k, "diversity": 1.0, "sec_per_image": 0.1, "train_seconds": 60.0,
+            "saw_gt_renders": False, "trainer": "dmd", "sampler": "renoise", "pooled": False, **kw}
+
+
+def test_bench_distill_pools_rows_of_one_label_from_separate_runs():
+    """Rows of one label and step count (training seeds, measured in separate runs) are renamed per seed and
+    followed by one pooled row on the pooled counts; a lone generator's rows stay as they are."""
+    m = _load("bench_distill")
+    rows = m.with_pooled([_row("teacher", 50, None, 90), _row("dmd", 1, 0, 50), _row("kd", 1, 0, 40),
+                          _row("dmd", 1, 1, 70), _row("dmd", 2, 0, 60)])
+    names = [r["method"] for r in rows]
+    assert names == ["teacher-50", "dmd-s0-1", "dmd-s1-1", "dmd-1", "kd-1", "dmd-2"]
+    pooled = rows[3]
+    assert pooled["pooled"] and (pooled["correct"], pooled["n"]) == (120, 200) and pooled["accuracy"] == 0.6
+    assert (pooled["accuracy_min"], pooled["accuracy_max"]) == (0.5, 0.7) and pooled["accuracy_lo"] < 0.6
+
+
+def test_bench_distill_rows_from_files_must_share_the_settings(tmp_path):
+    m = _load("bench_distill")
+    settings = {"n_images": 1008, "objects": 36, "images_per_object": 28, "seed_z": 0, "seed_noise": 0, "cfg": 3.0,
+                "fd_boot": 200}
+    good, bad, junk = tmp_path / "good.json", tmp_path / "bad.json", tmp_path / "junk.json"
+    good.write_text(json.dumps({**settings, "rows": [_row("dmd", 1, 0, 50), {"pooled": True, "method": "x"}]}))
+    bad.write_text(json.dumps({**settings, "seed_noise": 1, "rows": [_row("dmd", 1, 0, 50)]}))
+    junk.write_text("not json")
+    args = type("A", (), {"settings": settings, "rows": [str(good)]})()
+    rows = m.saved_rows(args)
+    assert [r["method"] for r in rows] == ["dmd-1"] and rows[0]["from_file"] == str(good)
+    for path, why in ((bad, "seed_noise 1 vs 0"), (junk, "not a bench_distill JSON")):
+        args.rows = [str(path)]
+        with pytest.raises(ValueError, match=why):
+            m.saved_rows(args)
+
+
 @pytest.mark.parametrize("argv", [["--all", "--prompts", "a red cube"], ["--seeds", "2", "--seed-list", "1"],
                                   ["--seeds", "0"], ["--prompts", "a red cube", "train.steps=5"],
                                   ["--prompts", "a red cube", "--", "train.stepz=5"]])
