@@ -15,8 +15,8 @@ training, merged at the end; pooling is the same), each marked with its file: it
 Metrics: time/image, speedup vs teacher-50 (rows timed in its run only), prompt accuracy (shapes evaluator) with its
 Wilson interval, Frechet distance to GT renders (evaluator features) with a percentile-bootstrap interval (both
 image sets resampled within each object, --fd-boot draws, shifted by the bootstrap's bias estimate: resampling alone
-inflates FD), per-object diversity, accuracy retention vs teacher-50, whether the rate differs from teacher-50's beyond both intervals,
-saw_gt_renders (training used GT shapes-world renders), training time. JSON on stdout; a markdown table on stderr.
+inflates FD), per-object diversity, accuracy retention vs teacher-50, whether the rate differs from teacher-50's
+beyond both intervals, saw_gt_renders (training used GT shapes-world renders), training time. JSON on stdout; a markdown table on stderr.
 """
 from __future__ import annotations
 
