@@ -14,7 +14,8 @@ the verdict on mesh.ply that metrics.json carries. Per run (the JSON's "runs"): 
 seconds and every metric of metrics.json (Chamfer as a fraction of the GT bbox diagonal, IoU, colour error, PSNR and
 prompt accuracy of 8 views, the strict `right` flag and its `reasons`). Per recipe: the success rate (`right`) with
 its Wilson interval (several seeds: pooled counts, min-max over seeds; null with a note when metrics.json has no
-`right`), the old fractions and medians, and the slowest run's loop / total time.
+`right`), the old fractions, the fractions with the right shape (nearest primitive) and the right genus, the medians
+(F@2%, IoU, Chamfer, ...), and the slowest run's loop / total time.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ from dreamer.text_to_3d.recipe import load_generate_config
 DEFAULT_PROMPTS = ["a red cube", "a blue sphere", "a green cylinder", "a yellow cone", "a purple torus",
                    "an orange pyramid", "a blue cube", "a green sphere", "a red cylinder", "a purple cone",
                    "a yellow torus", "a red pyramid"]
-KEYS = ("train_seconds", "chamfer", "iou", "colour_error", "psnr_8_views", "prompt_accuracy_8_views")
+KEYS = ("train_seconds", "chamfer", "fscore_2pct", "iou", "colour_error", "psnr_8_views", "prompt_accuracy_8_views")
 ROW = "bench_row.json"  # the row as this script recorded it (total_seconds included), beside metrics.json
 
 
@@ -140,6 +141,7 @@ def summarise(rows: list[dict]) -> dict:
     fractions = {"colour_correct": [bool(r.get("colour_correct")) for r in rows],
                  "chamfer_le_0.05": [r.get("chamfer") is not None and r["chamfer"] <= 0.05 for r in rows]}
     fractions["chamfer_le_0.05_and_colour"] = [a and b for a, b in zip(*fractions.values())]
+    fractions.update({k: [bool(r.get(k)) for r in rows] for k in ("shape_correct", "topology_correct")})
     for k, flags in fractions.items():
         med[f"{k}_fraction"] = sum(flags) / n
         med[k] = rate(sum(flags), n)

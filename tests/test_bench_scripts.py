@@ -115,13 +115,17 @@ def test_bench_generate_report_only_summarises_finished_runs_and_lists_missing(t
     m = _load("bench_generate")
     run = tmp_path / "gaussians-sds" / "a-red-cube" / "seed-0"
     run.mkdir(parents=True)
-    (run / "metrics.json").write_text(json.dumps({"prompt": "a red cube", "right": True, "reasons": []}))
+    (run / "metrics.json").write_text(json.dumps({"prompt": "a red cube", "right": True, "reasons": [],
+                                                  "shape_correct": True, "topology_correct": False,
+                                                  "fscore_2pct": 0.8}))
     argv = ["--out", str(tmp_path), "--seeds", "2", "--prompts", "a red cube", "a blue torus", "--report-only"]
     assert m.main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert [(r["prompt"], r["seed"]) for r in out["runs"]] == [("a red cube", 0)]
     assert len(out["missing"]) == 3 and {"recipe": "gaussians-sds", "prompt": "a blue torus", "seed": 1} in out["missing"]
-    assert out["summary"]["gaussians-sds"]["success"]["k"] == 1
+    summary = out["summary"]["gaussians-sds"]
+    assert summary["success"]["k"] == 1 and summary["fscore_2pct"] == 0.8
+    assert summary["shape_correct"]["k"] == 1 and summary["topology_correct"]["k"] == 0
     assert not (tmp_path / "gaussians-sds" / "a-red-cube" / "seed-1").exists()   # nothing was started
 
 
