@@ -198,16 +198,15 @@ def state_dict(state: DistillState) -> dict:
     """Everything a resumed run needs (weights-only types): generator, fake score, both optimizers, EMA, GAN heads,
     the trainer's and torch's global RNG states, the step and the skipped-step record. Sharded (FSDP) weights and
     moments are saved as full tensors (every rank calls this), so a checkpoint does not depend on `fsdp`."""
-    tensors = full_tensors
-    sd = {"step": state.step, "gen": tensors(state.gen.params), "opt": optimizer_state(state.opt),
+    sd = {"step": state.step, "gen": full_tensors(state.gen.params), "opt": optimizer_state(state.opt),
           "rng": state.rng.get_state(), "torch_rng": torch.get_rng_state(),
           "bad": {"skipped": list(state.bad.skipped), "streak": state.bad.streak}}
     if state.fake is not None:
-        sd.update(fake=tensors(state.fake.params), fake_opt=optimizer_state(state.fake.opt))
+        sd.update(fake=full_tensors(state.fake.params), fake_opt=optimizer_state(state.fake.opt))
     if state.ema is not None:
-        sd["ema"] = tensors(state.ema)
+        sd["ema"] = full_tensors(state.ema)
     if state.gan is not None:
-        sd.update(gan=tensors(state.gan.disc.params), gan_opt=optimizer_state(state.gan.opt))
+        sd.update(gan=full_tensors(state.gan.disc.params), gan_opt=optimizer_state(state.gan.opt))
     return sd
 
 
