@@ -54,15 +54,18 @@ def full_tensors(ts) -> list[torch.Tensor]:
     return [t.full_tensor().detach().clone() if is_sharded(t) else t.detach().clone() for t in ts]
 
 
+def shard_like(full: torch.Tensor, like) -> torch.Tensor:
+    """A full tensor as this rank's shard in `like`'s layout (device, dtype, mesh, placements); `like` a DTensor."""
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(full.to(like.device, like.dtype), like.device_mesh, like.placements)
+
+
 @torch.no_grad()
 def copy_full_(dst, src) -> None:
     """dst[i] <- src[i] for full tensors src: a sharded dst keeps its own shard of the full value."""
-    from torch.distributed.tensor import distribute_tensor
-
     for a, b in zip(dst, src):
-        if is_sharded(a):
-            b = distribute_tensor(b.to(a.device, a.dtype), a.device_mesh, a.placements)
-        a.copy_(b)
+        a.copy_(shard_like(b, a) if is_sharded(a) else b)
 
 
 def optimizer_state(opt: torch.optim.Optimizer) -> dict:
@@ -70,20 +73,18 @@ def optimizer_state(opt: torch.optim.Optimizer) -> dict:
     (a collective under FSDP: every rank calls it)."""
     sd = opt.state_dict()
     for i in sorted(sd["state"]):
-        sd["state"][i] = {k: full_tensors([v])[0] if is_sharded(v) else v for k, v in sd["state"][i].items()}
+        sd["state"][i] = {k: v.full_tensor() if is_sharded(v) else v for k, v in sd["state"][i].items()}
     return sd
 
 
 def load_optimizer_state(opt: torch.optim.Optimizer, sd: dict) -> None:
     """optimizer_state's dict back into `opt`: states of sharded parameters become this rank's shards."""
-    from torch.distributed.tensor import distribute_tensor
-
     params = [p for g in opt.param_groups for p in g["params"]]
     state = {}
     for i, s in sd["state"].items():
         p = params[int(i)]
-        state[i] = {k: distribute_tensor(v.to(p.device, p.dtype), p.device_mesh, p.placements)
-                    if is_sharded(p) and torch.is_tensor(v) and v.shape == p.shape else v for k, v in s.items()}
+        state[i] = {k: shard_like(v, p) if is_sharded(p) and torch.is_tensor(v) and v.shape == p.shape else v
+                    for k, v in s.items()}
     opt.load_state_dict({**sd, "state": state})
 
 
