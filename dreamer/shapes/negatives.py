@@ -28,15 +28,15 @@ Everything is deterministic given (n, seed, kinds, res, held_out).
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from renderers.cameras import orbit_cameras, rays_from_cameras
-
-from .render import AMBIENT, random_views, render_shapes, sphere_trace
-from .world import COLOURS, SHAPES, ShapeSpec, catalogue, sdf as world_sdf
+from .negative_shapes import HELD_OUT_SOLIDS, TRAIN_SOLIDS, pixel_grid, shape2d, solid, uniform as _u
+from .render import random_views, render_shapes
+from .sdf_render import render_catalogue, render_sdf
+from .world import COLOURS, SHAPES, catalogue
 
 KINDS = ("blank", "flat", "silhouette", "noise", "two_objects", "crop", "off_catalogue", "off_colour")
 ELEV_RANGE = (-10.0, 80.0)  # the views the evaluator is trained and tested on
@@ -49,16 +49,6 @@ HELD_OUT_PALETTE = torch.tensor([[0.72, 0.72, 0.72], [0.00, 0.55, 0.55], [0.85, 
                                  [0.55, 0.90, 0.15], [0.50, 0.75, 0.95]])       # silver teal magenta lime sky
 COLOUR_MARGIN = 0.25       # random training off-colours: at least this far from any catalogue-like colour
 HELD_OUT_EXCLUSION = 0.2   # ... and at least this far from every held-out palette colour
-TRAIN_SOLIDS = ("ellipsoid", "capsule", "bumpy", "bar", "plate", "star")
-HELD_OUT_SOLIDS = ("jack", "dumbbell", "snowman", "arch")
-
-SdfFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (points [b,P,3], image idx [b]) -> dist [b,P]
-
-
-# ------------------------------------------------------------------------------------------ random helpers
-
-def _u(g: torch.Generator, *shape, lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
-    return lo + (hi - lo) * torch.rand(*shape, generator=g)
 
 
 def _pick(g: torch.Generator, n: int, k: int) -> torch.Tensor:
@@ -105,269 +95,10 @@ def _colours(n: int, g: torch.Generator, held_out: bool, p_catalogue: float = 0.
     return torch.where((_u(g, n) < p_catalogue)[:, None], cat, _off_colours(n, g, held_out))
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=-1, keepdim=True).clamp(min=1e-8)
-
-
-def _frame(axis: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Rotations [n,3,3] (columns = local x, y, z in world) whose local x is `axis`, random roll."""
-    v = _unit(torch.randn(axis.shape, generator=g))
-    y = _unit(v - (v * axis).sum(-1, keepdim=True) * axis)
-    z = torch.cross(axis, y, dim=-1)
-    return torch.stack([axis, y, z], -1)
-
-
 def _forward(views: dict[str, torch.Tensor]) -> torch.Tensor:
     """Unit view directions [n,3] (camera -> origin)."""
     e, a = torch.deg2rad(views["elev"]), torch.deg2rad(views["azim"])
     return -torch.stack([torch.cos(e) * torch.sin(a), torch.sin(e), torch.cos(e) * torch.cos(a)], -1)
-
-
-def _axis_near_plane(fwd: torch.Tensor, g: torch.Generator, max_deg: float = 30.0,
-                     min_tilt_deg: float = 0.0) -> torch.Tensor:
-    """Unit axes within max_deg of the image plane (so elongated shapes look elongated), their image-plane
-    direction at least min_tilt_deg from the horizontal (a level capsule or ellipsoid looks like a torus seen
-    edge-on, which is a catalogue view)."""
-    right = _unit(torch.cross(torch.tensor([0.0, 1.0, 0.0]).expand_as(fwd), -fwd, dim=-1))
-    up = torch.cross(-fwd, right, dim=-1)
-    th = torch.deg2rad(_u(g, len(fwd), lo=min_tilt_deg, hi=180.0 - min_tilt_deg))[:, None]
-    perp = torch.cos(th) * right + torch.sin(th) * up
-    b = torch.deg2rad(_u(g, len(fwd), lo=-max_deg, hi=max_deg))[:, None]
-    return _unit(torch.cos(b) * perp + torch.sin(b) * fwd)
-
-
-def _axis_near_view(fwd: torch.Tensor, g: torch.Generator, lo_deg: float = 0.0, hi_deg: float = 40.0) -> torch.Tensor:
-    """Unit axes at lo..hi degrees from the view direction (so flat shapes show their outline)."""
-    u = torch.randn(fwd.shape, generator=g)
-    perp = _unit(u - (u * fwd).sum(-1, keepdim=True) * fwd)
-    c = torch.deg2rad(_u(g, len(fwd), lo=lo_deg, hi=hi_deg))[:, None]
-    sign = torch.where(_u(g, len(fwd), 1) < 0.5, -1.0, 1.0)
-    return _unit(sign * torch.cos(c) * fwd + torch.sin(c) * perp)
-
-
-# ------------------------------------------------------------------------------------------ sphere tracer
-
-def render_sdf(f: SdfFn, rgb: torch.Tensor, views: dict[str, torch.Tensor], res: int = 32, supersample: int = 2,
-               ambient: float | torch.Tensor = AMBIENT, light_offset: torch.Tensor | None = None,
-               chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Render f (SdfFn, per-image parameters looked up by idx) in colours rgb [n,3] from views: rgb, alpha.
-
-    Shading as the GT renderer (albedo * (ambient + (1 - ambient) * lambert), light from the camera's upper left);
-    light_offset [n,2] adds (up, right) components to the light, ambient may be a tensor [n].
-    """
-    n = len(rgb)
-    hi = res * supersample
-    amb = torch.as_tensor(ambient, dtype=torch.float32).expand(n)
-    off = torch.zeros(n, 2) if light_offset is None else light_offset
-    out_rgb, out_mask = torch.ones(n, 3, hi, hi), torch.zeros(n, 1, hi, hi)
-    for s in range(0, n, chunk):
-        ii = torch.arange(s, min(n, s + chunk))
-        cams = orbit_cameras(views["elev"][ii], views["azim"][ii], views["dist"][ii], views["fov"][ii], hi, hi)
-        o, d = rays_from_cameras(cams)
-        o, d = o.reshape(len(ii), -1, 3), d.reshape(len(ii), -1, 3)
-        hit, p = sphere_trace(lambda q: f(q, ii), o, d, iters=64, step=0.9)
-        eps = 1e-3
-        nrm = _unit(torch.stack([f(p + e, ii) - f(p - e, ii) for e in torch.eye(3) * eps], -1))
-        right, up, fwd = cams.c2w[:, :3, 0], cams.c2w[:, :3, 1], -cams.c2w[:, :3, 2]
-        light = _unit(-fwd + (0.6 + off[ii, :1]) * up + (-0.4 + off[ii, 1:]) * right)
-        lam = (nrm * light[:, None]).sum(-1).clamp(min=0)
-        shade = amb[ii, None] + (1 - amb[ii, None]) * lam                                       # [b,P]
-        col = torch.where(hit[..., None], (rgb[ii, None] * shade[..., None]).clamp(0, 1), torch.ones(()))
-        out_rgb[ii] = col.reshape(len(ii), hi, hi, 3).permute(0, 3, 1, 2)
-        out_mask[ii] = hit.float().reshape(len(ii), 1, hi, hi)
-    if supersample > 1:
-        out_rgb, out_mask = F.avg_pool2d(out_rgb, supersample), F.avg_pool2d(out_mask, supersample)
-    return out_rgb, out_mask
-
-
-def render_catalogue(specs: Sequence[ShapeSpec], views: dict[str, torch.Tensor], res: int = 32,
-                     rgb: torch.Tensor | None = None, ambient: float | torch.Tensor = AMBIENT,
-                     light_offset: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Catalogue shapes through this module's tracer, optionally recoloured (rgb [n,3]) or relit."""
-    rgb = torch.tensor([s.rgb for s in specs]) if rgb is None else rgb
-    shape_id = torch.tensor([SHAPES.index(s.shape) for s in specs])
-
-    def f(p: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        out = torch.empty(p.shape[:-1])
-        for k, name in enumerate(SHAPES):
-            m = shape_id[idx] == k
-            if m.any():
-                out[m] = world_sdf(name, p[m])
-        return out
-
-    return render_sdf(f, rgb, views, res, ambient=ambient, light_offset=light_offset)
-
-
-# ------------------------------------------------------------------------------------------ solids
-
-def _box(q: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
-    d = q.abs() - half
-    return d.clamp(min=0).norm(dim=-1) + d.amax(-1).clamp(max=0)
-
-
-def _capsule_x(q: torch.Tensor, h: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-    x = q[..., 0] - q[..., 0].clamp(-h, h)
-    return torch.sqrt(x * x + q[..., 1] ** 2 + q[..., 2] ** 2) - r
-
-
-def _star2d(x: torch.Tensor, y: torch.Tensor, r: torch.Tensor, n: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-    """Signed distance to an n-pointed star of outer radius r and sharpness m in [2, n] (Quilez)."""
-    an, en = math.pi / n, math.pi / m
-    acs_x, acs_y, ecs_x, ecs_y = torch.cos(an), torch.sin(an), torch.cos(en), torch.sin(en)
-    bn = torch.remainder(torch.atan2(x, y), 2 * an) - an
-    ln = torch.sqrt(x * x + y * y)
-    px, py = ln * torch.cos(bn) - r * acs_x, ln * torch.sin(bn).abs() - r * acs_y
-    k = (-(px * ecs_x + py * ecs_y)).clamp(min=0)
-    k = torch.minimum(k, r * acs_y / ecs_y)
-    px, py = px + ecs_x * k, py + ecs_y * k
-    return torch.sqrt(px * px + py * py) * torch.sign(px)
-
-
-def _extrude(d2: torch.Tensor, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    wx, wy = d2, z.abs() - h
-    return torch.maximum(wx, wy).clamp(max=0) + torch.sqrt(wx.clamp(min=0) ** 2 + wy.clamp(min=0) ** 2)
-
-
-def _solid(name: str, n: int, g: torch.Generator, fwd: torch.Tensor) -> tuple[SdfFn, torch.Tensor]:
-    """An SdfFn for n random instances of one out-of-catalogue solid, and their rotations [n,3,3]."""
-    U = lambda lo, hi, *s: _u(g, n, *s, lo=lo, hi=hi)  # noqa: E731
-    if name == "ellipsoid":
-        rad = torch.stack([U(0.45, 0.6), U(0.16, 0.28), U(0.16, 0.32)], -1)
-        rot = _frame(_axis_near_plane(fwd, g, min_tilt_deg=25.0), g)
-
-        def local(q, i):
-            r = rad[i][:, None]
-            k0 = (q / r).norm(dim=-1)
-            k1 = (q / (r * r)).norm(dim=-1).clamp(min=1e-6)
-            return k0 * (k0 - 1) / k1
-    elif name == "capsule":
-        r, h = U(0.12, 0.2), U(0.25, 0.38)
-        rot = _frame(_axis_near_plane(fwd, g, min_tilt_deg=25.0), g)
-
-        def local(q, i):
-            return _capsule_x(q, h[i][:, None], r[i][:, None])
-    elif name == "bumpy":
-        r0, rb = U(0.27, 0.34), U(0.13, 0.19)
-        dirs = _unit(torch.randn(n, 6, 3, generator=g))
-        rot = torch.eye(3).expand(n, 3, 3)
-
-        def local(q, i):
-            d = q.norm(dim=-1) - r0[i][:, None]
-            cen = dirs[i] * r0[i][:, None, None]                                          # [b,6,3]
-            db = (q[:, :, None] - cen[:, None]).norm(dim=-1) - rb[i][:, None, None]       # [b,P,6]
-            return torch.minimum(d, db.amin(-1))
-    elif name == "bar":
-        half = torch.stack([U(0.45, 0.58), U(0.08, 0.18), U(0.08, 0.18)], -1)
-        rot = _frame(_axis_near_plane(fwd, g), g)
-
-        def local(q, i):
-            return _box(q, half[i][:, None])
-    elif name == "plate":
-        half = torch.stack([U(0.45, 0.55), U(0.22, 0.32), U(0.04, 0.08)], -1)
-        z = _axis_near_view(fwd, g, 25.0, 65.0)
-        rot = _frame(_unit(torch.cross(z, torch.randn(n, 3, generator=g), dim=-1)), g)
-        rot = torch.stack([rot[..., 0], torch.cross(z, rot[..., 0], dim=-1), z], -1)
-
-        def local(q, i):
-            return _box(q, half[i][:, None])
-    elif name == "star":
-        r, h = U(0.45, 0.56), U(0.07, 0.16)
-        pts = torch.where(_u(g, n) < 0.5, 5.0, 6.0)
-        m = 2 + (pts - 2) * U(0.25, 0.6)
-        z = _axis_near_view(fwd, g, 0.0, 40.0)
-        rot = _frame(_unit(torch.cross(z, torch.randn(n, 3, generator=g), dim=-1)), g)
-        rot = torch.stack([rot[..., 0], torch.cross(z, rot[..., 0], dim=-1), z], -1)
-
-        def local(q, i):
-            d2 = _star2d(q[..., 0], q[..., 1], r[i][:, None], pts[i][:, None], m[i][:, None])
-            return _extrude(d2, q[..., 2], h[i][:, None])
-    elif name == "jack":
-        L, t = U(0.4, 0.55), U(0.06, 0.11)
-        rot = _frame(_unit(torch.randn(n, 3, generator=g)), g)
-
-        def local(q, i):
-            a, b = L[i][:, None, None], t[i][:, None, None]
-            halves = [torch.cat([a, b, b], -1), torch.cat([b, a, b], -1), torch.cat([b, b, a], -1)]
-            return torch.stack([_box(q, hh) for hh in halves], -1).amin(-1)
-    elif name == "dumbbell":
-        rb, rr = U(0.16, 0.23), U(0.045, 0.08)
-        rot = _frame(_axis_near_plane(fwd, g), g)
-
-        def local(q, i):
-            c = (0.58 - rb[i])[:, None]
-            balls = torch.minimum((q - torch.stack([c, 0 * c, 0 * c], -1)).norm(dim=-1),
-                                  (q + torch.stack([c, 0 * c, 0 * c], -1)).norm(dim=-1)) - rb[i][:, None]
-            return torch.minimum(balls, _capsule_x(q, c, rr[i][:, None]))
-    elif name == "snowman":
-        r1, r2 = U(0.25, 0.32), U(0.14, 0.2)
-        gap = (r1 + r2) * U(0.8, 0.95)
-        c1 = -(gap + r2 - r1) / 2  # big ball centre, so that the pair is centred
-        rot = _frame(_axis_near_plane(fwd, g), g)
-
-        def local(q, i):
-            o1 = torch.stack([c1[i], 0 * c1[i], 0 * c1[i]], -1)[:, None]
-            o2 = torch.stack([c1[i] + gap[i], 0 * c1[i], 0 * c1[i]], -1)[:, None]
-            return torch.minimum((q - o1).norm(dim=-1) - r1[i][:, None], (q - o2).norm(dim=-1) - r2[i][:, None])
-    elif name == "arch":
-        t, w, ih = U(0.08, 0.16), U(0.16, 0.24), U(0.25, 0.35)
-        z = _axis_near_view(fwd, g, 0.0, 40.0)
-        rot = _frame(_unit(torch.cross(z, torch.randn(n, 3, generator=g), dim=-1)), g)
-        rot = torch.stack([rot[..., 0], torch.cross(z, rot[..., 0], dim=-1), z], -1)
-
-        def local(q, i):
-            outer = torch.stack([0.45 + 0 * t[i], 0.42 + 0 * t[i], t[i]], -1)[:, None]
-            inner = torch.stack([w[i], ih[i], t[i] + 0.1], -1)[:, None]
-            shift = torch.stack([0 * t[i], 0.42 - ih[i] + 0.01, 0 * t[i]], -1)[:, None]
-            return torch.maximum(_box(q, outer), -_box(q - shift, inner))
-    else:
-        raise ValueError(f"unknown solid {name!r}")
-
-    def f(p: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        q = torch.einsum("bpj,bjk->bpk", p, rot[idx])  # world -> local: R^T p (row-vector form p R)
-        return local(q, idx)
-
-    return f, rot
-
-
-# ------------------------------------------------------------------------------------------ 2D drawing
-
-def _grid(n: int, res: int, ss: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
-    """Supersampled pixel-centre coordinates in [-1,1] (y up), each [1,res*ss,res*ss]."""
-    t = (torch.arange(res * ss) + 0.5) / (res * ss) * 2 - 1
-    y, x = torch.meshgrid(-t, t, indexing="ij")
-    return x[None], y[None]
-
-
-def _regular_polygon(u: torch.Tensor, v: torch.Tensor, sides: int, apothem: torch.Tensor) -> torch.Tensor:
-    """Inside mask of a regular polygon: every edge normal at angle 2 pi k / sides, at distance `apothem`."""
-    inside = torch.ones_like(u, dtype=torch.bool)
-    for k in range(sides):
-        a = 2 * math.pi * k / sides
-        inside &= (u * math.cos(a) + v * math.sin(a)) <= apothem
-    return inside
-
-
-def _shape2d(kind: str, x: torch.Tensor, y: torch.Tensor, size: torch.Tensor, ang: torch.Tensor,
-             aux: torch.Tensor) -> torch.Tensor:
-    """Inside mask [n,H,W] of a 2D shape (already centred coordinates x, y [n,H,W]); size, ang, aux [n,1,1]."""
-    c, s = torch.cos(ang), torch.sin(ang)
-    u, v = c * x + s * y, -s * x + c * y
-    if kind == "disc":
-        return u * u + v * v <= size ** 2
-    if kind == "square":
-        return torch.maximum(u.abs(), v.abs()) <= size * 0.8
-    if kind == "triangle":
-        return _regular_polygon(u, v, 3, size * 0.5)
-    if kind == "ellipse":
-        return (u / size) ** 2 + (v / (size * aux)) ** 2 <= 1
-    if kind == "hexagon":
-        return _regular_polygon(u, v, 6, size * 0.87)
-    if kind == "star":
-        return _star2d(u, v, size, torch.tensor(5.0), torch.tensor(2.5)) <= 0
-    if kind == "ring":
-        r2 = u * u + v * v
-        return (r2 <= size ** 2) & (r2 >= (size * aux) ** 2)
-    raise ValueError(kind)
 
 
 # ------------------------------------------------------------------------------------------ kinds
@@ -377,7 +108,7 @@ def _blank(n, g, res, held_out):
     level = torch.where(_u(g, n) < 0.3, _u(g, n, lo=0.9, hi=1.0), level)
     x = level[:, None, None, None].expand(n, 3, res, res).clone()
     if held_out:  # soft vignettes / stains on white
-        xx, yy = _grid(n, res, 1)
+        xx, yy = pixel_grid(n, res, 1)
         cx, cy, w = _u(g, n, 1, 1, lo=-0.8, hi=0.8), _u(g, n, 1, 1, lo=-0.8, hi=0.8), _u(g, n, 1, 1, lo=0.3, hi=1.2)
         bump = torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * w * w))
         tint = _u(g, n, 3, 1, 1, lo=0.0, hi=0.4)
@@ -391,7 +122,7 @@ def _flat(n, g, res, held_out):
     x = col[:, :, None, None].expand(n, 3, res, res)
     if held_out:  # linear gradients between two colours
         col2 = torch.where((_u(g, n) < 0.5)[:, None], CATALOGUE_RGB[_pick(g, n, 6)], _u(g, n, 3))
-        xx, yy = _grid(n, res, 1)
+        xx, yy = pixel_grid(n, res, 1)
         a = _u(g, n, 1, 1, lo=0, hi=2 * math.pi)
         w = ((torch.cos(a) * xx + torch.sin(a) * yy) * 0.5 + 0.5)[:, None]
         x = col[:, :, None, None] * (1 - w) + col2[:, :, None, None] * w
@@ -449,12 +180,12 @@ def _silhouette(n, g, res, held_out):
         ang = torch.where(sq[:, None, None], a_sq, torch.where(tri[:, None, None], a_tri, ang))
     aux = _u(g, n, 1, 1, lo=0.4, hi=0.7)
     cx, cy = _u(g, n, 1, 1, lo=-0.2, hi=0.2), _u(g, n, 1, 1, lo=-0.2, hi=0.2)
-    xx, yy = _grid(n, res)
+    xx, yy = pixel_grid(n, res)
     mask = torch.zeros(n, res * 4, res * 4)
     for k, name in enumerate(names):
         m = which == k
         if m.any():
-            mask[m] = _shape2d(name, xx - cx[m], yy - cy[m], size[m], ang[m], aux[m]).float()
+            mask[m] = shape2d(name, xx - cx[m], yy - cy[m], size[m], ang[m], aux[m]).float()
     alpha = F.avg_pool2d(mask[:, None], 4)
     out = (1 - alpha) + alpha * col[:, :, None, None]
     if outline.any():
@@ -478,7 +209,7 @@ def _noise(n, g, res, held_out):
                 cells = int(torch.randint(2, 9, (1,), generator=g))
                 x = F.interpolate(_u(g, m, 3, cells, cells), size=(res, res), mode="bilinear", align_corners=False)
             else:         # a blob of noise on white
-                xx, yy = _grid(m, res, 1)
+                xx, yy = pixel_grid(m, res, 1)
                 r = _u(g, m, 1, 1, lo=0.35, hi=0.7)
                 a = (xx ** 2 + yy ** 2 <= r * r).float()[:, None]
                 x = (1 - a) + a * _u(g, m, 3, res, res)
@@ -488,12 +219,12 @@ def _noise(n, g, res, held_out):
                 dots = (_u(g, m, 1, res, res) < p).float()
                 x = 1 - dots * _u(g, m, 3, 1, 1, lo=0.3, hi=1.0)
             elif k == 1:  # stripes
-                xx, yy = _grid(m, res, 1)
+                xx, yy = pixel_grid(m, res, 1)
                 a, fr = _u(g, m, 1, 1, lo=0, hi=math.pi), _u(g, m, 1, 1, lo=2, hi=8)
                 w = (torch.sin(fr * math.pi * (torch.cos(a) * xx + torch.sin(a) * yy)) > 0).float()[:, None]
                 x = _u(g, m, 3, 1, 1) * w + _u(g, m, 3, 1, 1) * (1 - w)
             elif k == 2:  # checkerboard
-                xx, yy = _grid(m, res, 1)
+                xx, yy = pixel_grid(m, res, 1)
                 fr = torch.randint(2, 9, (m, 1, 1), generator=g).float()
                 w = ((torch.floor((xx + 1) * fr / 2) + torch.floor((yy + 1) * fr / 2)) % 2)[:, None]
                 x = _u(g, m, 3, 1, 1) * w + _u(g, m, 3, 1, 1) * (1 - w)
@@ -576,7 +307,7 @@ def _off_catalogue(n, g, res, held_out):
         if not m:
             continue
         v = _views(m, g)
-        f, _ = _solid(name, m, g, _forward(v))
+        f, _ = solid(name, m, g, _forward(v))
         out[which == k] = render_sdf(f, _colours(m, g, held_out, p_catalogue=0.5), v, res)[0]
     return out
 
