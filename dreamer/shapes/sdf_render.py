@@ -20,6 +20,7 @@ SdfFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (points [b,P,3],
 
 
 def unit(x: torch.Tensor) -> torch.Tensor:
+    """x [...,3] scaled to unit length along the last axis (zero vectors stay ~0)."""
     return x / x.norm(dim=-1, keepdim=True).clamp(min=1e-8)
 
 
