@@ -136,10 +136,10 @@ def mesh_set(n_per_prompt: int, seed: int, res: int = 32, supersample: int = 2):
         t = torch.where(valid, t, torch.full((), math.inf))
         tmin, fi = t.min(-1)
         hit = torch.isfinite(tmin)
-        n = torch.nn.functional.normalize(torch.cross(e1, e2, dim=-1)[fi], dim=-1)
+        n = F.normalize(torch.cross(e1, e2, dim=-1)[fi], dim=-1)
         n = torch.where(((n * d).sum(-1, keepdim=True) > 0), -n, n)   # two-sided: face the camera
         right, up, fwd = cams.c2w[b, :3, 0], cams.c2w[b, :3, 1], -cams.c2w[b, :3, 2]
-        light = torch.nn.functional.normalize(-fwd + 0.6 * up - 0.4 * right, dim=-1)
+        light = F.normalize(-fwd + 0.6 * up - 0.4 * right, dim=-1)
         shade = AMBIENT + (1 - AMBIENT) * (n @ light).clamp(min=0)
         col = torch.where(hit[:, None], torch.tensor(spec.rgb) * shade[:, None], torch.ones(()))
         out[b] = col.clamp(0, 1).reshape(hi, hi, 3).permute(2, 0, 1)
