@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from renderers.cameras import orbit_cameras, rays_from_cameras
 
 from .negatives import ELEV_RANGE
-from .render import AMBIENT, random_views, render_shapes
+from .render import AMBIENT, key_light, random_views, render_shapes
 from .sdf_render import render_catalogue
 from .world import COLOURS, SHAPES, catalogue, sdf
 
@@ -138,8 +138,7 @@ def mesh_set(n_per_prompt: int, seed: int, res: int = 32, supersample: int = 2):
         hit = torch.isfinite(tmin)
         n = F.normalize(torch.cross(e1, e2, dim=-1)[fi], dim=-1)
         n = torch.where(((n * d).sum(-1, keepdim=True) > 0), -n, n)   # two-sided: face the camera
-        right, up, fwd = cams.c2w[b, :3, 0], cams.c2w[b, :3, 1], -cams.c2w[b, :3, 2]
-        light = F.normalize(-fwd + 0.6 * up - 0.4 * right, dim=-1)
+        light = key_light(cams.c2w[b:b + 1])[0]
         shade = AMBIENT + (1 - AMBIENT) * (n @ light).clamp(min=0)
         col = torch.where(hit[:, None], torch.tensor(spec.rgb) * shade[:, None], torch.ones(()))
         out[b] = col.clamp(0, 1).reshape(hi, hi, 3).permute(2, 0, 1)

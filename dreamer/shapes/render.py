@@ -40,6 +40,17 @@ def _normals(shape: str, p: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     return g / g.norm(dim=-1, keepdim=True).clamp(min=1e-8)
 
 
+def key_light(c2w: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+    """The GT renders' light [B,3], unit, from the camera's upper left so every view is lit: -forward + 0.6 up
+    - 0.4 right of c2w [B,4,4]; offset [B,2] adds (up, right) components (the evaluator's relit images)."""
+    right, up, fwd = c2w[:, :3, 0], c2w[:, :3, 1], -c2w[:, :3, 2]
+    if offset is None:
+        d = -fwd + 0.6 * up - 0.4 * right
+    else:
+        d = -fwd + (0.6 + offset[:, :1]) * up + (-0.4 + offset[:, 1:]) * right
+    return d / d.norm(dim=-1, keepdim=True).clamp(min=1e-8)
+
+
 def render_shapes(specs: list[ShapeSpec], elev, azim, dist, fov_deg, res: int = 32,
                   supersample: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """Render one view per spec: rgb [B,3,res,res] in [0,1] and alpha mask [B,1,res,res]."""
@@ -49,12 +60,9 @@ def render_shapes(specs: list[ShapeSpec], elev, azim, dist, fov_deg, res: int = 
     cams = orbit_cameras(as_t(elev), as_t(azim), as_t(dist), as_t(fov_deg), hi, hi)
     _, dirs = rays_from_cameras(cams)                                       # [B,hi,hi,3]
     eye = cams.c2w[:, :3, 3]
-    axes = torch.stack([cams.c2w[:, :3, 0], cams.c2w[:, :3, 1], -cams.c2w[:, :3, 2]], 1)  # right, up, forward
     rgb = torch.ones(B, hi, hi, 3)
     mask = torch.zeros(B, hi, hi)
-    # Light from the camera's upper left, so every view is lit.
-    light = -axes[:, 2] + 0.6 * axes[:, 1] - 0.4 * axes[:, 0]
-    light = light / light.norm(dim=-1, keepdim=True)
+    light = key_light(cams.c2w)
     for shape in SHAPES:
         idx = [i for i, s in enumerate(specs) if s.shape == shape]
         if not idx:

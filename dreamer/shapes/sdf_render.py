@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from renderers.cameras import orbit_cameras, rays_from_cameras
 
-from .render import AMBIENT, sphere_trace
+from .render import AMBIENT, key_light, sphere_trace
 from .world import SHAPES, ShapeSpec, sdf as world_sdf
 
 SdfFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (points [b,P,3], image idx [b]) -> dist [b,P]
@@ -45,8 +45,7 @@ def render_sdf(f: SdfFn, rgb: torch.Tensor, views: dict[str, torch.Tensor], res:
         hit, p = sphere_trace(lambda q: f(q, ii), o, d, iters=64, step=0.9)
         eps = 1e-3
         nrm = unit(torch.stack([f(p + e, ii) - f(p - e, ii) for e in torch.eye(3) * eps], -1))
-        right, up, fwd = cams.c2w[:, :3, 0], cams.c2w[:, :3, 1], -cams.c2w[:, :3, 2]
-        light = unit(-fwd + (0.6 + off[ii, :1]) * up + (-0.4 + off[ii, 1:]) * right)
+        light = key_light(cams.c2w, off[ii])
         lam = (nrm * light[:, None]).sum(-1).clamp(min=0)
         shade = amb[ii, None] + (1 - amb[ii, None]) * lam                                       # [b,P]
         col = torch.where(hit[..., None], (rgb[ii, None] * shade[..., None]).clamp(0, 1), torch.ones(()))
