@@ -35,7 +35,6 @@ def render_sdf(f: SdfFn, rgb: torch.Tensor, views: dict[str, torch.Tensor], res:
     n = len(rgb)
     hi = res * supersample
     amb = torch.as_tensor(ambient, dtype=torch.float32).expand(n)
-    off = torch.zeros(n, 2) if light_offset is None else light_offset
     out_rgb, out_mask = torch.ones(n, 3, hi, hi), torch.zeros(n, 1, hi, hi)
     for s in range(0, n, chunk):
         ii = torch.arange(s, min(n, s + chunk))
@@ -45,7 +44,7 @@ def render_sdf(f: SdfFn, rgb: torch.Tensor, views: dict[str, torch.Tensor], res:
         hit, p = sphere_trace(lambda q: f(q, ii), o, d, iters=64, step=0.9)
         eps = 1e-3
         nrm = unit(torch.stack([f(p + e, ii) - f(p - e, ii) for e in torch.eye(3) * eps], -1))
-        light = key_light(cams.c2w, off[ii])
+        light = key_light(cams.c2w, None if light_offset is None else light_offset[ii])
         lam = (nrm * light[:, None]).sum(-1).clamp(min=0)
         shade = amb[ii, None] + (1 - amb[ii, None]) * lam                                       # [b,P]
         col = torch.where(hit[..., None], (rgb[ii, None] * shade[..., None]).clamp(0, 1), torch.ones(()))

@@ -7,8 +7,8 @@ import torch
 
 from dreamer.common.prompts import view_prompt, view_suffix
 from dreamer.shapes.render import key_light, random_views, render_shapes
-from renderers.cameras import orbit_cameras
 from dreamer.shapes.world import COLOUR_NAMES, SHAPES, SPHERE_R, ShapeSpec, catalogue, gt_mesh, parse_prompt, sdf
+from renderers.cameras import orbit_cameras
 
 EXACT = ("cube", "sphere", "cylinder", "torus")
 
