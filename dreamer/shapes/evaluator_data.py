@@ -112,6 +112,7 @@ def mesh_set(n_per_prompt: int, seed: int, res: int = 32, supersample: int = 2):
     hi = res * supersample
     cams = orbit_cameras(v["elev"], v["azim"], v["dist"], v["fov"], hi, hi)
     origins, dirs = rays_from_cameras(cams)
+    lights = key_light(cams.c2w)                                             # [B,3]
     meshes = {s: _mc_mesh(s) for s in SHAPES}
     out = torch.ones(len(specs), 3, hi, hi)
     for b, spec in enumerate(specs):
@@ -138,8 +139,7 @@ def mesh_set(n_per_prompt: int, seed: int, res: int = 32, supersample: int = 2):
         hit = torch.isfinite(tmin)
         n = F.normalize(torch.cross(e1, e2, dim=-1)[fi], dim=-1)
         n = torch.where(((n * d).sum(-1, keepdim=True) > 0), -n, n)   # two-sided: face the camera
-        light = key_light(cams.c2w[b:b + 1])[0]
-        shade = AMBIENT + (1 - AMBIENT) * (n @ light).clamp(min=0)
+        shade = AMBIENT + (1 - AMBIENT) * (n @ lights[b]).clamp(min=0)
         col = torch.where(hit[:, None], torch.tensor(spec.rgb) * shade[:, None], torch.ones(()))
         out[b] = col.clamp(0, 1).reshape(hi, hi, 3).permute(2, 0, 1)
     return F.avg_pool2d(out, supersample), specs

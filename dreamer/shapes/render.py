@@ -44,10 +44,8 @@ def key_light(c2w: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Te
     """The GT renders' light [B,3], unit, from the camera's upper left so every view is lit: -forward + 0.6 up
     - 0.4 right of c2w [B,4,4]; offset [B,2] adds (up, right) components (the evaluator's relit images)."""
     right, up, fwd = c2w[:, :3, 0], c2w[:, :3, 1], -c2w[:, :3, 2]
-    if offset is None:
-        d = -fwd + 0.6 * up - 0.4 * right
-    else:
-        d = -fwd + (0.6 + offset[:, :1]) * up + (-0.4 + offset[:, 1:]) * right
+    w_up, w_right = (0.6, -0.4) if offset is None else (0.6 + offset[:, :1], -0.4 + offset[:, 1:])
+    d = -fwd + w_up * up + w_right * right
     return d / d.norm(dim=-1, keepdim=True).clamp(min=1e-8)
 
 
