@@ -19,12 +19,22 @@ from dreamer.distill.trainers import TRAINERS
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _torchrun(*args: str) -> None:
+def _launch(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        str(ROOT / "tests" / "dp_worker.py"), *args], env=env, capture_output=True, text=True,
-                       timeout=600)
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(ROOT / "tests" / "dp_worker.py"), *args], env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def _torchrun(*args: str) -> None:
+    r = _launch(*args)
     assert r.returncode == 0, r.stderr[-3000:]
+
+
+def _gloo_abort(r: subprocess.CompletedProcess) -> bool:
+    """A rank killed by SIGABRT from C++ std::terminate with no exception in flight (no Python error): seen once
+    in CI (stop 26, mid-run in the toy launch), 0 times in 40 launches here."""
+    return "terminate called without an active exception" in r.stderr and "SIGABRT" in r.stderr
 
 
 def _ranks(result: Path, method: str) -> list[list[torch.Tensor]]:
@@ -112,7 +122,10 @@ def make_initial(tiny_sd_dir):
 def toy_ranks(tmp_path_factory) -> Path:
     """One torchrun launch: every trainer of TOY_METHODS with 2 ranks of batch 4 (tests/dp_worker.py toy)."""
     d = tmp_path_factory.mktemp("dp_toy")
-    _torchrun("toy", str(d / "out"), "4", str(d / "r"))
+    r = _launch("toy", str(d / "out"), "4", str(d / "r"))
+    if r.returncode != 0 and _gloo_abort(r):            # one fresh launch (new folders) after that abort, no more
+        r = _launch("toy", str(d / "out2"), "4", str(d / "r"))
+    assert r.returncode == 0, r.stderr[-3000:]
     return d / "r"
 
 
