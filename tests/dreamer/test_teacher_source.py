@@ -1,5 +1,6 @@
 """Teacher sources: a local diffusers folder is first-class; a hub id is served from the local HF cache only
-(no network, no retries): uncached -> one line, fast, nothing written."""
+(no network, no retries): uncached -> one line, nothing written. "Fast" is tested as what makes it fast (no socket
+opened, no sleep between retries), not by a clock: a clock bound tests the machine."""
 import os
 import shutil
 import socket
@@ -34,15 +35,21 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
-def test_uncached_hub_id_fails_fast_without_network(no_network, monkeypatch, tmp_path):
+@pytest.fixture
+def no_waiting(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("slept (a retry back-off)")
+    monkeypatch.setattr(time, "sleep", refuse)
+
+
+def test_uncached_hub_id_fails_fast_without_network(no_network, no_waiting, monkeypatch, tmp_path):
     import huggingface_hub.constants as c
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     for offline in (False, True):
         monkeypatch.setattr(c, "HF_HUB_OFFLINE", offline)
-        t0 = time.perf_counter()
         with pytest.raises(TeacherError, match="not in the local Hugging Face cache") as e:
             check_teacher_source("stabilityai/stable-diffusion-2-1-base")
-        assert time.perf_counter() - t0 < 1.0 and "local diffusers folder" in str(e.value)
+        assert "local diffusers folder" in str(e.value)
         assert ("HF_HUB_OFFLINE=1" in str(e.value)) == offline
 
 
@@ -66,10 +73,9 @@ def test_incomplete_folder_is_named(tmp_path, tiny_sd_dir):
 def test_cli_uncached_hub_id_is_one_quiet_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_HOME")}
     env.update(PYTHONPATH=str(REPO), HF_HUB_CACHE=str(tmp_path / "cache"), OMP_NUM_THREADS="1")
-    t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "dreamer.cli", "distill", "--out", str(tmp_path / "run"),
                            "--teacher", "nobody/not-cached", 'prompts=["a"]'], env=env, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120)         # a hang guard, not a speed claim
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("dreamer: error: teacher 'nobody/not-cached' is not in the local Hugging Face cache")
-    assert time.perf_counter() - t0 < 30 and not (tmp_path / "run").exists()
+    assert not (tmp_path / "run").exists()
