@@ -3,14 +3,11 @@ fp32 within the stated tolerances, gradient checkpointing gives the same gradien
 UNets run, and a LoRA fake score trains only its adapter."""
 import pytest
 import torch
+from roundings import CountRoundings, bf16_scale
 
 from dreamer.distill.recipe import DistillConfig, validate
 from dreamer.distill.trainers.score import autocast, distill_step, guidance_config, init_state
 from guidance import DiffusersTeacher, FakeScore
-
-BF16_REL = 3e-2      # ||a - b|| / ||b|| of UNet outputs and of parameter gradients, bf16 autocast vs fp32
-BF16_COS = 0.999     # cosine similarity of the parameter gradients, bf16 autocast vs fp32
-
 
 @pytest.fixture(scope="module")
 def teacher(tiny_sd_dir):
@@ -46,6 +43,10 @@ def _rel(a, b):
 
 
 def test_bf16_autocast_agrees_with_fp32(teacher, tiny_sd_dir):
+    """bf16 autocast against fp32, same inputs: the UNet output and the parameter gradients are within sqrt(n) u
+    (relative, L2) of fp32, n the bf16 roundings counted in that pass (forward; forward + backward), u = 2^-8 (a
+    cosine floor would follow from the gradient bound, so none is asserted); the loss bound follows from the
+    output's. No figure here was read off a machine (seen: about a fifth of each bound)."""
     x, t, cond, target = _inputs(teacher)
     for mp in ("fp32", "bf16"):
         assert autocast(_cfg(tiny_sd_dir, mixed_precision=mp)).fast_dtype == torch.bfloat16
@@ -53,11 +54,19 @@ def test_bf16_autocast_agrees_with_fp32(teacher, tiny_sd_dir):
     state = init_state(teacher, _cfg(tiny_sd_dir), str(tiny_sd_dir))
     for eps, params in ((state.gen.eps, state.gen.params), (state.fake.eps, state.fake.params)):
         o32, g32, l32 = _grads(eps, params, x, t, cond, target, autocast(_cfg(tiny_sd_dir)))
-        o16, g16, l16 = _grads(eps, params, x, t, cond, target, autocast(_cfg(tiny_sd_dir, mixed_precision="bf16")))
+        fwd, every = CountRoundings(), CountRoundings()
+        with fwd, torch.no_grad(), autocast(_cfg(tiny_sd_dir, mixed_precision="bf16")):
+            eps(x, t, cond)
+        with every:
+            o16, g16, l16 = _grads(eps, params, x, t, cond, target,
+                                   autocast(_cfg(tiny_sd_dir, mixed_precision="bf16")))
         assert all(p.dtype == torch.float32 for p in params)                       # fp32 master weights
-        assert _rel(o16, o32) < BF16_REL and _rel(g16, g32) < BF16_REL
-        assert float(torch.nn.functional.cosine_similarity(g16, g32, 0)) > BF16_COS
-        assert abs(float(l16 - l32)) / float(l32) < BF16_REL
+        out_tol, grad_tol = bf16_scale(fwd.n), bf16_scale(every.n)
+        assert 0 < fwd.n < every.n and grad_tol < 0.5, (fwd.n, every.n)          # the bounds say something
+        assert _rel(o16, o32) < out_tol and _rel(g16, g32) < grad_tol, (_rel(o16, o32), _rel(g16, g32))
+        # loss = mean |o - y|^2: |dL| / L <= 2 r + r^2 with r = ||o16 - o32|| / ||o32 - y||
+        r = out_tol * float(o32.norm() / (o32 - target).norm())
+        assert abs(float(l16 - l32)) / float(l32) < 2 * r + r * r
         assert not torch.equal(o16, o32)                                          # autocast did run in bf16
     cfg = _cfg(tiny_sd_dir, mixed_precision="bf16", gradient_checkpointing=True, fake_lora_rank=2)
     state = init_state(teacher, cfg, str(tiny_sd_dir))
