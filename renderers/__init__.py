@@ -11,8 +11,8 @@ from .gaussians import (GaussianParams, activate, gaussians_color, gaussians_den
 from .gaussians_densify import (DensifyConfig, DensifyState, densify_and_prune, edit_gaussians, reset_opacity,
                                 update_densify_state)
 from .sh import eval_sh
-from .gaussians_raster import (project_gaussians, quat_to_rotmat, rasterize, rasterize_dense_reference,
-                               rasterize_tiles)
+from .gaussians_raster import (median_depth, project_gaussians, quat_to_rotmat, rasterize,
+                               rasterize_dense_reference, rasterize_tiles)
 from .hashgrid import HashGrid, HashGridConfig, make_hashgrid
 from .mesh import rasterize_mesh, render_trimesh, sample_texture
 from .nerf import (BackgroundMLP, NeRFConfig, NeRFField, NeRFRenderConfig, nerf_color, nerf_density_grid,
@@ -27,7 +27,7 @@ __all__ = [
     "init_gaussians_from_points", "load_3dgs_ply", "make_optimizer", "project_colors_", "rgb_to_sh0", "save_3dgs_ply", "sh0_to_rgb",
     "DensifyConfig", "DensifyState", "densify_and_prune", "edit_gaussians", "reset_opacity",
     "update_densify_state",
-    "eval_sh", "project_gaussians", "quat_to_rotmat", "rasterize", "rasterize_dense_reference", "rasterize_tiles",
+    "eval_sh", "median_depth", "project_gaussians", "quat_to_rotmat", "rasterize", "rasterize_dense_reference", "rasterize_tiles",
     "HashGrid", "HashGridConfig", "make_hashgrid",
     "rasterize_mesh", "render_trimesh", "sample_texture",
     "BackgroundMLP", "NeRFConfig", "NeRFField", "NeRFRenderConfig", "nerf_color", "nerf_density_grid",

@@ -9,10 +9,12 @@ Both share one compositing kernel (`gaussians_composite.composite`, hand-written
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .cameras import Cameras, opencv_viewmats
-from .gaussians_composite import ALPHA_MIN, Rows, composite
+from .gaussians_composite import ALPHA_MAX, ALPHA_MIN, Rows, composite
 from .sh import eval_sh
 
 CHUNK = 64  # Gaussians per compositing row (tiles with more use several rows)
@@ -227,3 +229,36 @@ def rasterize(means, quats, scales, opacities, colors, cams: Cameras, background
         means2d.retain_grad()
     return dict(rgb=render[..., :-1], alpha=alpha, depth=render[..., -1:], means2d=means2d,
                 radii=info["radii"])
+
+
+@torch.no_grad()
+def median_depth(means, quats, scales, opacities, cams: Cameras, eps2d=0.3, near=0.01, chunk=1 << 22,
+                 transmittance: float = 0.5):
+    """Camera z where each pixel's transmittance first falls to <= `transmittance` (0 where it never does) -> [B,H,W,1].
+
+    The expected depth (rasterize's `depth`) of a thick translucent cloud lies inside it; the median is where the
+    render turns opaque, the surface a viewer sees (2DGS, Huang et al. 2024, §4.3). Same alpha rule as composite."""
+    colors = torch.zeros(len(means), 1, dtype=means.dtype, device=means.device)
+    means2d, conics, depths, radii, _ = _prepare(means, quats, scales, opacities, colors, cams, None, eps2d, near)
+    B, H, W = len(cams), cams.height, cams.width
+    op = opacities.expand(B, -1) if opacities.dim() == 1 else opacities
+    px = torch.stack(torch.meshgrid(torch.arange(H, device=means.device), torch.arange(W, device=means.device),
+                                    indexing="ij")[::-1], -1).reshape(-1, 2).to(means.dtype) + 0.5   # [HW,2] (x, y)
+    out = torch.zeros(B, H * W, dtype=means.dtype, device=means.device)
+    for b in range(B):
+        vis = (radii[b, :, 0] > 0).nonzero(as_tuple=True)[0]
+        vis = vis[torch.argsort(depths[b, vis])]                                   # front to back [Nv]
+        if len(vis) == 0:
+            continue
+        m, (A, Bc, C), o, z = means2d[b, vis], conics[b, vis].unbind(-1), op[b, vis], depths[b, vis]
+        step = max(1, chunk // len(vis))
+        for s in range(0, H * W, step):
+            d = px[s:s + step, None, :] - m[None]                                   # [P,Nv,2]
+            q = A * d[..., 0] ** 2 + 2 * Bc * d[..., 0] * d[..., 1] + C * d[..., 1] ** 2
+            a = (o * torch.exp(-0.5 * q)).clamp_max(ALPHA_MAX)
+            a = a * (a >= ALPHA_MIN)
+            log_t = torch.cumsum(torch.log1p(-a), 1)                                # inclusive [P,Nv]
+            crossed = log_t <= math.log(transmittance)
+            first = crossed.float().argmax(1)                                       # [P]
+            out[b, s:s + step] = torch.where(crossed.any(1), z[first], torch.zeros_like(z[first]))
+    return out.reshape(B, H, W, 1)

@@ -15,6 +15,7 @@ from ..common.media import write_video
 from ..common.progress import run_phase
 from .bake import SharedRenders, bake_cameras, bake_vertex_colors
 from .export import extract_mesh, fill_enclosed, save_mesh
+from .fusion import fuse_renders
 from .report import write_report
 from .silhouette import silhouette_threshold
 from .texture import export_textured
@@ -46,20 +47,31 @@ def evaluate_against_ground_truth(prompt: str, mesh, scene, resolution: int = 32
     return {**rep, "scene_prompt_accuracy_8_views": s["accuracy"], "scene_psnr_8_views": s["psnr"]}
 
 
-def export_mesh(cfg, scene):
-    """-> (vertex-coloured mesh, marching-cubes level): level matched to the renders' silhouettes and colours
-    baked from renders unless the export settings turn these off (then the scene's fixed level / field colours,
-    which also colour the vertices no bake view sees)."""
+def export_grid(cfg, scene) -> tuple[np.ndarray, float]:
+    """-> (grid [R,R,R], level): the field whose `level` set is the exported surface. fusion: the TSDF of the renders'
+    depth and coverage (text_to_3d.fusion); density: the scene's density, at the level matched to the renders'
+    silhouettes (threshold_from_renders) or the scene's fixed level, enclosed voxels filled."""
     res = cfg.export.mesh_resolution
+    ex = cfg.export
+    if ex.surface == "fusion":
+        cams = bake_cameras(res=ex.fusion_resolution or cfg.camera.resolution)
+        return fuse_renders(scene, res, cams=cams, transmittance=ex.fusion_transmittance)
     grid, level = scene.density_grid(res), scene.export_threshold
     if cfg.export.threshold_from_renders:
         cams = bake_cameras(res=48)
         with torch.no_grad():
             alpha = torch.cat([scene.render(cams[i], step=10 ** 9)["alpha"][:, 0] for i in range(len(cams))])
         level, _ = silhouette_threshold(grid, 1.0, cams, alpha)
+    return fill_enclosed(grid, level), level
+
+
+def export_mesh(cfg, scene, grid_level: tuple[np.ndarray, float] | None = None):
+    """-> (vertex-coloured mesh, level, grid): marching cubes of export_grid, colours baked from renders unless
+    export.bake_colors is off (then the scene's field colours, which also colour the vertices no bake view sees)."""
+    grid, level = export_grid(cfg, scene) if grid_level is None else grid_level
     bake = cfg.export.bake_colors
-    mesh = extract_mesh(scene.density_fn, None if bake else scene.color_fn, bound=1.0, res=res, threshold=level,
-                        grid=fill_enclosed(grid, level))
+    mesh = extract_mesh(scene.density_fn, None if bake else scene.color_fn, bound=1.0, res=len(grid),
+                        threshold=level, grid=grid)
     if bake:
         rgb, seen = bake_vertex_colors(scene, mesh.vertices, mesh.vertex_normals)     # [V,3], [V]
         if not seen.all():                                                            # the field for the rest
@@ -67,7 +79,7 @@ def export_mesh(cfg, scene):
                 rgb[~seen] = scene.color_fn(torch.as_tensor(mesh.vertices[~seen], dtype=torch.float32)).clamp(0, 1).numpy()
         mesh.visual.vertex_colors = np.concatenate([(rgb * 255).round().astype(np.uint8),
                                                     np.full((len(rgb), 1), 255, np.uint8)], 1)   # [V,4] RGBA
-    return mesh, level
+    return mesh, level, grid
 
 
 def export_meshes(cfg, scene, out_dir: Path) -> tuple:
@@ -79,9 +91,9 @@ def export_meshes(cfg, scene, out_dir: Path) -> tuple:
     shared = SharedRenders(scene)
     t0 = time.perf_counter()
     try:
-        mesh, level = run_phase("exporting mesh", export_mesh, cfg, shared)
+        mesh, level, grid = run_phase("exporting mesh", export_mesh, cfg, shared)
         files.update({k: str(v.name) for k, v in save_mesh(mesh, out_dir, "mesh").items()})
-        tex_files, metrics = export_textured(shared, mesh, out_dir, cfg.export, level, cfg.prompt)
+        tex_files, metrics = export_textured(shared, mesh, out_dir, cfg.export, level, cfg.prompt, grid=grid)
         files.update(tex_files)  # the textured mesh.glb / mesh.obj replace the vertex-coloured ones
         metrics["export_seconds"] = time.perf_counter() - t0     # marching cubes to the written GLB / OBJ / PLY
     except Exception as e:  # an empty field must not lose the rest of the outputs

@@ -61,6 +61,10 @@ class TrainConfig:
 @dataclass
 class ExportConfig:
     mesh_resolution: int = 64
+    surface: str = "density"         # fusion: TSDF of the rendered depth and coverage (text_to_3d.fusion) | density:
+    #                                  a level set of the scene's own density field
+    fusion_resolution: int = 0       # fusion: pixels of the 24 fused views (0 = camera.resolution, what was trained)
+    fusion_transmittance: float = 0.95  # fusion: a view's surface is where its transmittance falls to this
     turntable_frames: int = 36
     turntable_elevation: float = 20.0
     turntable_resolution: int = 64
@@ -111,6 +115,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "guidance.aux_lr": _NON_NEGATIVE, "guidance.grad_clip": _NON_NEGATIVE,
     "guidance.aux_cfg": ((lambda v: v in ("text", "camera")), "must be text or camera"),
     "guidance.aux_target": ((lambda v: v in ("eps", "native")), "must be eps or native"),
+    "export.surface": ((lambda v: v in ("fusion", "density")), "must be fusion or density"),
+    "export.fusion_transmittance": ((lambda v: 0 < v < 1), "must be in (0, 1)"),
+    "export.fusion_resolution": ((lambda v: v >= 0), "must be >= 0 (0 = camera.resolution)"),
     "guidance.aux_prompt": ((lambda v: v in ("view", "base")), "must be view or base"),
     "guidance.t_sampling": ((lambda v: v in ("uniform", "lognormal")), "must be uniform or lognormal"),
     "camera.batch": _POSITIVE, "camera.elev_range": _RANGE, "camera.azim_range": _RANGE,

@@ -98,6 +98,12 @@ class GaussianScene:
                                                         self.densify_cfg, step + 1, generator)
         return stats
 
+    @torch.no_grad()
+    def surface_depth(self, cams: R.Cameras, transmittance: float = 0.95) -> torch.Tensor:
+        """Depth [B,1,H,W] (camera z) where the render's transmittance falls to `transmittance`; 0 where it never does."""
+        means, quats, scales, opac, _ = R.activate(self.params)
+        return R.median_depth(means, quats, scales, opac, cams, transmittance=transmittance).permute(0, 3, 1, 2)
+
     def density_fn(self, points: torch.Tensor) -> torch.Tensor:
         return R.gaussians_density(self.params.detach(), points)
 
@@ -169,6 +175,19 @@ class NeRFScene:
         if (step + 1) % self.cfg.occupancy_every == 0:
             self.occupancy.update(self.field.density, generator)
         return {"occupied": float(self.occupancy.occupied.float().mean())}
+
+    @torch.no_grad()
+    def surface_depth(self, cams: R.Cameras, transmittance: float = 0.95) -> torch.Tensor:
+        """Ray distance [B,1,H,W] where the render's transmittance falls to `transmittance`; 0 where it never does."""
+        rc = R.NeRFRenderConfig(n_samples=self.cfg.n_samples, shading="albedo", jitter=False)
+        o, d = R.rays_from_cameras(cams)
+        o, d = o.reshape(-1, 3), d.reshape(-1, 3)
+        near, far, _ = R.ray_aabb(o, d, 1.0, rc.min_near)
+        ts, _ = R.stratified_samples(near, far, rc.n_samples, jitter=False)                  # [P,S]
+        out = R.render_rays(self.field, o, d, near, far, rc, occupancy=self.occupancy)
+        crossed = out["weights"].cumsum(-1) >= 1 - transmittance                            # [P,S]
+        depth = ts.gather(1, crossed.float().argmax(1, keepdim=True))[:, 0] * crossed.any(1)
+        return depth.reshape(len(cams), 1, cams.height, cams.width)
 
     def density_fn(self, points: torch.Tensor) -> torch.Tensor:
         return self.field.density(points)

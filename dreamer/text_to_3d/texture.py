@@ -184,12 +184,14 @@ def in_silhouettes(scene, res: int, cams: R.Cameras | None = None):
     return allowed
 
 
-def textured_mesh(scene, mesh: trimesh.Trimesh, level: float | None, ex) -> tuple[trimesh.Trimesh, TexturedMesh]:
-    """The export pipeline after marching cubes: tunnels sealed in the density grid and re-extracted (when the
-    level is known), floaters / small holes / face budget (mesh_clean), xatlas atlas, baked texture."""
+def textured_mesh(scene, mesh: trimesh.Trimesh, level: float | None, ex,
+                  grid: np.ndarray | None = None) -> tuple[trimesh.Trimesh, TexturedMesh]:
+    """The export pipeline after marching cubes: tunnels sealed in the grid that was meshed (default: the scene's
+    density grid) and re-extracted (when the level is known), floaters / small holes / face budget (mesh_clean),
+    xatlas atlas, baked texture."""
     if level is not None and ex.close_radius > 0:
-        grid = close_tunnels(scene.density_grid(ex.mesh_resolution), level, ex.close_radius,
-                             in_silhouettes(scene, ex.mesh_resolution))
+        grid = scene.density_grid(ex.mesh_resolution) if grid is None else grid
+        grid = close_tunnels(grid, level, ex.close_radius, in_silhouettes(scene, len(grid)))
         mesh = extract_mesh(None, None, bound=1.0, res=ex.mesh_resolution, threshold=level,
                             grid=fill_enclosed(grid, level), keep_largest=False)
     mesh = clean_mesh(mesh, ex.faces, ex.min_component, ex.max_hole_edges)
@@ -199,7 +201,7 @@ def textured_mesh(scene, mesh: trimesh.Trimesh, level: float | None, ex) -> tupl
 
 
 def export_textured(scene, mesh: trimesh.Trimesh, out_dir: str | Path, ex, level: float | None = None,
-                    prompt: str = "") -> tuple[dict[str, str], dict]:
+                    prompt: str = "", grid: np.ndarray | None = None) -> tuple[dict[str, str], dict]:
     """Write mesh.glb (PBR, baseColorTexture, metallic 0, roughness 1), mesh.obj + mesh.mtl + mesh_texture.png and
     optionally mesh_vertex_colors.glb; -> ({file key: name}, metrics). ex: recipe.ExportConfig."""
     from PIL import Image
@@ -209,7 +211,7 @@ def export_textured(scene, mesh: trimesh.Trimesh, out_dir: str | Path, ex, level
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     try:
-        clean, tm = textured_mesh(scene, mesh, level, ex)
+        clean, tm = textured_mesh(scene, mesh, level, ex, grid)
     except Exception as e:  # keep the vertex-coloured files, say why there is no texture
         return {"texture_error": one_line(e)}, {}
     png = io.BytesIO()

@@ -171,3 +171,40 @@ def test_project_colors_keeps_a_live_gradient_where_the_clamp_would_kill_it():
     assert torch.allclose(rgb[0], torch.tensor([0.0, 0.5, 1.0]), atol=1e-5) and torch.equal(p.sh0[1], inside)
     live = torch.autograd.grad(((activate(p)[4] - target) ** 2).sum(), p.sh0)[0][:, 0]
     assert (live[0, [0, 2]].abs() > 0.1).all() and (live[2].abs() > 0.1).all()  # on the boundary: live, pointing in
+
+
+@pytest.mark.parametrize("level", [0.5, 0.95])
+def test_median_depth_is_where_the_composited_transmittance_crosses_the_level(level):
+    """median_depth uses composite's alpha rule: in float64 a pixel has a crossing exactly where the rendered
+    alpha >= 1 - level (pixels within 1e-9 of the level are left out), and the depth it reports is the camera z
+    of one of the Gaussians that cover the pixel, the nearest one whose front-to-back transmittance is <= level."""
+    from renderers import median_depth
+
+    scene = _random_scene(40, 3, torch.float64)
+    cams = sample_orbit_cameras(2, width=16, height=16, generator=torch.Generator().manual_seed(0))
+    cams.c2w, cams.fx, cams.fy, cams.cx, cams.cy = (t.double() for t in (cams.c2w, cams.fx, cams.fy, cams.cx, cams.cy))
+    alpha = rasterize_dense_reference(*scene, cams)["alpha"][..., 0]            # [B,H,W]
+    med = median_depth(*scene[:4], cams, transmittance=level)[..., 0]           # [B,H,W]
+    clear = (alpha - (1 - level)).abs() > 1e-9
+    assert clear.sum() > 100
+    assert torch.equal((med > 0)[clear], (alpha >= 1 - level)[clear])
+    from renderers.gaussians_raster import opencv_viewmats
+    z = (torch.einsum("bij,nj->bni", opencv_viewmats(cams)[:, :3, :3], scene[0]) + opencv_viewmats(cams)[:, None, :3, 3])[..., 2]
+    hits = med[med > 0]
+    assert (torch.cdist(hits[:, None], z.reshape(-1, 1)).amin(1) < 1e-12).all()
+
+
+def test_median_depth_of_two_stacked_splats_is_the_first_that_hides_the_pixel():
+    """Two wide Gaussians on the optical axis, opacities 0.3 (front) and 0.6 (back): transmittance 0.7 after the
+    first and 0.28 after the second, so level 0.8 stops at the front one and level 0.5 at the back one."""
+    from renderers import median_depth
+
+    cams = turntable_cameras(1, elevation=0.0, distance=2.0, fov=40.0, width=9, height=9)
+    means = torch.tensor([[0.0, 0.0, 0.2], [0.0, 0.0, -0.2]])          # the front camera sits on +z
+    quats = torch.tensor([[1.0, 0, 0, 0]] * 2)
+    scales = torch.full((2, 3), 0.5)
+    opac = torch.tensor([0.3, 0.6])
+    centre = lambda level: float(median_depth(means, quats, scales, opac, cams, transmittance=level)[0, 4, 4, 0])  # noqa: E731
+    assert centre(0.8) == pytest.approx(1.8, abs=1e-6)
+    assert centre(0.5) == pytest.approx(2.2, abs=1e-6)
+    assert centre(0.2) == 0.0
