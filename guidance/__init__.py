@@ -1,7 +1,8 @@
 """Teachers (score models) and score-distillation guidance; knows nothing of 3D."""
 from .analytic import MixtureTeacher, finite_set_teacher, gaussian_teacher
 from .aux_scores import FakeScore, LoraScore, denoise_train_step
-from .losses import cfg_combine, score_distillation_grad, target_loss
+from .inversion import ddim_invert, ddim_move, ddim_sigma, ism_interval, ism_path, sdi_path
+from .losses import cfg_combine, perp_component, perp_neg_combine, score_distillation_grad, target_loss
 from .noise_schedule import (add_noise, alpha_sigma, check_timesteps, ddpm_alphas_cumprod, eps_from_output,
                              native_weight, renoise, sample_timesteps, uniform_timesteps, weighting, x0_from_eps)
 from .optim import BadSteps, all_reduce_grads, finite_step, guarded_step, master_weights, optimizer_params
@@ -16,7 +17,8 @@ from .unet_split import time_embedding
 __all__ = [
     "MixtureTeacher", "finite_set_teacher", "gaussian_teacher",
     "FakeScore", "LoraScore", "denoise_train_step",
-    "cfg_combine", "score_distillation_grad", "target_loss",
+    "ddim_invert", "ddim_move", "ddim_sigma", "ism_interval", "ism_path", "sdi_path",
+    "cfg_combine", "perp_component", "perp_neg_combine", "score_distillation_grad", "target_loss",
     "add_noise", "alpha_sigma", "check_timesteps", "ddpm_alphas_cumprod", "eps_from_output", "native_weight",
     "renoise", "sample_timesteps", "uniform_timesteps", "weighting", "x0_from_eps",
     "BadSteps", "all_reduce_grads", "finite_step", "guarded_step", "master_weights", "optimizer_params",

@@ -11,7 +11,8 @@ class MixtureTeacher:
 
     std = 0 gives the exact denoiser of a finite set; K = 1 a Gaussian (closed form of design.md section 3).
     Conditioning: cond [B,1,K] is a non-negative mask over components (one-hot for a named mode,
-    all ones for the unconditional model); `encode_prompt` maps names to masks, anything else to all ones.
+    all ones for the unconditional model); `encode_prompt` maps names to masks, anything else to all ones. A
+    one-hot mask gives exactly that mode's Gaussian score (per-prompt Gaussians: name "" the unconditional one).
     """
 
     def __init__(self, means: torch.Tensor, std: float, weights: torch.Tensor | None = None,
@@ -34,7 +35,9 @@ class MixtureTeacher:
         diff = x_t[:, None] - a.view(B, 1, *[1] * (x_t.dim() - 1)) * self.means[None].to(x_t)  # [B,K,*shape]
         d2 = diff.flatten(2).pow(2).sum(-1)                          # [B,K]
         mask = cond.reshape(B, -1).to(x_t.dtype)
-        logits = self.log_w.to(x_t)[None] + mask.clamp(min=1e-30).log() - d2 / (2 * var[:, None])
+        log_mask = torch.where(mask > 0, mask.clamp(min=torch.finfo(mask.dtype).tiny).log(),
+                               torch.full_like(mask, float("-inf")))   # a masked-out mode weighs exactly 0
+        logits = self.log_w.to(x_t)[None] + log_mask - d2 / (2 * var[:, None])
         r = torch.softmax(logits, -1)                                # [B,K]
         mean_diff = (r.view(B, -1, *[1] * (x_t.dim() - 1)) * diff).sum(1)
         return s.view(B, *[1] * (x_t.dim() - 1)) * mean_diff / var.view(B, *[1] * (x_t.dim() - 1))

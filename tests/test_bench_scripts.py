@@ -153,3 +153,27 @@ def test_bench_generate_judge_glb_scores_the_textured_mesh(tmp_path, capsys):
     assert torus["glb_right"] is True and torus["glb_genus"] == 1, torus["glb_reasons"]
     assert cube["glb_right"] is False and cube["glb_reasons"] == ["no mesh.glb"]
     assert out["summary"]["gaussians-sds"]["glb_success"]["k"] == 1
+
+
+@pytest.mark.parametrize("argv", [["--methods", "sds", "sdss"], ["--batch", "0"], ["--t", "1000"]])
+def test_bench_guidance_bad_input(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        _load("bench_guidance").parse_args(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith("dreamer: error:") and "\n" not in err
+
+
+def test_bench_guidance_rows_count_each_methods_teacher_forwards(tiny_sd_dir, capsys):
+    """Every row's step cost is stated vs SDS with its UNet images per rendered image, counted at t = 500: SDS /
+    CSD 2 (cond + uncond), NFSD and CSD's negative term +1, Perp-Neg +2 views, ISM (delta_T 80: s = 420) 3
+    unconditional inversion steps 0 -> 200 -> 400 -> 420 + eps(x_s) + 2, SDI 6 inversion steps (clean -> 99 -> ... ->
+    499 -> 500) at 2 each + 2."""
+    m = _load("bench_guidance")
+    res = m.main(["--teacher", str(tiny_sd_dir), "--repeats", "1", "--threads", "1", "--methods", *m.ROWS])
+    capsys.readouterr()
+    expected = {"sds": 2, "nfsd": 3, "csd": 2, "csd_negative": 3, "ism": 6, "sdi": 14, "sds_perp_neg": 4, "vsd": 2,
+                "vsd_separate_pass": 2}
+    assert {k: res[f"{k}_teacher_forwards"] for k in m.ROWS} == expected
+    for k in m.ROWS:
+        assert res[f"{k}_extra_forwards_vs_sds"] == expected[k] - 2 and res[f"{k}_vs_sds"] > 0
+    assert res["sds_vs_sds"] == 1.0
