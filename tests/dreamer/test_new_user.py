@@ -2,6 +2,7 @@
 checked, normalised), progress on stderr for slow phases (--quiet silences it), `dreamer recipes` / --version /
 help texts, the shipped generator and its captioned square grid, train_seconds over sittings, and error messages
 that name the real problem."""
+import importlib.util
 import json
 import re
 import subprocess
@@ -146,17 +147,25 @@ def test_cli_unknown_prompt_allowed_says_why_evaluation_was_skipped(tmp_path, ca
 
 # ----------------------------------------------------------------------------------------------- recipes, help, version
 def test_recipes_table(capsys):
-    from dreamer.common.config import CONFIG_DIR, available_configs
+    from dreamer.common.config import CONFIG_DIR, available_configs, load_config_dict
 
     assert main(["recipes"]) == 0
     rows = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.strip()}
     for name in available_configs(CONFIG_DIR):
         assert name in rows, name
-    assert re.match(r"gaussians-sds\s+generate\s+gaussians/sds\s+34-43 s\s+Gaussian splats \+ SDS",
-                    rows["gaussians-sds"])
-    assert re.match(r"nerf-vsd\s+generate\s+nerf/vsd\s+-\s+Hash-grid NeRF \+ VSD", rows["nerf-vsd"])
-    assert re.match(r"distill-consistency-lora\s+distill\s+consistency\s+~13 min\s+LCM-LoRA",
-                    rows["distill-consistency-lora"])
+    # the time column is each recipe's `# time:` line up to its note, as scripts/write_figures.py writes it from
+    # the results files (tests/test_figures.py checks those lines)
+    spec = importlib.util.spec_from_file_location("write_figures", REPO / "scripts" / "write_figures.py")
+    wf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(wf)
+
+    def shown(name):
+        line = wf.time_line(REPO, name, load_config_dict(name, CONFIG_DIR))
+        return re.escape(line.removeprefix("# time: ").split(" (")[0])
+    for name, head, summary in (("gaussians-sds", r"generate\s+gaussians/sds", r"Gaussian splats \+ SDS"),
+                                ("nerf-vsd", r"generate\s+nerf/vsd", r"Hash-grid NeRF \+ VSD"),
+                                ("distill-consistency-lora", r"distill\s+consistency", "LCM-LoRA")):
+        assert re.match(rf"{name}\s+{head}\s+{shown(name)}\s+{summary}", rows[name]), rows[name]
     assert re.match(r"distill-dmd-sd15\s+distill\s+dmd\s+GPU only", rows["distill-dmd-sd15"])
 
 
