@@ -16,7 +16,7 @@ from guidance import BadSteps, LoraScore, Prompts, guarded_step, optimizer_param
 from ..common.checkpoints import atomic_save, load_checkpoint
 from ..common.config import ConfigError, dump_yaml, load_yaml
 from ..common.errors import CheckpointError, DreamerWarning, NumericalFault, warn_skipped
-from ..common.prompts import VIEW_SUFFIXES, view_prompt, warn_if_truncated
+from ..common.prompts import VIEW_SUFFIXES, perp_neg_embeddings, view_prompt, warn_if_truncated
 from ..common.teacher_source import load_teacher
 from .recipe import GenerateConfig, resume_difference, validate_generate
 from .scenes import SCENES
@@ -52,7 +52,8 @@ class SceneRun:
         self.uncond = self.teacher.encode_prompt([""])
         base = self.aux is not None and g.aux_prompt == "base" and cfg.camera.view_prompts
         self.aux_cond = self.teacher.encode_prompt([cfg.prompt]) if base else None  # [1,L,D] LoRA's text
-        self.negative = self.teacher.encode_prompt([g.negative_prompt]) if g.method == "nfsd" else None
+        wants_negative = g.method == "nfsd" or (g.method == "csd" and g.csd_negative_scale > 0)
+        self.negative = self.teacher.encode_prompt([g.negative_prompt]) if wants_negative else None
         self.base_lrs = [[pg["lr"] for pg in o.param_groups] for o in self.scene.optimizers]
         self.step_i = 0
         self.history: dict[str, list[float]] = {"loss": []}
@@ -73,6 +74,8 @@ class SceneRun:
 
     def prompt_texts(self) -> list[str]:
         """Every text this run will encode (the prompt with each reachable view suffix)."""
+        if self.cfg.guidance.cfg_mode == "perp_neg":
+            return [f"{self.cfg.prompt}, {s}" for s in ("front view", "side view", "back view")]
         if not self.cfg.camera.view_prompts:
             return [self.cfg.prompt]
         overhead = self.cfg.camera.elev_range[1] > 60.0
@@ -84,6 +87,12 @@ class SceneRun:
                  for e, a in zip(cams.elevation, cams.azimuth)]
         neg = None if self.negative is None else self.negative.expand(B, -1, -1)
         aux = None if self.aux_cond is None else self.aux_cond.expand(B, -1, -1)
+        g = self.cfg.guidance
+        if g.cfg_mode == "perp_neg":         # the positive: interpolated view prompts, plus the weighted negative views
+            cond, views, weights = perp_neg_embeddings(self.teacher.encode_prompt, self.cfg.prompt,
+                                                       cams.azimuth.tolist(), g.perp_neg_weight,
+                                                       g.perp_neg_front_decay, g.perp_neg_side_decay)
+            return Prompts(cond, self.uncond.expand(B, -1, -1), neg, aux, views, weights)
         return Prompts(self.teacher.encode_prompt(texts), self.uncond.expand(B, -1, -1), neg, aux)
 
     def to_teacher(self, rgb: torch.Tensor) -> torch.Tensor:

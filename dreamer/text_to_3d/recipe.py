@@ -12,7 +12,7 @@ from ..common.config import (CONFIG_DIR, ConfigError, apply_overrides, check_fin
 from .scenes import SCENES, GaussianSceneConfig, NeRFSceneConfig
 
 RESOLUTION_MULTIPLE = 8              # render sizes are whole 8-pixel tiles of the CPU rasterizer
-GUIDANCE_METHODS = ("sds", "nfsd", "vsd")
+GUIDANCE_METHODS = ("sds", "nfsd", "csd", "ism", "sdi", "vsd")   # guidance.METHODS of a 3D scene
 DTYPES = ("float32", "float16", "bfloat16")
 # Keys that may differ between a run and its --resume: they change how long / how visibly it runs, or what is
 # exported afterwards, never the result of a step.
@@ -119,7 +119,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "export.fusion_transmittance": ((lambda v: 0 < v < 1), "must be in (0, 1)"),
     "export.fusion_resolution": ((lambda v: v >= 0), "must be >= 0 (0 = camera.resolution)"),
     "guidance.aux_prompt": ((lambda v: v in ("view", "base")), "must be view or base"),
-    "guidance.t_sampling": ((lambda v: v in ("uniform", "lognormal")), "must be uniform or lognormal"),
+    "guidance.t_sampling": ((lambda v: v in ("uniform", "lognormal", "anneal")), "must be uniform, lognormal or anneal"),
+    "guidance.cfg_mode": ((lambda v: v in ("standard", "perp_neg")), "must be standard or perp_neg"),
     "camera.batch": _POSITIVE, "camera.elev_range": _RANGE, "camera.azim_range": _RANGE,
     "camera.dist_range": ((lambda v: 0 < v[0] <= v[1]), "must be [near, far] with 0 < near <= far"),
     "camera.fov_range": ((lambda v: 0 < v[0] <= v[1] < 180), "must be [low, high] degrees within (0, 180)"),
