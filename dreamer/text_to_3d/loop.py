@@ -197,9 +197,8 @@ def _kept(out_dir: Path) -> str:
 def generate(cfg: GenerateConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
              teacher=None, stop_after: int | None = None) -> SceneRun:
     """Run the loop into out_dir (previews, checkpoint, resolved config); exporting is text_to_3d.outputs.export_run."""
-    from tqdm import tqdm
-
     from ..common.media import image_grid, save_png
+    from ..common.progress import bar as progress_bar
 
     out_dir = Path(out_dir)
     validate_generate(cfg)
@@ -216,8 +215,8 @@ def generate(cfg: GenerateConfig, out_dir: str | Path, resume: bool = False, pro
     dump_yaml(cfg, out_dir / "config.yaml.tmp").replace(out_dir / "config.yaml")  # on resume: same up to free keys
     run.sitting_start = time.time()
     last = cfg.train.steps if stop_after is None else min(cfg.train.steps, stop_after)
-    bar = tqdm(range(run.step_i, last), initial=run.step_i, total=cfg.train.steps, disable=not progress,
-               desc="generate", unit="step", dynamic_ncols=True)
+    bar = progress_bar(range(run.step_i, last), desc="generate", total=cfg.train.steps, unit="step",
+                       initial=run.step_i, disable=not progress)
     for i in bar:
         rec = run.step()
         if rec.get("skipped"):
