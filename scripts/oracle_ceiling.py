@@ -1,7 +1,8 @@
 """Oracle ceiling: fit each recipe's representation straight to ground-truth renders, export it, judge it strictly.
 
     python scripts/oracle_ceiling.py [--recipes gaussians-sds nerf-sds] [--prompts "a red cube" ... | --all]
-                                     [--steps N] [--target albedo|shaded] [--out runs/oracle] [--resume]
+                                     [--steps N] [--target albedo|shaded] [--surfaces density fusion]
+                                     [--out runs/oracle] [--resume]
                                      [key=value overrides applied to every recipe]
 
 No teacher is involved: the scene of the recipe (its renderer, initialisation, optimizer, densification, camera
@@ -10,12 +11,13 @@ distribution, batch and resolution) is optimised for the recipe's steps on the p
 exported with the recipe's export (text_to_3d.outputs.export_meshes) and judged by the strict test on mesh.ply (and on
 the textured mesh.glb). This bounds what guidance can reach with that representation and export: a recipe cannot be
 right where its oracle is not. --target albedo fits the unshaded GT (what an albedo renderer can match exactly);
-shaded fits the world's lit renders (what the teacher saw). Prints JSON: per run and per recipe (success with its
+shaded fits the world's lit renders (what the teacher saw). Prints JSON: per recipe and export surface, per run and in all (success with its
 Wilson interval, median F@2% / IoU, seconds).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -70,35 +72,49 @@ def fit(cfg, spec, steps: int, shaded: bool) -> tuple[object, float]:
     return scene, time.perf_counter() - t0
 
 
-def one_run(recipe: str, prompt: str, args, overrides: list[str]) -> dict:
+def judge(cfg, scene, spec, out: Path) -> dict:
+    """Export the fitted scene with cfg's export into out and judge mesh.ply (and mesh.glb) strictly."""
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    mesh, level, files, _ = export_meshes(cfg, scene, out)
+    row = {"surface": cfg.export.surface, "export_seconds": round(time.perf_counter() - t0, 2), "level": level}
+    if mesh is None:
+        row.update(right=False, reasons=[files.get("mesh_error", "no mesh")])
+        return row
+    rep = strict_report(mesh, spec)
+    row.update({k: rep.get(k) for k in ("right", "reasons", "fscore_2pct", "iou", "nearest_shape", "genus",
+                                        "scale_error", "floater_share", "extents_ratio")})
+    if (out / "mesh.glb").is_file():
+        g = strict_report(load_mesh_file(out / "mesh.glb"), spec)
+        row.update(glb_right=g["right"], glb_reasons=g["reasons"], glb_iou=g.get("iou"))
+    return row
+
+
+def one_run(recipe: str, prompt: str, args, overrides: list[str]) -> dict[str, dict]:
+    """-> {surface: row}: one fit, exported and judged with each of args.surfaces (the recipe's own when empty)."""
     out = Path(args.out) / recipe / slug(prompt)
-    row_path = out / "oracle_row.json"
+    row_path = out / "oracle_rows.json"
     if args.resume and row_path.is_file():
-        return json.loads(row_path.read_text())
+        rows = json.loads(row_path.read_text())
+        if all(s in rows for s in args.surfaces or rows):
+            return rows
     cfg = load_generate_config(recipe, prompt=prompt, overrides=overrides)
     spec = parse_prompt(prompt)
     steps = args.steps or cfg.train.steps
     torch.set_num_threads(args.threads)
     scene, fit_s = fit(cfg, spec, steps, args.target == "shaded")
+    rows = {}
+    for surface in args.surfaces or [cfg.export.surface]:
+        c = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, surface=surface))
+        row = {"recipe": recipe, "prompt": prompt, "steps": steps, "fit_seconds": round(fit_s, 2),
+               **judge(c, scene, spec, out / surface)}
+        rows[surface] = row
+        print(f"{recipe} {prompt} [{surface}]: right={row['right']} F={row.get('fscore_2pct')} IoU={row.get('iou')} "
+              f"genus={row.get('genus')} {row.get('reasons')} ({fit_s:.0f}+{row['export_seconds']:.0f} s)",
+              file=sys.stderr, flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    mesh, level, files, _ = export_meshes(cfg, scene, out)
-    export_s = time.perf_counter() - t0
-    row = {"recipe": recipe, "prompt": prompt, "steps": steps, "fit_seconds": round(fit_s, 2),
-           "export_seconds": round(export_s, 2), "level": level}
-    if mesh is None:
-        row.update(right=False, reasons=[files.get("mesh_error", "no mesh")])
-    else:
-        rep = strict_report(mesh, spec)
-        row.update({k: rep.get(k) for k in ("right", "reasons", "fscore_2pct", "iou", "nearest_shape", "genus",
-                                            "scale_error", "floater_share", "extents_ratio")})
-        if (out / "mesh.glb").is_file():
-            g = strict_report(load_mesh_file(out / "mesh.glb"), spec)
-            row.update(glb_right=g["right"], glb_reasons=g["reasons"], glb_iou=g.get("iou"))
-    row_path.write_text(json.dumps(row, default=float))
-    print(f"{recipe} {prompt}: right={row['right']} F={row.get('fscore_2pct')} IoU={row.get('iou')} "
-          f"genus={row.get('genus')} {row.get('reasons')} ({fit_s:.0f}+{export_s:.0f} s)", file=sys.stderr, flush=True)
-    return row
+    row_path.write_text(json.dumps(rows, default=float))
+    return rows
 
 
 def summary(rows: list[dict]) -> dict:
@@ -121,6 +137,8 @@ def main(argv=None) -> int:
     ap.add_argument("--target", choices=("albedo", "shaded"), default="albedo")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="runs/oracle")
+    ap.add_argument("--surfaces", nargs="+", choices=("density", "fusion"), default=None,
+                    help="export each fit with each of these (default: the recipe's export.surface)")
     ap.add_argument("--resume", action="store_true", help="reuse rows already written (oracle_row.json)")
     ap.add_argument("overrides", nargs="*", help="key=value applied to every recipe")
     args = ap.parse_args(argv)
@@ -130,8 +148,9 @@ def main(argv=None) -> int:
         ap.error(f"not a shapes-world prompt: {bad[0]!r}")
     result = {"target": args.target, "overrides": args.overrides, "recipes": {}}
     for recipe in args.recipes:
-        rows = [one_run(recipe, p, args, args.overrides) for p in prompts]
-        result["recipes"][recipe] = {**summary(rows), "runs": rows}
+        fits = [one_run(recipe, p, args, args.overrides) for p in prompts]
+        result["recipes"][recipe] = {s: {**summary([f[s] for f in fits]), "runs": [f[s] for f in fits]}
+                                     for s in fits[0]}
     print(json.dumps(result, indent=2, default=float))
     return 0
 

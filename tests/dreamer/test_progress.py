@@ -73,6 +73,8 @@ def test_postfix_initial_and_unknown_total():
 def test_bar_picks_tqdm_on_a_terminal_lines_elsewhere_and_nothing_when_quiet():
     from tqdm import tqdm
 
+    progress.configure(quiet=False)                            # a CLI test earlier in the session may have left --quiet on
+
     tty, log = Tty(), io.StringIO()
     live = progress.bar(range(3), desc="x", file=tty)
     assert isinstance(live, tqdm) and list(live) == [0, 1, 2] and "\r" in tty.getvalue()
