@@ -18,6 +18,7 @@ from .mesh import rasterize_mesh, render_trimesh, sample_texture
 from .nerf import (BackgroundMLP, NeRFConfig, NeRFField, NeRFRenderConfig, nerf_color, nerf_density_grid,
                    random_light_dirs, render_nerf, render_rays)
 from .regularizers import gaussian_scale_reg, opacity_entropy, opacity_l1, orientation_loss
+from .shading import depth_normals, relight, shade
 from .volume import OccupancyGrid, composite, composite_nerfacc, ray_aabb, stratified_samples
 
 __all__ = [
@@ -33,5 +34,6 @@ __all__ = [
     "BackgroundMLP", "NeRFConfig", "NeRFField", "NeRFRenderConfig", "nerf_color", "nerf_density_grid",
     "random_light_dirs", "render_nerf", "render_rays",
     "gaussian_scale_reg", "opacity_entropy", "opacity_l1", "orientation_loss",
+    "depth_normals", "relight", "shade",
     "OccupancyGrid", "composite", "composite_nerfacc", "ray_aabb", "stratified_samples",
 ]

@@ -11,7 +11,8 @@ distribution, batch and resolution) is optimised for the recipe's steps on the p
 exported with the recipe's export (text_to_3d.outputs.export_meshes) and judged by the strict test on mesh.ply (and on
 the textured mesh.glb). This bounds what guidance can reach with that representation and export: a recipe cannot be
 right where its oracle is not. --target albedo fits the unshaded GT (what an albedo renderer can match exactly);
-shaded fits the world's lit renders (what the teacher saw). Prints JSON: per recipe and export surface, per run and in all (success with its
+shaded fits the world's lit renders (what the teacher saw) with the scene
+relit the same way (renderers.shading: Lambertian from the rendered depth's normals, the world's key light). Prints JSON: per recipe and export surface, per run and in all (success with its
 Wilson interval, median F@2% / IoU, seconds).
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 import renderers as R
 from dreamer.cli import _Parser
 from dreamer.common.preflight import slug
-from dreamer.shapes.render import render_shapes
+from dreamer.shapes.render import AMBIENT, key_light, render_shapes
 from dreamer.shapes.stats import rate
 from dreamer.shapes.strict import load_mesh_file, strict_report
 from dreamer.shapes.world import catalogue, parse_prompt
@@ -60,7 +61,10 @@ def fit(cfg, spec, steps: int, shaded: bool) -> tuple[object, float]:
     for i in range(steps):
         cams = R.sample_orbit_cameras(cam.batch, cam.elev_range, cam.azim_range, cam.dist_range, cam.fov_range,
                                       cam.resolution, cam.resolution, g)
-        out = scene.render(cams, i, g)
+        if shaded:                                # the world's image model: Lambertian under its key light
+            out = scene.render(cams, i, g, shading="lambertian", light=key_light(cams.c2w), ambient=AMBIENT)
+        else:
+            out = scene.render(cams, i, g)
         rgb, alpha = gt_target(spec, cams, shaded)
         loss = 1000 * (torch.nn.functional.mse_loss(out["rgb"], rgb) + torch.nn.functional.mse_loss(out["alpha"], alpha))
         for o in scene.optimizers:

@@ -18,6 +18,7 @@ from ..common.config import ConfigError, dump_yaml, load_yaml
 from ..common.errors import CheckpointError, DreamerWarning, NumericalFault, warn_skipped
 from ..common.prompts import VIEW_SUFFIXES, perp_neg_embeddings, view_prompt, warn_if_truncated
 from ..common.teacher_source import load_teacher
+from .lighting import draw_shading
 from .recipe import GenerateConfig, resume_difference, validate_generate
 from .scenes import SCENES
 
@@ -107,7 +108,8 @@ class SceneRun:
         cam = c.camera
         cams = R.sample_orbit_cameras(cam.batch, cam.elev_range, cam.azim_range, cam.dist_range, cam.fov_range,
                                       cam.resolution, cam.resolution, self.rng, device=c.device)
-        out = self.scene.render(cams, i, self.rng)                     # the renderer always runs in fp32
+        mode, light = draw_shading(c.shading, i, cams, self.rng)
+        out = self.scene.render(cams, i, self.rng, shading=mode, light=light, ambient=c.shading.ambient)   # fp32
         aux_kw = {"camera": R.camera_vector(cams)} if self.aux is not None else {}
         gcfg = replace(c.guidance, cfg_scale=c.guidance.cfg_scale * c.train.cfg_mult(i))
         with torch.autocast(torch.device(c.device).type, torch.bfloat16, enabled=c.mixed_precision == "bf16"):

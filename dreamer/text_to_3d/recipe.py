@@ -9,6 +9,7 @@ from guidance import GuidanceConfig, Ramp
 
 from ..common.config import (CONFIG_DIR, ConfigError, apply_overrides, check_finite, flatten, from_dict,
                              load_config_dict, to_dict)
+from .lighting import LIGHTS, ShadingConfig
 from .scenes import SCENES, GaussianSceneConfig, NeRFSceneConfig
 
 RESOLUTION_MULTIPLE = 8              # render sizes are whole 8-pixel tiles of the CPU rasterizer
@@ -94,6 +95,7 @@ class GenerateConfig:
     camera: CameraConfig = field(default_factory=CameraConfig)
     gaussians: GaussianSceneConfig = field(default_factory=GaussianSceneConfig)
     nerf: NeRFSceneConfig = field(default_factory=NeRFSceneConfig)
+    shading: ShadingConfig = field(default_factory=ShadingConfig)
     reg: RegConfig = field(default_factory=RegConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
@@ -121,6 +123,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "guidance.aux_prompt": ((lambda v: v in ("view", "base")), "must be view or base"),
     "guidance.t_sampling": ((lambda v: v in ("uniform", "lognormal", "anneal")), "must be uniform, lognormal or anneal"),
     "guidance.cfg_mode": ((lambda v: v in ("standard", "perp_neg")), "must be standard or perp_neg"),
+    "shading.light": ((lambda v: v in LIGHTS), f"must be one of {', '.join(LIGHTS)}"),
+    "shading.weights": ((lambda v: min(v) >= 0 and sum(v) > 0), "(albedo, lambertian, textureless) must be >= 0 "
+                        "and not all 0"),
+    "shading.ambient": ((lambda v: 0 <= v <= 1), "must be in [0, 1]"),
+    "shading.jitter": _NON_NEGATIVE, "shading.start": _NON_NEGATIVE,
     "camera.batch": _POSITIVE, "camera.elev_range": _RANGE, "camera.azim_range": _RANGE,
     "camera.dist_range": ((lambda v: 0 < v[0] <= v[1]), "must be [near, far] with 0 < near <= far"),
     "camera.fov_range": ((lambda v: 0 < v[0] <= v[1] < 180), "must be [low, high] degrees within (0, 180)"),

@@ -47,8 +47,6 @@ class NeRFSceneConfig:
     hidden: int = 32
     lr: float = 1e-2
     n_samples: int = 48
-    shading: str = "albedo"          # albedo | lambertian | textureless
-    lambertian_from: int = 100       # use random-light Lambertian shading after this step (if shading=lambertian)
     blob_density: float = 10.0
     blob_radius: float = 0.5
     occupancy_every: int = 16
@@ -79,14 +77,19 @@ class GaussianScene:
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.opt]
 
-    def render(self, cams: R.Cameras, step: int, generator: torch.Generator | None = None) -> dict:
-        """-> dict(rgb [B,3,H,W], alpha [B,1,H,W], reg inputs)."""
+    def render(self, cams: R.Cameras, step: int, generator: torch.Generator | None = None, shading: str = "albedo",
+               light: torch.Tensor | None = None, ambient: float = 0.35) -> dict:
+        """-> dict(rgb [B,3,H,W], alpha [B,1,H,W], depth, reg inputs); shading other than albedo relights rgb
+        from the rendered depth's normals under light [B,3] (renderers.shading)."""
         means, quats, scales, opac, colors = R.activate(self.params)
         bg = torch.ones(3, device=means.device)
         out = R.rasterize(means, quats, scales, opac, colors, cams, background=bg, backend=self.cfg.backend)
         self._last = out
-        return dict(rgb=out["rgb"].permute(0, 3, 1, 2), alpha=out["alpha"].permute(0, 3, 1, 2),
-                    depth=out["depth"].permute(0, 3, 1, 2), scales=scales, opacities=opac)
+        res = dict(rgb=out["rgb"].permute(0, 3, 1, 2), alpha=out["alpha"].permute(0, 3, 1, 2),
+                   depth=out["depth"].permute(0, 3, 1, 2), scales=scales, opacities=opac)
+        if shading != "albedo":
+            res["rgb"] = R.relight(res, cams, self.depth_kind, light, bg, shading, ambient)
+        return res
 
     def post_step(self, step: int, cams: R.Cameras, generator: torch.Generator | None = None) -> dict:
         """Accumulate view-space gradients and densify / prune on schedule (call after optimizer.step)."""
@@ -161,15 +164,20 @@ class NeRFScene:
     def optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.opt]
 
-    def render(self, cams: R.Cameras, step: int, generator: torch.Generator | None = None) -> dict:
-        shading = self.cfg.shading if step >= self.cfg.lambertian_from else "albedo"
-        rc = R.NeRFRenderConfig(n_samples=self.cfg.n_samples, shading=shading)
-        light = R.random_light_dirs(cams, generator) if shading != "albedo" else None
+    def render(self, cams: R.Cameras, step: int, generator: torch.Generator | None = None, shading: str = "albedo",
+               light: torch.Tensor | None = None, ambient: float = 0.35) -> dict:
+        """-> dict(rgb [B,3,H,W], alpha, depth [B,1,H,W], weights / normals / dirs per sample for regularisers);
+        shading other than albedo relights rgb from the rendered depth's normals (renderers.shading), and then the
+        per-sample normals are computed too (the orientation regulariser's input)."""
+        rc = R.NeRFRenderConfig(n_samples=self.cfg.n_samples, compute_normals=shading != "albedo")
         bg = torch.ones(3, device=cams.device)
-        out = R.render_nerf(self.field, cams, rc, background=bg, light_dirs=light, occupancy=self.occupancy,
-                            generator=generator)
-        return dict(rgb=out["rgb"].permute(0, 3, 1, 2), alpha=out["alpha"].permute(0, 3, 1, 2),
-                    depth=out["depth"].permute(0, 3, 1, 2), weights=out["weights"], normals=out.get("normals"), dirs=out["dirs"])
+        out = R.render_nerf(self.field, cams, rc, background=bg, occupancy=self.occupancy, generator=generator)
+        res = dict(rgb=out["rgb"].permute(0, 3, 1, 2), alpha=out["alpha"].permute(0, 3, 1, 2),
+                   depth=out["depth"].permute(0, 3, 1, 2), weights=out["weights"], normals=out.get("normals"),
+                   dirs=out["dirs"])
+        if shading != "albedo":
+            res["rgb"] = R.relight(res, cams, self.depth_kind, light, bg, shading, ambient)
+        return res
 
     def post_step(self, step: int, cams: R.Cameras, generator: torch.Generator | None = None) -> dict:
         if (step + 1) % self.cfg.occupancy_every == 0:

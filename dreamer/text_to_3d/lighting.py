@@ -1,0 +1,60 @@
+"""Which shading each training step renders with, and under which light (exports and previews stay albedo)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+import renderers as R
+from renderers import rng
+from renderers.shading import MODES
+
+from ..shapes.render import AMBIENT, key_light
+
+LIGHTS = ("key", "random")
+
+
+@dataclass
+class ShadingConfig:
+    """Training-render shading (DreamFusion §3.1; threestudio's per-step albedo / diffuse / textureless mix).
+
+    From step `start`, each step draws one mode with the weights (albedo, lambertian, textureless); before it, and
+    whenever the weights are albedo only, nothing is drawn (the run's random stream is that of an unshaded run).
+    light "key" is the shapes world's light (dreamer.shapes.render.key_light, fixed to the camera: what the embedded
+    teacher was trained on), its (up, right) weights moved by N(0, jitter); "random" is DreamFusion's light near
+    the camera (renderers.random_light_dirs)."""
+
+    start: int = 0
+    albedo: float = 1.0
+    lambertian: float = 0.0
+    textureless: float = 0.0
+    light: str = "key"
+    jitter: float = 0.0
+    ambient: float = AMBIENT        # the world's: GT = albedo * (0.35 + 0.65 max(0, n.l))
+
+    @property
+    def weights(self) -> tuple[float, float, float]:
+        return (self.albedo, self.lambertian, self.textureless)
+
+
+def draw_shading(cfg: ShadingConfig, step: int, cams: R.Cameras,
+                 generator: torch.Generator | None = None) -> tuple[str, torch.Tensor | None]:
+    """-> (mode, light [B,3] or None for albedo) for this step's cameras."""
+    w = cfg.weights
+    if step < cfg.start or w[1] == w[2] == 0:
+        return "albedo", None
+    u = float(rng.rand(1, generator=generator, device=cams.device)[0]) * sum(w)
+    mode = MODES[0] if u < w[0] else MODES[1] if u < w[0] + w[1] else MODES[2]
+    if mode == "albedo":
+        return mode, None
+    return mode, make_light(cfg, cams, generator)
+
+
+def make_light(cfg: ShadingConfig, cams: R.Cameras, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Light directions [B,3] (unit, towards the light) for cameras under cfg.light / cfg.jitter."""
+    if cfg.light == "random":
+        return R.random_light_dirs(cams, generator)
+    offset = None
+    if cfg.jitter > 0:
+        offset = rng.randn(len(cams), 2, generator=generator, device=cams.device) * cfg.jitter
+    return key_light(cams.c2w, offset)
