@@ -221,6 +221,21 @@ def cuda(root: Path) -> list[str]:
                                                                       "result"], rows)
 
 
+def oracle(root: Path) -> list[str]:
+    """Oracle ceiling: each recipe's scene fitted to GT renders, exported, judged strictly (scripts/oracle_ceiling.py)."""
+    env = load(root, "oracle.json")
+    rows = []
+    for r in env["result"]["rows"]:
+        for surface, v in r["surfaces"].items():
+            s = v["success"]
+            rows.append([f"`{r['recipe']}`", r["target"], surface, f"{v['right']}/{v['n']}", _iv(s["lo"], s["hi"]),
+                         v["glb_right"], f"{v['median_fscore_2pct']:.3f}", f"{v['median_iou']:.3f}",
+                         f"{v['median_fit_seconds']:.0f} / {v['max_fit_seconds']:.0f}", v["steps"]])
+    return ["## Oracle ceiling (no guidance)", "", *header(env, "oracle.json"),
+            *table(["recipe", "fit target", "export", "right", "95 % interval", "GLB right", "median F@2%",
+                    "median IoU", "fit s (median / max)", "steps"], rows)]
+
+
 def page(root: Path) -> str:
     parts = [["# Results", "",
               "Written by `python scripts/write_figures.py` from the results files in `docs/results/` and the "
@@ -229,5 +244,5 @@ def page(root: Path) -> str:
               "recipe's `# time:` line or a model card's figures differ from what those files say. Files marked "
               "\"transcribed\" hold figures as they were recorded when measured; the benchmark's printed JSON was "
               "not kept.", ""]]
-    parts += [f(root) for f in (text_to_3d, export, distillation, calibration, guidance_cost, scale, evaluator, cuda)]
+    parts += [f(root) for f in (text_to_3d, oracle, export, distillation, calibration, guidance_cost, scale, evaluator, cuda)]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(line for p in parts for line in p)).rstrip() + "\n"
