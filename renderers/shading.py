@@ -17,10 +17,10 @@ from .cameras import Cameras, rays_from_cameras
 MODES = ("albedo", "lambertian", "textureless")
 
 
-def depth_points(depth: torch.Tensor, cams: Cameras, kind: str) -> torch.Tensor:
+def depth_points(depth: torch.Tensor, cams: Cameras, kind: str, rays=None) -> torch.Tensor:
     """World points [B,H,W,3] of a depth map [B,1,H,W]: kind "z" (camera z, as splats render it) or "ray"
-    (distance along the unit ray, as a NeRF renders it)."""
-    o, d = rays_from_cameras(cams)                                          # [B,H,W,3] each, d unit
+    (distance along the unit ray, as a NeRF renders it). rays: rays_from_cameras(cams), if already at hand."""
+    o, d = rays_from_cameras(cams) if rays is None else rays               # [B,H,W,3] each, d unit
     t = depth[:, 0, ..., None]                                              # [B,H,W,1]
     if kind == "z":
         fwd = -cams.c2w[:, None, None, :3, 2]                               # [B,1,1,3] the camera's viewing axis
@@ -41,9 +41,10 @@ def _diff(p: torch.Tensor, dim: int) -> torch.Tensor:
 def depth_normals(depth: torch.Tensor, cams: Cameras, kind: str) -> torch.Tensor:
     """Unit world normals [B,3,H,W] of a depth map [B,1,H,W], facing the camera: the cross product of the
     back-projected points' image-space derivatives. Exact (up to rounding) wherever the depth is a plane."""
-    p = depth_points(depth, cams, kind)                                     # [B,H,W,3]
+    rays = rays_from_cameras(cams)
+    p = depth_points(depth, cams, kind, rays)                               # [B,H,W,3]
     n = torch.cross(_diff(p, 1), _diff(p, 2), dim=-1)                       # d/dy x d/dx
-    _, d = rays_from_cameras(cams)
+    d = rays[1]
     n = n * -torch.sign((n * d).sum(-1, keepdim=True)).detach()            # towards the camera: n.d <= 0
     return F.normalize(n, dim=-1, eps=1e-12).permute(0, 3, 1, 2)
 

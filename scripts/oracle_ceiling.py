@@ -11,9 +11,9 @@ distribution, batch and resolution) is optimised for the recipe's steps on the p
 exported with the recipe's export (text_to_3d.outputs.export_meshes) and judged by the strict test on mesh.ply (and on
 the textured mesh.glb). This bounds what guidance can reach with that representation and export: a recipe cannot be
 right where its oracle is not. --target albedo fits the unshaded GT (what an albedo renderer can match exactly);
-shaded fits the world's lit renders (what the teacher saw) with the scene
-relit the same way (renderers.shading: Lambertian from the rendered depth's normals, the world's key light). Prints JSON: per recipe and export surface, per run and in all (success with its
-Wilson interval, median F@2% / IoU, seconds).
+shaded fits the world's lit renders (what the teacher saw) with the scene relit the same way (renderers.shading:
+Lambertian from the rendered depth's normals, the world's key light). Prints JSON: per recipe and export surface, per
+run and in all (success with its Wilson interval, median F@2% / IoU, seconds).
 """
 from __future__ import annotations
 
