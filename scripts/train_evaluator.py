@@ -236,8 +236,8 @@ Probes, p(reject):
 
 ## Caveats
 
-- A cube or pyramid seen (nearly) face-on renders as a flat polygon: about 1 in 5 of their random views here (a
-  flat square, a flat triangle). Those are catalogue views and are accepted, so an axis-aligned flat square of a
+- A cube or pyramid seen (nearly) face-on renders as a flat polygon (a flat square, a
+  flat triangle). Those are catalogue views and are accepted, so an axis-aligned flat square of a
   cube's size (about 15-22 px) in a catalogue colour is accepted as a cube (see the probes); squares at other sizes
   or rotated, flat discs and flat-filled round outlines are rejected. The negatives leave out the ambiguous
   poses on purpose (`dreamer/shapes/negatives.py`).
