@@ -2,7 +2,7 @@
 
     python scripts/oracle_ceiling.py [--recipes gaussians-sds nerf-sds] [--prompts "a red cube" ... | --all]
                                      [--steps N] [--target albedo|shaded] [--surfaces density fusion]
-                                     [--out runs/oracle] [--resume]
+                                     [--guide-steps N] [--out runs/oracle] [--resume]
                                      [key=value overrides applied to every recipe]
 
 No teacher is involved: the scene of the recipe (its renderer, initialisation, optimizer, densification, camera
@@ -12,7 +12,10 @@ exported with the recipe's export (text_to_3d.outputs.export_meshes) and judged 
 the textured mesh.glb). This bounds what guidance can reach with that representation and export: a recipe cannot be
 right where its oracle is not. --target albedo fits the unshaded GT (what an albedo renderer can match exactly);
 shaded fits the world's lit renders (what the teacher saw) with the scene relit the same way (renderers.shading:
-Lambertian from the rendered depth's normals, the world's key light). Prints JSON: per recipe and export surface, per
+Lambertian from the rendered depth's normals, the world's key light). --guide-steps N is a fixed-point test of the
+guidance: after the fit, the recipe's own guided loop (dreamer.text_to_3d.loop.SceneRun, steps 0..N-1 of its
+schedules, overrides applied) runs from the fitted scene, which is exported and judged again (guided_* fields): a
+guidance under which the right object does not stay right cannot end right from any start. Prints JSON: per recipe and export surface, per
 run and in all (success with its Wilson interval, median F@2% / IoU, seconds).
 """
 from __future__ import annotations
@@ -34,6 +37,7 @@ from dreamer.shapes.render import AMBIENT, key_light, render_shapes
 from dreamer.shapes.stats import rate
 from dreamer.shapes.strict import load_mesh_file, strict_report
 from dreamer.shapes.world import catalogue, parse_prompt
+from dreamer.text_to_3d.loop import SceneRun
 from dreamer.text_to_3d.outputs import export_meshes
 from dreamer.text_to_3d.recipe import load_generate_config
 from dreamer.text_to_3d.scenes import SCENES
@@ -94,13 +98,28 @@ def judge(cfg, scene, spec, out: Path) -> dict:
     return row
 
 
+def guide(cfg, scene, steps: int) -> tuple[object, float]:
+    """Run cfg's guided loop for `steps` steps from `scene` (its optimizer state kept) -> (scene, seconds)."""
+    run = SceneRun(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps)))
+    run.scene = scene
+    run.base_lrs = [[pg["lr"] for pg in o.param_groups] for o in scene.optimizers]
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        run.step()
+    return run.scene, time.perf_counter() - t0
+
+
+GUIDED_KEYS = ("right", "reasons", "fscore_2pct", "iou", "nearest_shape", "genus", "scale_error", "extents_ratio")
+
+
 def one_run(recipe: str, prompt: str, args, overrides: list[str]) -> dict[str, dict]:
     """-> {surface: row}: one fit, exported and judged with each of args.surfaces (the recipe's own when empty)."""
     out = Path(args.out) / recipe / slug(prompt)
     row_path = out / "oracle_rows.json"
     if args.resume and row_path.is_file():
         rows = json.loads(row_path.read_text())
-        if all(s in rows for s in args.surfaces or rows):
+        done = all(s in rows for s in args.surfaces or rows)
+        if done and all(r.get("guide_steps", 0) == args.guide_steps for r in rows.values()):
             return rows
     cfg = load_generate_config(recipe, prompt=prompt, overrides=overrides)
     spec = parse_prompt(prompt)
@@ -113,8 +132,18 @@ def one_run(recipe: str, prompt: str, args, overrides: list[str]) -> dict[str, d
         row = {"recipe": recipe, "prompt": prompt, "steps": steps, "fit_seconds": round(fit_s, 2),
                **judge(c, scene, spec, out / surface)}
         rows[surface] = row
+    if args.guide_steps:
+        scene, guide_s = guide(cfg, scene, args.guide_steps)
+        for surface, row in rows.items():
+            c = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, surface=surface))
+            g = judge(c, scene, spec, out / f"{surface}-guided")
+            row.update(guide_steps=args.guide_steps, guide_seconds=round(guide_s, 2),
+                       **{f"guided_{k}": g.get(k) for k in GUIDED_KEYS})
+    for surface, row in rows.items():
         print(f"{recipe} {prompt} [{surface}]: right={row['right']} F={row.get('fscore_2pct')} IoU={row.get('iou')} "
-              f"genus={row.get('genus')} {row.get('reasons')} ({fit_s:.0f}+{row['export_seconds']:.0f} s)",
+              f"genus={row.get('genus')} {row.get('reasons')} ({fit_s:.0f}+{row['export_seconds']:.0f} s)"
+              + (f"; guided: right={row['guided_right']} nearest={row['guided_nearest_shape']} "
+                 f"F={row['guided_fscore_2pct']} {row['guided_reasons']}" if args.guide_steps else ""),
               file=sys.stderr, flush=True)
     out.mkdir(parents=True, exist_ok=True)
     row_path.write_text(json.dumps(rows, default=float))
@@ -129,7 +158,11 @@ def summary(rows: list[dict]) -> dict:
     return {"n": len(rows), "right": n_right, "success": rate(n_right, len(rows)),
             "glb_right": sum(bool(r.get("glb_right")) for r in rows), "median_fscore_2pct": med("fscore_2pct"),
             "median_iou": med("iou"), "median_fit_seconds": med("fit_seconds"), "max_fit_seconds":
-            max(r["fit_seconds"] for r in rows) if rows else None, "steps": rows[0]["steps"] if rows else None}
+            max(r["fit_seconds"] for r in rows) if rows else None, "steps": rows[0]["steps"] if rows else None,
+            **({"guided_right": sum(bool(r.get("guided_right")) for r in rows),
+                "guided_success": rate(sum(bool(r.get("guided_right")) for r in rows), len(rows)),
+                "guided_median_fscore_2pct": med("guided_fscore_2pct"), "guide_steps": rows[0]["guide_steps"]}
+               if rows and rows[0].get("guide_steps") else {})}
 
 
 def main(argv=None) -> int:
@@ -143,6 +176,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="runs/oracle")
     ap.add_argument("--surfaces", nargs="+", choices=("density", "fusion"), default=None,
                     help="export each fit with each of these (default: the recipe's export.surface)")
+    ap.add_argument("--guide-steps", type=int, default=0,
+                    help="then run the recipe's guided loop this many steps from the fit and judge again (0 = off)")
     ap.add_argument("--resume", action="store_true", help="reuse rows already written (oracle_row.json)")
     ap.add_argument("overrides", nargs="*", help="key=value applied to every recipe")
     args = ap.parse_args(argv)
