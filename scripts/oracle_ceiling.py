@@ -15,8 +15,8 @@ shaded fits the world's lit renders (what the teacher saw) with the scene relit 
 Lambertian from the rendered depth's normals, the world's key light). --guide-steps N is a fixed-point test of the
 guidance: after the fit, the recipe's own guided loop (dreamer.text_to_3d.loop.SceneRun, steps 0..N-1 of its
 schedules, overrides applied) runs from the fitted scene, which is exported and judged again (guided_* fields): a
-guidance under which the right object does not stay right cannot end right from any start. Prints JSON: per recipe and export surface, per
-run and in all (success with its Wilson interval, median F@2% / IoU, seconds).
+guidance under which the right object does not stay right cannot end right from any start. Prints JSON: per recipe
+and export surface, per run and in all (success with its Wilson interval, median F@2% / IoU, seconds).
 """
 from __future__ import annotations
 
@@ -155,12 +155,12 @@ def summary(rows: list[dict]) -> dict:
         v = [r[k] for r in rows if r.get(k) is not None]
         return statistics.median(v) if v else None
     n_right = sum(bool(r["right"]) for r in rows)
+    n_guided = sum(bool(r.get("guided_right")) for r in rows)
     return {"n": len(rows), "right": n_right, "success": rate(n_right, len(rows)),
             "glb_right": sum(bool(r.get("glb_right")) for r in rows), "median_fscore_2pct": med("fscore_2pct"),
             "median_iou": med("iou"), "median_fit_seconds": med("fit_seconds"), "max_fit_seconds":
             max(r["fit_seconds"] for r in rows) if rows else None, "steps": rows[0]["steps"] if rows else None,
-            **({"guided_right": sum(bool(r.get("guided_right")) for r in rows),
-                "guided_success": rate(sum(bool(r.get("guided_right")) for r in rows), len(rows)),
+            **({"guided_right": n_guided, "guided_success": rate(n_guided, len(rows)),
                 "guided_median_fscore_2pct": med("guided_fscore_2pct"), "guide_steps": rows[0]["guide_steps"]}
                if rows and rows[0].get("guide_steps") else {})}
 
