@@ -20,10 +20,10 @@ from __future__ import annotations
 import torch
 
 from .cameras import Cameras
+from .shading import AMBIENT, camera_key_light
 
-__all__ = ["rasterize_mesh", "render_trimesh", "sample_texture", "AMBIENT"]
+__all__ = ["rasterize_mesh", "render_trimesh", "sample_texture"]
 
-AMBIENT = 0.35  # = dreamer.shapes.render.AMBIENT (a test checks they agree)
 MAX_PAIRS = 1 << 20  # candidate (face, pixel) pairs tested per chunk
 
 
@@ -148,8 +148,7 @@ def rasterize_mesh(vertices: torch.Tensor, faces: torch.Tensor, vertex_colors: t
             all_fn = torch.linalg.cross(V[faces[:, 1]] - V[faces[:, 0]], V[faces[:, 2]] - V[faces[:, 0]], dim=-1)
             vn = torch.zeros_like(V).index_add_(0, faces.reshape(-1), all_fn.repeat_interleave(3, 0))  # area-weighted
             sn = torch.nn.functional.normalize((bary[:, :, None] * vn[faces[f]]).sum(1), dim=-1) * facing
-        light = c2w[:, :3, 2] + 0.6 * c2w[:, :3, 1] - 0.4 * c2w[:, :3, 0]                    # [N,3]
-        light = torch.nn.functional.normalize(light, dim=-1)[n_of]
+        light = camera_key_light(c2w)[n_of]                                                 # [N,3] -> [P,3]
         lam = (sn * light).sum(-1, keepdim=True).clamp_min(0)
         col = (albedo * (ambient + (1 - ambient) * lam)).clamp(0, 1)
 

@@ -15,6 +15,16 @@ import torch.nn.functional as F
 from .cameras import Cameras, rays_from_cameras
 
 MODES = ("albedo", "lambertian", "textureless")
+AMBIENT = 0.35  # the shapes world's image model: albedo * (AMBIENT + (1 - AMBIENT) max(0, n.l))
+
+
+def camera_key_light(c2w: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+    """The key light [B,3], unit, fixed to the camera from its upper left so every view is lit: -forward + 0.6 up
+    - 0.4 right of c2w [B,4,4]; offset [B,2] adds (up, right) components (relit images, jittered lights)."""
+    right, up, fwd = c2w[:, :3, 0], c2w[:, :3, 1], -c2w[:, :3, 2]
+    w_up, w_right = (0.6, -0.4) if offset is None else (0.6 + offset[:, :1], -0.4 + offset[:, 1:])
+    d = -fwd + w_up * up + w_right * right
+    return d / d.norm(dim=-1, keepdim=True).clamp(min=1e-8)
 
 
 def depth_points(depth: torch.Tensor, cams: Cameras, kind: str, rays=None) -> torch.Tensor:

@@ -49,7 +49,7 @@ def bench_one(run_dir: Path, overrides: list[str]) -> dict:
     out = run_dir / "bench_export"
     out.mkdir(exist_ok=True)
     t0, c0 = time.perf_counter(), time.process_time()
-    mesh, level, files, m = export_meshes(cfg, scene, out)     # what `dreamer generate` / `export` run
+    mesh, level, files, m = export_meshes(cfg, scene, out, run.world)  # what `dreamer generate` / `export` run
     t1, c1 = time.perf_counter(), time.process_time()
     if "texture_error" in files or "mesh_error" in files:
         raise RuntimeError(f"{run_dir}: {files.get('texture_error') or files['mesh_error']}")

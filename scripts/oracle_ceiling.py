@@ -33,7 +33,8 @@ import torch
 import renderers as R
 from dreamer.cli import _Parser
 from dreamer.common.preflight import slug
-from dreamer.shapes.render import AMBIENT, key_light, render_shapes
+from dreamer.shapes.render import render_shapes
+from renderers.shading import AMBIENT, camera_key_light
 from dreamer.shapes.stats import rate
 from dreamer.shapes.strict import load_mesh_file, strict_report
 from dreamer.shapes.world import catalogue, parse_prompt
@@ -66,7 +67,7 @@ def fit(cfg, spec, steps: int, shaded: bool) -> tuple[object, float]:
         cams = R.sample_orbit_cameras(cam.batch, cam.elev_range, cam.azim_range, cam.dist_range, cam.fov_range,
                                       cam.resolution, cam.resolution, g)
         if shaded:                                # the world's image model: Lambertian under its key light
-            out = scene.render(cams, i, g, shading="lambertian", light=key_light(cams.c2w), ambient=AMBIENT)
+            out = scene.render(cams, i, g, shading="lambertian", light=camera_key_light(cams.c2w), ambient=AMBIENT)
         else:
             out = scene.render(cams, i, g)
         rgb, alpha = gt_target(spec, cams, shaded)

@@ -3,9 +3,9 @@
 python scripts/train_evaluator.py --out dreamer/assets/shapes-evaluator
 
 Positives: GT renders of every catalogue entry from random views (plus a share re-rendered with jittered lighting),
-lightly augmented. Negatives (reject target 1): dreamer.shapes.negatives, training variants. Reported on fixed
-held-out sets: GT renders (other seed), held-out negatives (other seed AND kinds / shapes / colours never trained
-on), GT renders with other lighting, and flat-shaded renders of marching-cubes meshes of the GT shapes.
+lightly augmented. Negatives (reject target 1): tools.shapes_training.negatives, training variants. Reported on
+fixed held-out sets: GT renders (other seed), held-out negatives (other seed AND kinds / shapes / colours never
+trained on), GT renders with other lighting, and flat-shaded renders of marching-cubes meshes of the GT shapes.
 """
 from __future__ import annotations
 
@@ -19,11 +19,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from dreamer.shapes.evaluator import ShapesEvaluator, spec_targets
-from dreamer.shapes.evaluator_data import Aug, augment, mesh_set, probe_images, relit_set, render_set
-from dreamer.shapes.negatives import ELEV_RANGE, KINDS, make_negatives
-from dreamer.shapes.stats import wilson_interval
-from dreamer.shapes.world import catalogue
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/ (training-only, not installed)
+
+from dreamer.shapes.evaluator import ShapesEvaluator, spec_targets  # noqa: E402
+from dreamer.shapes.stats import wilson_interval  # noqa: E402
+from dreamer.shapes.world import catalogue  # noqa: E402
+from tools.shapes_training.evaluator_data import (Aug, augment, mesh_set, probe_images, relit_set,  # noqa: E402
+                                                  render_set)
+from tools.shapes_training.negatives import ELEV_RANGE, KINDS, make_negatives  # noqa: E402
 
 # Training negatives per kind: few of the easy kinds, most of the hard ones (flat silhouettes, other colours).
 NEG_COUNTS = {"blank": 300, "flat": 300, "noise": 300, "two_objects": 900, "crop": 900, "off_catalogue": 1200,
@@ -193,10 +196,10 @@ rate, Frechet shapes distance (FSD) on the 128-d features, and per-prompt divers
 Trained from scratch on ground-truth renders of the shapes world (`render_shapes` + `random_views`, elevation
 {ELEV_RANGE}) plus {s["n_train_relit"]} renders under jittered lighting (ambient 0.2-0.5, light direction moved),
 with light augmentation (shift, scale, flip, brightness/channel gain, saturation, noise, blur), against
-{s["n_train_negatives"]} negatives from `dreamer.shapes.negatives` (training variants: blank and flat frames; flat
-discs, off-axis squares and triangles, and flat-filled sphere/cylinder/cone/torus outlines; noise; two objects; cut-off
-crops; ellipsoids, capsules, bumpy spheres, bars, plates, star prisms; catalogue shapes in grey, black, white, cyan,
-pink and random colours far from the catalogue's), augmented the same way.
+{s["n_train_negatives"]} negatives from `tools.shapes_training.negatives` (training variants: blank and flat frames;
+flat discs, off-axis squares and triangles, and flat-filled sphere/cylinder/cone/torus outlines; noise; two objects;
+cut-off crops; ellipsoids, capsules, bumpy spheres, bars, plates, star prisms; catalogue shapes in grey, black, white,
+cyan, pink and random colours far from the catalogue's), augmented the same way.
 
 - Command: `{cmd}`
 - Wall time: {s["wall_time_s"]} s on {s["threads"]} CPU thread(s) (data {s["data_time_s"]} s included)
@@ -240,7 +243,7 @@ Probes, p(reject):
   flat triangle). Those are catalogue views and are accepted, so an axis-aligned flat square of a
   cube's size (about 15-22 px) in a catalogue colour is accepted as a cube (see the probes); squares at other sizes
   or rotated, flat discs and flat-filled round outlines are rejected. The negatives leave out the ambiguous
-  poses on purpose (`dreamer/shapes/negatives.py`).
+  poses on purpose (`tools/shapes_training/negatives.py`).
 - The weakest held-out kind is `off_colour`: of the five unseen colours, silver, teal, magenta and sky blue are
   rejected, lime (0.55, 0.90, 0.15) is not - it is taken for green (whether lime is "green" is debatable; it sits at
   the edge of the off-colour margin, `negatives.COLOUR_MARGIN`). Next come out-of-catalogue solids (in a

@@ -8,17 +8,21 @@ import argparse
 import copy
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from dreamer.shapes.render import random_views, render_shapes
-from dreamer.shapes.teacher_spec import MAX_TOKENS, TEXT_ENCODER, TeacherTrainConfig, scheduler_config, unet_config
-from dreamer.common.prompts import VIEW_SUFFIXES, view_prompt
-from dreamer.shapes.world import COLOUR_NAMES, SHAPES, catalogue
-from guidance.text import TextEncoder
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/ (training-only, not installed)
+
+from dreamer.shapes.render import random_views, render_shapes  # noqa: E402
+from dreamer.common.prompts import VIEW_SUFFIXES, view_prompt  # noqa: E402
+from dreamer.shapes.world import COLOUR_NAMES, SHAPES, catalogue  # noqa: E402
+from guidance.text import TextEncoder  # noqa: E402
+from tools.shapes_training.teacher_spec import (MAX_TOKENS, TEXT_ENCODER, TeacherTrainConfig,  # noqa: E402
+                                                scheduler_config, unet_config)
 
 
 def build_dataset(cfg: TeacherTrainConfig, g: torch.Generator):
@@ -47,7 +51,8 @@ def save_teacher(out: Path, unet, cfg: TeacherTrainConfig, card: dict) -> None:
         "text_encoder": TEXT_ENCODER, "max_length": MAX_TOKENS, "use_attention_mask": True,
         "default_cfg": cfg.default_cfg, "resolution": cfg.resolution,
         "vocabulary": {"template": "a {colour} {shape}", "shapes": list(SHAPES), "colours": list(COLOUR_NAMES),
-                       "views": list(VIEW_SUFFIXES)}}, indent=2) + "\n")
+                       "views": list(VIEW_SUFFIXES)},
+        "world": "shapes-v1"}, indent=2) + "\n")
     (out / "training.json").write_text(json.dumps(card, indent=2))
 
 

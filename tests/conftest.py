@@ -5,6 +5,7 @@ import pytest
 import torch
 
 sys.path.append(str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: tools/ (training-only, not installed)
 torch.set_num_threads(2)
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGES = ("dreamer", "guidance", "renderers")
-# The shapes world's data side (ground-truth scenes and renders): training code may use it as data.
-SHAPES_DATA = ("dreamer.shapes.world", "dreamer.shapes.render", "dreamer.shapes.teacher_spec")
+PACKAGES = ("dreamer", "guidance", "renderers", "tools")
+# The installed packages (the wheel's); tools/ is training-only code beside scripts/, not installed.
+INSTALLED = ("dreamer", "guidance", "renderers")
+# The shapes world's data side (ground-truth scenes and renders): training code may use it as data. (The teacher's
+# spec, once dreamer.shapes.teacher_spec, is tools.shapes_training.teacher_spec now, outside dreamer.shapes.)
+SHAPES_DATA = ("dreamer.shapes.world", "dreamer.shapes.render")
 # Training code: it must never reach the evaluation side of the shapes world (the benchmark's judge).
 TRAINING = ("guidance", "renderers", "dreamer.distill", "dreamer.text_to_3d.loop", "dreamer.text_to_3d.scenes",
             "dreamer.text_to_3d.recipe")
@@ -19,7 +22,12 @@ FORBIDDEN = [
     ("dreamer.shapes", ("dreamer.text_to_3d", "dreamer.distill", "dreamer.cli", "guidance")),
     ("dreamer.text_to_3d", ("dreamer.distill", "dreamer.cli")),
     ("dreamer.distill", ("dreamer.text_to_3d", "dreamer.cli")),
+    # the applications reach a teacher's world only through dreamer.common.world (its WORLDS table)
+    ("dreamer.text_to_3d", ("dreamer.shapes",)),
+    ("dreamer.distill", ("dreamer.shapes",)),
 ]
+# tools/ may import every installed package; no installed package may import tools/ (it is not in the wheel).
+FORBIDDEN += [(pkg, ("tools",)) for pkg in INSTALLED]
 
 
 def _module_name(root: Path, path: Path) -> str:

@@ -31,7 +31,7 @@ def test_the_graph_sees_every_kind_of_import():
     assert "guidance" in g["dreamer.text_to_3d.loop"]                                  # from guidance import ...
     assert "dreamer.common.checkpoints" in g["dreamer.text_to_3d.loop"]                 # from ..common.x import
     assert "dreamer.distill.generator" in g["dreamer.distill.trainers.common"]          # from .. import generator
-    assert "dreamer.shapes.evaluator" in g["dreamer.text_to_3d.outputs"]                # inside a function
+    assert "dreamer.shapes.evaluator" in g["dreamer.shapes.world_api"]                  # inside a function
     assert "dreamer.distill.trainers.score" in g["dreamer.distill.trainers"]            # from . import score
 
 
@@ -40,6 +40,15 @@ def test_a_training_module_reaching_the_evaluator_is_caught(tree):
     found = violations(tree)
     assert any("training module dreamer.distill.trainers.kd reaches evaluation module dreamer.shapes.evaluator"
                in v for v in found), found
+
+
+def test_an_application_importing_the_shapes_world_is_caught(tree):
+    # text_to_3d and distill reach a world only through dreamer.common.world
+    _append(tree / "dreamer/text_to_3d/outputs.py", "    from ..shapes.world import parse_prompt  # noqa")
+    _append(tree / "dreamer/distill/prompts.py", "import dreamer.shapes.render  # noqa")
+    found = violations(tree)
+    assert "dreamer.text_to_3d.outputs imports dreamer.shapes.world (forbidden for dreamer.text_to_3d)" in found
+    assert "dreamer.distill.prompts imports dreamer.shapes.render (forbidden for dreamer.distill)" in found
 
 
 def test_training_reaching_evaluation_indirectly_is_caught(tree):
@@ -56,6 +65,17 @@ def test_a_lower_layer_importing_the_application_is_caught(tree):
     found = violations(tree)
     assert "guidance.losses imports dreamer.common.errors (forbidden for guidance)" in found
     assert "dreamer.common.config imports dreamer.distill.recipe (forbidden for dreamer.common)" in found
+
+
+def test_an_installed_package_importing_tools_is_caught(tree):
+    # tools/ (training-only, not in the wheel) may import dreamer; dreamer, guidance, renderers must not import it
+    assert "dreamer.shapes.world" in import_graph(tree)["tools.shapes_training.negatives"]
+    assert not any(v.startswith("tools.") for v in violations(tree))
+    _append(tree / "dreamer/shapes/evaluator.py", "    from tools.shapes_training.negatives import KINDS  # noqa")
+    _append(tree / "renderers/mesh.py", "import tools  # noqa")
+    found = violations(tree)
+    assert "dreamer.shapes.evaluator imports tools.shapes_training.negatives (forbidden for dreamer)" in found
+    assert "renderers.mesh imports tools (forbidden for renderers)" in found
 
 
 def test_an_import_cycle_is_caught(tree):

@@ -99,6 +99,24 @@ def check_teacher_source(ref: str | Path | None) -> Path:
     return p
 
 
+def teacher_folder(ref: str | Path | None) -> Path | None:
+    """The local folder a teacher reference names, unchecked: the embedded teacher's for its names, an existing
+    folder, a cached hub id's snapshot; else None."""
+    if ref in EMBEDDED_NAMES:
+        return DEFAULT_TEACHER
+    p = Path(ref).expanduser()
+    if p.is_dir():
+        return p
+    return hub_snapshot(str(ref)) if is_hub_id(str(ref)) else None
+
+
+def teacher_world(ref: str | Path | None):
+    """The World (dreamer.common.world) of the teacher `ref` names, None when it has none."""
+    from .world import world_of
+
+    return world_of(teacher_folder(ref))
+
+
 def load_teacher(path_or_id: str | Path | None = None, **options):
     """Load a DiffusersTeacher; None means the embedded shapes teacher shipped in the package. Its `vocabulary`
     (dreamer.common.vocabulary) is what teacher.json declares, None for any prompt."""

@@ -3,7 +3,6 @@ does: 6 shapes x 6 colours, prompts "a <colour> <shape>" with an optional ", <vi
 onto it (case, punctuation, article, plurals) or refused; teachers without a vocabulary take any prompt."""
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from .errors import DreamerError
 from .prompts import VIEW_SUFFIXES
+from .world import teacher_meta
 
 ARTICLES = ("a", "an", "the")
 ALLOW_FLAG = "--allow-unknown-prompt"
@@ -73,12 +73,7 @@ class Vocabulary:
 def vocabulary_of(teacher_dir: str | Path | None) -> Vocabulary | None:
     """The vocabulary a local teacher folder declares in teacher.json; None (any prompt) for hub ids and folders
     without one."""
-    if teacher_dir is None:
-        return None
-    meta = Path(teacher_dir) / "teacher.json"
-    if not meta.is_file():
-        return None
-    vocab = json.loads(meta.read_text()).get("vocabulary")
+    vocab = teacher_meta(teacher_dir).get("vocabulary")
     return Vocabulary.from_dict(vocab) if vocab else None
 
 

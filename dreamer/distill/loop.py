@@ -20,42 +20,29 @@ from ..common.distributed import is_main, rank_world
 from ..common.config import ConfigError, dump_yaml, flatten, from_dict, load_config_dict, to_dict
 from ..common.errors import CheckpointError
 from ..common.prompts import warn_if_truncated
-from ..common.teacher_source import DEFAULT_TEACHER, EMBEDDED_NAMES
-from .generator import META, Generator
+from .generator import Generator
 from .prompts import run_captions
 from .recipe import DistillConfig, validate
 from .trainers import TRAINERS, progressive
-from .trainers.common import CHECKPOINT, DistillRun, base_teacher_ref, load_any_teacher, run_meta
+from .trainers.common import CHECKPOINT, DistillRun, base_teacher_ref, load_any_teacher, run_meta, run_world
 
 RESUMABLE = ("dmd", "diff_instruct", "sds")          # trainers that write and read OUT/checkpoint.pt
 DATA_METHODS = ("guidance", "progressive", "consistency", "noise_lora", "add")  # trainers that read cfg.data
 RESUME_FREE_KEYS = ("steps", "threads", "log_every", "save_every", "max_bad_steps")
 
 
-def _base_teacher(ref: str | None) -> str | None:
-    """The diffusers teacher a recipe's `teacher` stands for (a generator folder: the teacher it records)."""
-    if ref and (Path(ref) / META).is_file():
-        return json.loads((Path(ref) / META).read_text()).get("teacher")
-    return ref
-
-
-def is_shapes_teacher(ref: str | None) -> bool:
-    """True for the embedded shapes teacher (by name or by its folder)."""
-    base = _base_teacher(ref)
-    return base in EMBEDDED_NAMES or Path(base).expanduser().resolve() == DEFAULT_TEACHER.resolve()
-
-
-def check_data_sources(cfg: DistillConfig) -> None:
-    """No silent fallback to the shapes world: another teacher needs captions, and no shapes-world data."""
-    if is_shapes_teacher(cfg.teacher):
+def check_data_sources(cfg: DistillConfig, world) -> None:
+    """No silent fallback to another world: a teacher without a world (dreamer.common.world) needs captions, and
+    has no world training images for data: shapes."""
+    if world is not None:
         return
     if not cfg.prompts and not cfg.prompts_file:
-        raise ConfigError(f"teacher {cfg.teacher} is not the embedded shapes teacher, so the shapes-world captions "
-                          f"do not apply: give captions with prompts: [...] or prompts_file: / --prompts-file FILE")
+        raise ConfigError(f"teacher {cfg.teacher} has no world (its teacher.json names none), so no world captions "
+                          f"apply: give captions with prompts: [...] or prompts_file: / --prompts-file FILE")
     uses_data = cfg.method in DATA_METHODS or (cfg.gan.weight > 0 and cfg.method in RESUMABLE)
     if uses_data and cfg.data == "shapes":
-        raise ConfigError(f"data: shapes (shapes-world renders) does not fit teacher {cfg.teacher}; use "
-                          f"data=teacher (the teacher's own samples)")
+        raise ConfigError(f"data: shapes (the world's training images) does not fit teacher {cfg.teacher}, which has "
+                          f"no world; use data=teacher (the teacher's own samples)")
 
 
 def resume_checkpoint(cfg: DistillConfig, out: Path) -> dict:
@@ -107,12 +94,14 @@ class ProgressLog:
 
 
 def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log: Callable[[str], None] | None = print,
-            resume: bool = False) -> Generator:
+            resume: bool = False, world=None) -> Generator:
     """Train a generator per `cfg`, save it (diffusers folder) to out_dir with config.yaml and log.jsonl.
 
     cfg.teacher may also be a distilled generator folder (e.g. a guidance-distilled model), used as the teacher.
     log: called with every cfg.log_every-th log line (JSON); None shows a progress bar on stderr instead.
     resume: continue OUT/checkpoint.pt (score trainers). Everything is checked before anything is written.
+    world: the teacher's World (dreamer.common.world; default: the one cfg.teacher's teacher.json names, if any), for
+    the captions when cfg gives none and the images of data: shapes.
     Under torchrun (WORLD_SIZE > 1) the ranks join a process group (gloo on CPU, NCCL on CUDA); cfg.batch is the
     batch per rank, each rank trains on its rows of every global batch and rank 0 writes the run folder.
     """
@@ -121,24 +110,24 @@ def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log: Callable
     joined = torch.distributed.is_available() and torch.distributed.is_initialized()
     started = dist_init(cfg.device)[1] > 1 and not joined   # this call created the process group
     try:
-        return _distill(cfg, out_dir, teacher, log, resume)
+        return _distill(cfg, out_dir, teacher, log, resume, world if world is not None else run_world(cfg.teacher))
     finally:
         if started:
             dist_shutdown()
 
 
-def _distill(cfg: DistillConfig, out_dir, teacher, log, resume: bool) -> Generator:
+def _distill(cfg: DistillConfig, out_dir, teacher, log, resume: bool, world) -> Generator:
     main = is_main()
     out = Path(out_dir)
     run_captions(cfg)                                     # a bad caption file fails here, before any write
     if teacher is None:
-        check_data_sources(cfg)
+        check_data_sources(cfg, world)
     sd = resume_checkpoint(cfg, out) if resume else None
     teacher = teacher if teacher is not None else load_any_teacher(cfg.teacher, dtype=cfg.dtype, device=cfg.device)
     ref = base_teacher_ref(teacher, cfg.teacher)
     if cfg.lora_rank > 0 and getattr(teacher, "gen", None) is not None:
         raise ConfigError("lora_rank > 0 needs a diffusers teacher (the LoRA base), not a generator folder")
-    meta = run_meta(cfg, ref)
+    meta = run_meta(cfg, ref, world=world)
     if ref != cfg.teacher and cfg.teacher is not None:
         meta["init"] = str(cfg.teacher)
     warn_if_truncated(teacher, meta["prompts"])
@@ -149,7 +138,7 @@ def _distill(cfg: DistillConfig, out_dir, teacher, log, resume: bool) -> Generat
         dump_yaml(cfg, out / "config.yaml")
     progress = ProgressLog(total_updates(cfg), f"distill {cfg.method}") if log is None and main else None
     run_cfg = cfg if progress is None else replace(cfg, log_every=1)  # the bar sees every update
-    run = DistillRun(out, run_cfg, teacher.scheduler, progress or log, meta)
+    run = DistillRun(out, run_cfg, teacher.scheduler, progress or log, meta, world)
     if sd is not None:
         run.continue_from(sd)
     try:

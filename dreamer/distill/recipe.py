@@ -71,7 +71,7 @@ class DistillConfig:
     log_every: int = 10
     save_every: int = 0                  # 0: save at the end only
     threads: int = 1                     # torch CPU threads
-    data: str = "shapes"                 # regression trainers' x0 pool: shapes (GT renders) | teacher (DDIM samples)
+    data: str = "shapes"                 # x0 pool: shapes (the world's training images, GT renders) | teacher (DDIM)
     data_size: int = 2304                # images in that pool
     guidance_distill: GuidanceDistillSettings = field(default_factory=GuidanceDistillSettings)
     progressive: ProgressiveSettings = field(default_factory=ProgressiveSettings)

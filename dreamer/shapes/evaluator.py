@@ -1,9 +1,9 @@
 """Shapes evaluator: a small CNN (shape + colour heads + a reject head) and the 2D metrics built on it.
 
 The reject head is one "none of the catalogue" logit (trained with BCE against the negatives of
-``dreamer.shapes.negatives``): blank or flat frames, flat unshaded silhouettes, noise, two objects, cut-off
-objects, shapes or colours outside the catalogue. ``predict`` returns (shape, colour, rejected); ``classify``
-keeps its (shape, colour) signature and ignores the reject head.
+``tools.shapes_training.negatives``, training-only and not installed): blank or flat frames, flat unshaded
+silhouettes, noise, two objects, cut-off objects, shapes or colours outside the catalogue. ``predict`` returns
+(shape, colour, rejected); ``classify`` keeps its (shape, colour) signature and ignores the reject head.
 
 Metrics: prompt accuracy (shape AND colour right AND not rejected), reject rate, Frechet distance on penultimate
 features ("FSD"), and per-prompt diversity (mean pairwise feature distance).

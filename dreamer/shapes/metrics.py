@@ -219,7 +219,7 @@ def nearest_colour(mesh, n: int = 20000, seed: int = 0) -> str:
     GT renders show albedo * s with s in [AMBIENT, 1] (render.py), and a reconstruction without lighting bakes
     that shading into its colours; so the distance to a colour is min over such s of ||median - s * albedo||.
     """
-    from .render import AMBIENT
+    from renderers.shading import AMBIENT
     from .world import COLOURS
 
     med = np.median(surface_colours(mesh, n, seed), axis=0)

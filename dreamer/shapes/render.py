@@ -6,13 +6,11 @@ import math
 import torch
 
 from renderers.cameras import orbit_cameras, rays_from_cameras
+from renderers.shading import AMBIENT, camera_key_light
 
 from .world import SHAPES, ShapeSpec, sdf
 
 BOUND_R = 0.8  # every primitive lies inside this sphere
-
-
-AMBIENT = 0.35  # GT shading is albedo * (AMBIENT + (1 - AMBIENT) * lambert), so in [AMBIENT, 1] x albedo
 
 
 def sphere_trace(f, o: torch.Tensor, d: torch.Tensor, iters: int = 40,
@@ -40,15 +38,6 @@ def _normals(shape: str, p: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     return g / g.norm(dim=-1, keepdim=True).clamp(min=1e-8)
 
 
-def key_light(c2w: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
-    """The GT renders' light [B,3], unit, from the camera's upper left so every view is lit: -forward + 0.6 up
-    - 0.4 right of c2w [B,4,4]; offset [B,2] adds (up, right) components (the evaluator's relit images)."""
-    right, up, fwd = c2w[:, :3, 0], c2w[:, :3, 1], -c2w[:, :3, 2]
-    w_up, w_right = (0.6, -0.4) if offset is None else (0.6 + offset[:, :1], -0.4 + offset[:, 1:])
-    d = -fwd + w_up * up + w_right * right
-    return d / d.norm(dim=-1, keepdim=True).clamp(min=1e-8)
-
-
 def render_shapes(specs: list[ShapeSpec], elev, azim, dist, fov_deg, res: int = 32,
                   supersample: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """Render one view per spec: rgb [B,3,res,res] in [0,1] and alpha mask [B,1,res,res]."""
@@ -60,7 +49,7 @@ def render_shapes(specs: list[ShapeSpec], elev, azim, dist, fov_deg, res: int = 
     eye = cams.c2w[:, :3, 3]
     rgb = torch.ones(B, hi, hi, 3)
     mask = torch.zeros(B, hi, hi)
-    light = key_light(cams.c2w)
+    light = camera_key_light(cams.c2w)
     for shape in SHAPES:
         idx = [i for i, s in enumerate(specs) if s.shape == shape]
         if not idx:

@@ -9,7 +9,7 @@ import renderers as R
 from renderers import rng
 from renderers.shading import MODES
 
-from ..shapes.render import AMBIENT, key_light
+from ..common.world import DEFAULT_SHADING, Shading
 
 LIGHTS = ("key", "random")
 
@@ -20,9 +20,10 @@ class ShadingConfig:
 
     From step `start`, each step draws one mode with the weights (albedo, lambertian, textureless); before it, and
     whenever the weights are albedo only, nothing is drawn (the run's random stream is that of an unshaded run).
-    light "key" is the shapes world's light (dreamer.shapes.render.key_light, fixed to the camera: what the embedded
-    teacher was trained on), its (up, right) weights moved by N(0, jitter); "random" is DreamFusion's light near
-    the camera (renderers.random_light_dirs)."""
+    light "key" is the teacher's world's key light (World.shading, dreamer.common.world; the shapes world's is fixed
+    to the camera: what the embedded teacher was trained on; a teacher without a world gets DEFAULT_SHADING's, the
+    same), its (up, right) weights moved by N(0, jitter); "random" is DreamFusion's light near the camera
+    (renderers.random_light_dirs). ambient None: the world's (0.35 for the shapes world and the default)."""
 
     start: int = 0
     albedo: float = 1.0
@@ -30,16 +31,21 @@ class ShadingConfig:
     textureless: float = 0.0
     light: str = "key"
     jitter: float = 0.0
-    ambient: float = AMBIENT        # the world's: GT = albedo * (0.35 + 0.65 max(0, n.l))
+    ambient: float | None = None    # None: the world's (shapes GT = albedo * (0.35 + 0.65 max(0, n.l)))
 
     @property
     def weights(self) -> tuple[float, float, float]:
         return (self.albedo, self.lambertian, self.textureless)
 
 
-def draw_shading(cfg: ShadingConfig, step: int, cams: R.Cameras,
-                 generator: torch.Generator | None = None) -> tuple[str, torch.Tensor | None]:
-    """-> (mode, light [B,3] or None for albedo) for this step's cameras."""
+def ambient_of(cfg: ShadingConfig, shading: Shading = DEFAULT_SHADING) -> float:
+    """The ambient term the training renders are shaded with: cfg.ambient, else the world's."""
+    return shading.ambient if cfg.ambient is None else cfg.ambient
+
+
+def draw_shading(cfg: ShadingConfig, step: int, cams: R.Cameras, generator: torch.Generator | None = None,
+                 shading: Shading = DEFAULT_SHADING) -> tuple[str, torch.Tensor | None]:
+    """-> (mode, light [B,3] or None for albedo) for this step's cameras; shading: the teacher's world's."""
     w = cfg.weights
     if step < cfg.start or w[1] == w[2] == 0:
         return "albedo", None
@@ -47,14 +53,15 @@ def draw_shading(cfg: ShadingConfig, step: int, cams: R.Cameras,
     mode = MODES[0] if u < w[0] else MODES[1] if u < w[0] + w[1] else MODES[2]
     if mode == "albedo":
         return mode, None
-    return mode, make_light(cfg, cams, generator)
+    return mode, make_light(cfg, cams, generator, shading)
 
 
-def make_light(cfg: ShadingConfig, cams: R.Cameras, generator: torch.Generator | None = None) -> torch.Tensor:
+def make_light(cfg: ShadingConfig, cams: R.Cameras, generator: torch.Generator | None = None,
+               shading: Shading = DEFAULT_SHADING) -> torch.Tensor:
     """Light directions [B,3] (unit, towards the light) for cameras under cfg.light / cfg.jitter."""
     if cfg.light == "random":
         return R.random_light_dirs(cams, generator)
     offset = None
     if cfg.jitter > 0:
         offset = rng.randn(len(cams), 2, generator=generator, device=cams.device) * cfg.jitter
-    return key_light(cams.c2w, offset)
+    return shading.key_light(cams.c2w, offset)

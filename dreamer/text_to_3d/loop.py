@@ -17,8 +17,9 @@ from ..common.checkpoints import atomic_save, load_checkpoint
 from ..common.config import ConfigError, dump_yaml, load_yaml
 from ..common.errors import CheckpointError, DreamerWarning, NumericalFault, warn_skipped
 from ..common.prompts import VIEW_SUFFIXES, perp_neg_embeddings, view_prompt, warn_if_truncated
-from ..common.teacher_source import load_teacher
-from .lighting import draw_shading
+from ..common.teacher_source import load_teacher, teacher_world
+from ..common.world import DEFAULT_SHADING
+from .lighting import ambient_of, draw_shading
 from .recipe import GenerateConfig, resume_difference, validate_generate
 from .scenes import SCENES
 
@@ -39,10 +40,13 @@ def regularisers(cfg: GenerateConfig, out: dict) -> dict[str, torch.Tensor]:
 
 
 class SceneRun:
-    """Everything a generate run owns; `step()` advances it by one iteration (state passed explicitly)."""
+    """Everything a generate run owns; `step()` advances it by one iteration (state passed explicitly). world: the
+    teacher's World (dreamer.common.world; default: the one cfg.teacher's teacher.json names, if any), for the
+    training renders' shading and the ground truth of export_run."""
 
-    def __init__(self, cfg: GenerateConfig, teacher=None):
+    def __init__(self, cfg: GenerateConfig, teacher=None, world=None):
         self.cfg = validate_generate(cfg)
+        self.world = world if world is not None else teacher_world(cfg.teacher or None)
         torch.manual_seed(cfg.train.seed)  # library initialisers (peft LoRA, hash grid) draw from the global RNG
         self.rng = torch.Generator().manual_seed(cfg.train.seed)
         self.teacher = teacher or load_teacher(cfg.teacher or None, dtype=cfg.teacher_dtype, device=cfg.device)
@@ -108,8 +112,9 @@ class SceneRun:
         cam = c.camera
         cams = R.sample_orbit_cameras(cam.batch, cam.elev_range, cam.azim_range, cam.dist_range, cam.fov_range,
                                       cam.resolution, cam.resolution, self.rng, device=c.device)
-        mode, light = draw_shading(c.shading, i, cams, self.rng)
-        out = self.scene.render(cams, i, self.rng, shading=mode, light=light, ambient=c.shading.ambient)   # fp32
+        shading = self.world.shading if self.world is not None else DEFAULT_SHADING
+        mode, light = draw_shading(c.shading, i, cams, self.rng, shading)
+        out = self.scene.render(cams, i, self.rng, shading=mode, light=light, ambient=ambient_of(c.shading, shading))
         aux_kw = {"camera": R.camera_vector(cams)} if self.aux is not None else {}
         gcfg = replace(c.guidance, cfg_scale=c.guidance.cfg_scale * c.train.cfg_mult(i))
         with torch.autocast(torch.device(c.device).type, torch.bfloat16, enabled=c.mixed_precision == "bf16"):
@@ -197,8 +202,9 @@ def _kept(out_dir: Path) -> str:
 
 
 def generate(cfg: GenerateConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
-             teacher=None, stop_after: int | None = None) -> SceneRun:
-    """Run the loop into out_dir (previews, checkpoint, resolved config); exporting is text_to_3d.outputs.export_run."""
+             teacher=None, stop_after: int | None = None, world=None) -> SceneRun:
+    """Run the loop into out_dir (previews, checkpoint, resolved config); exporting is text_to_3d.outputs.export_run.
+    world: the teacher's World (default: cfg.teacher's, SceneRun)."""
     from ..common.media import image_grid, save_png
     from ..common.progress import bar as progress_bar
 
@@ -207,7 +213,7 @@ def generate(cfg: GenerateConfig, out_dir: str | Path, resume: bool = False, pro
     sd = resume_state(cfg, out_dir) if resume else None  # before the (slow) teacher load: fail fast
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    run = SceneRun(cfg, teacher)
+    run = SceneRun(cfg, teacher, world)
     warn_if_truncated(run.teacher, run.prompt_texts())
     if sd is not None:
         run.load_state_dict(sd)

@@ -1,4 +1,5 @@
-"""Run outputs: mesh (GLB/OBJ/PLY), 3DGS .ply, turntable mp4/gif, metrics vs ground truth, HTML report."""
+"""Run outputs: mesh (GLB/OBJ/PLY), 3DGS .ply, turntable mp4/gif, metrics vs the teacher's world's ground truth
+(dreamer.common.world; none: metrics.json says why), HTML report."""
 from __future__ import annotations
 
 import json
@@ -27,24 +28,18 @@ def render_views(scene, cams: R.Cameras) -> torch.Tensor:
     return torch.cat([scene.render(cams[i:i + 1], step=10 ** 9)["rgb"].clamp(0, 1) for i in range(len(cams))])
 
 
-def evaluate_against_ground_truth(prompt: str, mesh, scene, resolution: int = 32) -> dict:
-    """Shapes-world prompts: the strict report of the exported mesh (dreamer.shapes.evaluate: `right`, `reasons`,
-    Chamfer, F-scores, IoU, scale, topology, colour) and the evaluator's 8-view accuracy / PSNR on renders of the
-    mesh; the same two figures on renders of the scene as scene_*. Other prompts: why nothing was evaluated."""
-    from ..shapes.evaluate import eval_cameras, evaluate_mesh, gt_views, view_scores
-    from ..shapes.evaluator import ShapesEvaluator
-    from ..shapes.world import parse_prompt
-
-    spec = parse_prompt(prompt)
-    if spec is None:
-        return {"evaluation_skipped": "prompt is not a shapes-world prompt ('a <colour> <shape>')"}
-    ev = ShapesEvaluator.load()
-    if mesh is None:
-        rep = {"right": False, "reasons": ["no mesh was exported"]}
-    else:
-        rep = evaluate_mesh(mesh, spec, resolution, evaluator=ev)
-    s = view_scores(render_views(scene, eval_cameras(resolution)), spec, gt_views(spec, resolution), ev)
-    return {**rep, "scene_prompt_accuracy_8_views": s["accuracy"], "scene_psnr_8_views": s["psnr"]}
+def evaluate_against_ground_truth(world, prompt: str, mesh, scene, resolution: int = 32,
+                                  teacher: str = "embedded") -> dict:
+    """The teacher's world's evaluation of the exported mesh (GroundTruth.evaluate; the shapes world: the strict
+    report, `right`, `reasons`, Chamfer, F-scores, IoU, scale, topology, colour, and the evaluator's 8-view accuracy
+    / PSNR on renders of the mesh, the same two figures on renders of the scene as scene_*). No world, or no ground
+    truth for the prompt: {"evaluation_skipped": why}."""
+    if world is None:
+        return {"evaluation_skipped": f"teacher {teacher} has no world: no ground truth"}
+    truth = world.ground_truth(prompt)
+    if truth is None:
+        return {"evaluation_skipped": f"prompt is not {world.prompt_kind}"}
+    return truth.evaluate(mesh, lambda cams: render_views(scene, cams), resolution)
 
 
 def export_grid(cfg, scene) -> tuple[np.ndarray, float]:
@@ -82,10 +77,12 @@ def export_mesh(cfg, scene, grid_level: tuple[np.ndarray, float] | None = None):
     return mesh, level, grid
 
 
-def export_meshes(cfg, scene, out_dir: Path) -> tuple:
+def export_meshes(cfg, scene, out_dir: Path, world=None) -> tuple:
     """Marching cubes, vertex-coloured mesh.ply, then the textured mesh.glb / mesh.obj (texture.export_textured),
     the 24 bake views rendered once for every step (SharedRenders). -> (mesh or None, level, {file key: name},
-    metrics incl. export_seconds); an empty field gives files["mesh_error"], not an exception."""
+    metrics incl. export_seconds); an empty field gives files["mesh_error"], not an exception. world: the teacher's
+    (SceneRun.world), whose ground truth for cfg.prompt adds the textured mesh's figures vs GT (export.evaluate)."""
+    truth = world.ground_truth(cfg.prompt) if world is not None and cfg.export.evaluate else None
     files: dict[str, str] = {}
     mesh, level, metrics = None, None, {}
     shared = SharedRenders(scene)
@@ -93,7 +90,7 @@ def export_meshes(cfg, scene, out_dir: Path) -> tuple:
     try:
         mesh, level, grid = run_phase("exporting mesh", export_mesh, cfg, shared)
         files.update({k: str(v.name) for k, v in save_mesh(mesh, out_dir, "mesh").items()})
-        tex_files, metrics = export_textured(shared, mesh, out_dir, cfg.export, level, cfg.prompt, grid=grid)
+        tex_files, metrics = export_textured(shared, mesh, out_dir, cfg.export, level, truth, grid=grid)
         files.update(tex_files)  # the textured mesh.glb / mesh.obj replace the vertex-coloured ones
         metrics["export_seconds"] = time.perf_counter() - t0     # marching cubes to the written GLB / OBJ / PLY
     except Exception as e:  # an empty field must not lose the rest of the outputs
@@ -107,7 +104,7 @@ def export_run(run, out_dir: str | Path) -> dict:
 
     out_dir = Path(out_dir)
     cfg, scene = run.cfg, run.scene.to("cpu")  # export (marching cubes, bake, video, metrics) runs on the CPU
-    mesh, level, files, tex_metrics = export_meshes(cfg, scene, out_dir)
+    mesh, level, files, tex_metrics = export_meshes(cfg, scene, out_dir, run.world)
     if scene.kind == "gaussians":
         R.save_3dgs_ply(out_dir / "gaussians.ply", scene.params.detach())
         files["gaussians_ply"] = "gaussians.ply"
@@ -130,8 +127,8 @@ def export_run(run, out_dir: str | Path) -> dict:
     if mesh is not None:
         metrics.update(vertices=len(mesh.vertices), faces=len(mesh.faces), export_threshold=level, **tex_metrics)
     if ex.evaluate:
-        metrics.update(run_phase("evaluating against ground truth", evaluate_against_ground_truth, cfg.prompt, mesh,
-                                 scene))
+        metrics.update(run_phase("evaluating against ground truth", evaluate_against_ground_truth, run.world,
+                                 cfg.prompt, mesh, scene, teacher=cfg.teacher or "embedded"))
     else:
         metrics["evaluation_skipped"] = "export.evaluate is false"
     metrics["files"] = files

@@ -71,7 +71,7 @@ class ExportConfig:
     turntable_resolution: int = 64
     threshold_from_renders: bool = True  # marching-cubes level whose silhouettes best match the renders
     bake_colors: bool = True         # vertex colours from multi-view renders (visible surface), not the field
-    evaluate: bool = True            # shapes-world prompts: Chamfer / IoU / colour / accuracy vs ground truth
+    evaluate: bool = True            # prompts with ground truth in the teacher's world: strict test vs GT
     textured: bool = True            # mesh.glb / mesh.obj: cleaned, decimated, UV-atlased, baked base-colour texture
     faces: int = 5000                # face budget of the textured mesh (quadric decimation)
     texture_size: int = 512          # base-colour texture, texels per side
@@ -126,7 +126,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "shading.light": ((lambda v: v in LIGHTS), f"must be one of {', '.join(LIGHTS)}"),
     "shading.weights": ((lambda v: min(v) >= 0 and sum(v) > 0), "(albedo, lambertian, textureless) must be >= 0 "
                         "and not all 0"),
-    "shading.ambient": ((lambda v: 0 <= v <= 1), "must be in [0, 1]"),
+    "shading.ambient": ((lambda v: v is None or 0 <= v <= 1), "must be in [0, 1] (or null: the world's)"),
     "shading.jitter": _NON_NEGATIVE, "shading.start": _NON_NEGATIVE,
     "camera.batch": _POSITIVE, "camera.elev_range": _RANGE, "camera.azim_range": _RANGE,
     "camera.dist_range": ((lambda v: 0 < v[0] <= v[1]), "must be [near, far] with 0 < near <= far"),

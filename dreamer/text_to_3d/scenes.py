@@ -13,7 +13,7 @@ import torch
 
 import renderers as R
 
-from ..shapes.render import AMBIENT
+from ..common.world import DEFAULT_SHADING
 
 
 @dataclass
@@ -80,7 +80,7 @@ class GaussianScene:
         return [self.opt]
 
     def render(self, cams: R.Cameras, step: int, generator: torch.Generator | None = None, shading: str = "albedo",
-               light: torch.Tensor | None = None, ambient: float = AMBIENT) -> dict:
+               light: torch.Tensor | None = None, ambient: float = DEFAULT_SHADING.ambient) -> dict:
         """-> dict(rgb [B,3,H,W], alpha [B,1,H,W], depth, reg inputs); shading other than albedo relights rgb
         from the rendered depth's normals under light [B,3] (renderers.shading)."""
         means, quats, scales, opac, colors = R.activate(self.params)
@@ -167,7 +167,7 @@ class NeRFScene:
         return [self.opt]
 
     def render(self, cams: R.Cameras, step: int, generator: torch.Generator | None = None, shading: str = "albedo",
-               light: torch.Tensor | None = None, ambient: float = AMBIENT) -> dict:
+               light: torch.Tensor | None = None, ambient: float = DEFAULT_SHADING.ambient) -> dict:
         """-> dict(rgb [B,3,H,W], alpha, depth [B,1,H,W], weights / normals / dirs per sample for regularisers);
         shading other than albedo relights rgb from the rendered depth's normals (renderers.shading), and then the
         per-sample normals are computed too (the orientation regulariser's input)."""

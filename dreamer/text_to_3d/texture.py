@@ -139,28 +139,24 @@ def gap_cameras(res: int) -> R.Cameras:
     return R.turntable_cameras(GAP_VIEWS, elevation=20.0, distance=2.1, fov=42.0, width=res, height=res)
 
 
-def textured_metrics(scene, tm: TexturedMesh, prompt: str, res: int = 64, ground_truth: bool = True) -> dict:
-    """Export gap (PSNR of textured-mesh renders vs scene renders, same cameras) and, for shapes-world prompts,
-    PSNR of the textured mesh and of the scene vs ground-truth renders, their difference (export_gap_db: dB lost
-    by exporting) and the textured mesh's mean colour error vs GT (L1 per channel over pixels both cover)."""
+def textured_metrics(scene, tm: TexturedMesh, truth=None, res: int = 64) -> dict:
+    """Export gap (PSNR of textured-mesh renders vs scene renders, same cameras) and, given the prompt's ground truth
+    (dreamer.common.world.GroundTruth), PSNR of the textured mesh and of the scene vs its GT renders, their
+    difference (export_gap_db: dB lost by exporting) and the textured mesh's mean colour error vs GT (L1 per channel
+    over pixels both cover)."""
     cams = gap_cameras(res)
     mesh_rgb = render_textured(tm, cams)["rgb"]
     with torch.no_grad():
         scene_rgb = torch.cat([scene.render(cams[i:i + 1], step=10 ** 9)["rgb"].clamp(0, 1) for i in range(len(cams))])
     out = {"export_gap_psnr": psnr(mesh_rgb, scene_rgb)}   # the textured mesh against what it was baked from
-    if ground_truth:
-        from ..shapes.render import render_shapes
-        from ..shapes.world import parse_prompt
-
-        spec = parse_prompt(prompt)
-        if spec is not None:
-            gt, gt_alpha = render_shapes([spec] * len(cams), cams.elevation, cams.azimuth, cams.distance,
-                                         torch.full((len(cams),), 42.0), res)
-            both = (render_textured(tm, cams)["alpha"][:, 0] > 0.5) & (gt_alpha.reshape(len(cams), res, res) > 0.5)
-            diff = (mesh_rgb - gt).abs().permute(0, 2, 3, 1)[both]                # [P,3]
-            out.update(textured_psnr_vs_gt=psnr(mesh_rgb, gt), scene_psnr_vs_gt=psnr(scene_rgb, gt),
-                       textured_colour_error_vs_gt=float(diff.mean()) if len(diff) else None)
-            out["export_gap_db"] = out["scene_psnr_vs_gt"] - out["textured_psnr_vs_gt"]  # dB lost by exporting
+    if truth is not None:
+        gt, gt_alpha = truth.render(cams.elevation, cams.azimuth, cams.distance, torch.full((len(cams),), 42.0),
+                                    res)
+        both = (render_textured(tm, cams)["alpha"][:, 0] > 0.5) & (gt_alpha.reshape(len(cams), res, res) > 0.5)
+        diff = (mesh_rgb - gt).abs().permute(0, 2, 3, 1)[both]                # [P,3]
+        out.update(textured_psnr_vs_gt=psnr(mesh_rgb, gt), scene_psnr_vs_gt=psnr(scene_rgb, gt),
+                   textured_colour_error_vs_gt=float(diff.mean()) if len(diff) else None)
+        out["export_gap_db"] = out["scene_psnr_vs_gt"] - out["textured_psnr_vs_gt"]  # dB lost by exporting
     return out
 
 
@@ -201,9 +197,10 @@ def textured_mesh(scene, mesh: trimesh.Trimesh, level: float | None, ex,
 
 
 def export_textured(scene, mesh: trimesh.Trimesh, out_dir: str | Path, ex, level: float | None = None,
-                    prompt: str = "", grid: np.ndarray | None = None) -> tuple[dict[str, str], dict]:
+                    truth=None, grid: np.ndarray | None = None) -> tuple[dict[str, str], dict]:
     """Write mesh.glb (PBR, baseColorTexture, metallic 0, roughness 1), mesh.obj + mesh.mtl + mesh_texture.png and
-    optionally mesh_vertex_colors.glb; -> ({file key: name}, metrics). ex: recipe.ExportConfig."""
+    optionally mesh_vertex_colors.glb; -> ({file key: name}, metrics). ex: recipe.ExportConfig; truth: the prompt's
+    GroundTruth (textured_metrics), None for none."""
     from PIL import Image
 
     if not ex.textured:
@@ -229,5 +226,5 @@ def export_textured(scene, mesh: trimesh.Trimesh, out_dir: str | Path, ex, level
     metrics = {"textured_faces": len(clean.faces), "textured_vertices": len(clean.vertices),
                "watertight": topo["watertight"], "genus": topo["genus"], "boundary_loops": topo["boundary_loops"],
                "texture_size": ex.texture_size, "textured_export_seconds": seconds,
-               **textured_metrics(scene, tm, prompt, ground_truth=ex.evaluate)}
+               **textured_metrics(scene, tm, truth if ex.evaluate else None)}
     return files, metrics

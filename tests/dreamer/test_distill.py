@@ -10,6 +10,8 @@ import dreamer.distill.generator as generator_mod
 import dreamer.distill.sampling as fewstep_mod
 import dreamer.distill.trainers.score as distill_mod
 from dreamer.common.config import ConfigError
+from dreamer.common.teacher_source import DEFAULT_TEACHER
+from dreamer.common.world import world_of
 from dreamer.distill.loop import distill
 from dreamer.distill.recipe import DistillConfig, load_distill_config, validate
 from dreamer.distill.trainers.common import DistillRun, ddim_sample
@@ -133,7 +135,7 @@ def test_gan_term(teacher, tiny_sd_dir, monkeypatch):
     cfg = _cfg("dmd", teacher=str(tiny_sd_dir), fake_updates=0, data_size=4, max_grad_norm=0.0,
                gan=GanSettings(weight=w, head_width=8, t_max=0.5))
     before_teacher = copy.deepcopy(teacher.unet.state_dict())
-    state = init_state(teacher, cfg, str(tiny_sd_dir))
+    state = init_state(teacher, cfg, str(tiny_sd_dir), world_of(DEFAULT_TEACHER))   # real data: shapes renders
     assert state.gan is not None and len(state.gan.data.x0) == 4
     heads0 = [p.detach().clone() for p in state.gan.disc.params]
     ts, seen = [], {}

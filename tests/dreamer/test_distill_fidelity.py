@@ -135,12 +135,16 @@ def test_teacher_sample_pool_reads_only_data_size_captions_of_a_large_file(teach
 
 
 def test_no_silent_fallback_to_the_shapes_world(tiny_sd_dir, tmp_path):
-    with pytest.raises(ConfigError, match="not the embedded shapes teacher"):
-        check_data_sources(DistillConfig(teacher=str(tiny_sd_dir)))
+    from dreamer.distill.trainers.common import run_world
+
+    assert run_world(str(tiny_sd_dir)) is None and run_world(None).name == "shapes-v1"
+    with pytest.raises(ConfigError, match="has no world"):
+        check_data_sources(DistillConfig(teacher=str(tiny_sd_dir)), None)
     with pytest.raises(ConfigError, match="data: shapes"):
-        check_data_sources(DistillConfig(method="consistency", teacher=str(tiny_sd_dir), prompts=["a"]))
-    check_data_sources(DistillConfig(method="consistency", teacher=str(tiny_sd_dir), prompts=["a"], data="teacher"))
-    check_data_sources(DistillConfig())                                          # the embedded teacher: fine
+        check_data_sources(DistillConfig(method="consistency", teacher=str(tiny_sd_dir), prompts=["a"]), None)
+    check_data_sources(DistillConfig(method="consistency", teacher=str(tiny_sd_dir), prompts=["a"], data="teacher"),
+                       None)
+    check_data_sources(DistillConfig(), run_world(None))                       # the embedded teacher: fine
     with pytest.raises(ConfigError, match="either"):
         load_distill_config("distill-dmd", ["prompts=[a]", "prompts_file=x.txt"])
 
@@ -165,4 +169,4 @@ def test_cli_other_teacher_without_captions_is_one_line(tiny_sd_dir, tmp_path, c
 
     assert main(["distill", "--teacher", str(tiny_sd_dir), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "not the embedded shapes teacher" in err and not (tmp_path / "run").exists()
+    assert err.count("\n") == 1 and "has no world" in err and not (tmp_path / "run").exists()

@@ -13,6 +13,8 @@ import torch
 
 from dreamer.common.checkpoints import KILL_ENV, load_checkpoint
 from dreamer.common.errors import CheckpointError
+from dreamer.common.teacher_source import DEFAULT_TEACHER
+from dreamer.common.world import world_of
 from dreamer.common.config import ConfigError
 from dreamer.distill.loop import distill
 from dreamer.distill.recipe import DistillConfig
@@ -50,10 +52,11 @@ def test_resume_in_process_is_bit_identical(tiny_sd_dir, tmp_path, method, extra
     teacher = DiffusersTeacher.from_pretrained(tiny_sd_dir)
     from dreamer.common.config import from_dict, to_dict
     cfg = from_dict(DistillConfig, {**to_dict(_cfg(tiny_sd_dir, method=method)), **extra})
-    full = distill(cfg, tmp_path / "full", teacher=teacher, log=lambda s: None)
+    shapes = world_of(DEFAULT_TEACHER)                         # the GAN's real data: shapes renders
+    full = distill(cfg, tmp_path / "full", teacher=teacher, log=lambda s: None, world=shapes)
     short = from_dict(DistillConfig, {**to_dict(cfg), "steps": 2})
-    distill(short, tmp_path / "split", teacher=teacher, log=lambda s: None)
-    resumed = distill(cfg, tmp_path / "split", teacher=teacher, log=lambda s: None, resume=True)
+    distill(short, tmp_path / "split", teacher=teacher, log=lambda s: None, world=shapes)
+    resumed = distill(cfg, tmp_path / "split", teacher=teacher, log=lambda s: None, resume=True, world=shapes)
     assert same(_state(tmp_path / "full"), _state(tmp_path / "split"))
     assert all(torch.equal(a, b) for a, b in zip(full.params, resumed.params))
     assert _log(tmp_path / "full") == _log(tmp_path / "split")

@@ -152,7 +152,7 @@ def test_export_renders_each_bake_view_once_and_writes_what_the_unshared_pipelin
     assert max(shared_calls.values()) == 1                                 # bake views 24 at 48 and 96 px,
     assert Counter(w for w, _ in shared_calls) == {48: 24, 96: 24, 64: 8}  # the export-gap views 8 at 64 px
     mesh_b, level_b, grid_b = export_mesh(cfg, scene)                      # the steps rendering for themselves
-    export_textured(scene, mesh_b, tmp_path / "b", cfg.export, level_b, cfg.prompt, grid=grid_b)
+    export_textured(scene, mesh_b, tmp_path / "b", cfg.export, level_b, grid=grid_b)
     assert max(calls.values()) == 2 and set(calls) >= set(shared_calls)   # each view twice without sharing
     assert level == level_b and np.array_equal(mesh.vertices, mesh_b.vertices)
     assert np.array_equal(mesh.visual.vertex_colors, mesh_b.visual.vertex_colors)

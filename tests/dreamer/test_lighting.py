@@ -4,7 +4,7 @@ of a flat face exactly."""
 import torch
 
 import renderers as R
-from dreamer.shapes.render import AMBIENT, key_light
+from renderers.shading import AMBIENT, camera_key_light
 from dreamer.text_to_3d.lighting import ShadingConfig, draw_shading, make_light
 from dreamer.text_to_3d.scenes import GaussianScene, GaussianSceneConfig
 
@@ -33,7 +33,7 @@ def test_mix_proportions_and_lights():
         k = modes.count(mode)
         assert abs(k / n - p) < 5 * (p * (1 - p) / n) ** 0.5, (mode, k)          # 5 binomial standard errors
     mode, light = draw_shading(ShadingConfig(albedo=0, lambertian=1), 0, cams, g)
-    assert mode == "lambertian" and torch.equal(light, key_light(cams.c2w))      # no jitter: the world's light
+    assert mode == "lambertian" and torch.equal(light, camera_key_light(cams.c2w))      # no jitter: the world's light
     jittered = make_light(ShadingConfig(jitter=0.3), cams, g)
     assert torch.allclose(jittered.norm(dim=-1), torch.ones(3)) and not torch.allclose(jittered, light)
 
@@ -54,7 +54,7 @@ def test_a_flat_splat_wall_relit_is_the_world_shading_of_its_albedo():
     p = R.init_gaussians_from_points(means, albedo.expand(len(means), 3), opacity=0.99)
     p.log_scales.data = torch.log(torch.tensor([0.08, 0.08, 0.08])).expand_as(p.log_scales).clone()
     scene.params = p
-    light = key_light(cams.c2w)
+    light = camera_key_light(cams.c2w)
     out = scene.render(cams, 0, shading="lambertian", light=light, ambient=AMBIENT)
     flat = scene.render(cams, 0)
     a = flat["alpha"][0]                                        # [1,H,W]; the wall's camera z is 2 everywhere,

@@ -51,6 +51,11 @@ def test_wheel_holds_recipes_teacher_and_generator(tmp_path):
               "assets/shapes-consistency-lora/generator.json",
               "assets/shapes-consistency-lora/pytorch_lora_weights.safetensors", "assets/report/viewer.js"):
         assert f"dreamer/{f}" in names, f
+    # what a run needs (the world, the strict test, the evaluator) and no training-only code (tools/, beside scripts/)
+    assert {"dreamer/shapes/world.py", "dreamer/shapes/strict.py", "dreamer/shapes/evaluator.py"} <= names
+    assert not [n for n in names if n.split("/")[0] in ("tools", "tests", "scripts")
+                or n.rpartition("/")[2] in ("negatives.py", "negative_shapes.py", "evaluator_data.py", "sdf_render.py",
+                                             "teacher_spec.py")]
 
 
 def test_ci_runs_the_readme_tests_and_the_wheel_check():
@@ -58,7 +63,8 @@ def test_ci_runs_the_readme_tests_and_the_wheel_check():
     assert 'pip install torch==2.13.0 && pip install -e ".[test]" && python -m pytest -q' in ci
     assert ".ci/wheel_smoke" in ci
     smoke = (REPO / ".ci" / "wheel_smoke").read_text()
-    for piece in ("pip wheel", "venv --system-site-packages", "dreamer.__file__", 'cd "$tmp"', "generate"):
+    for piece in ("pip wheel", "TRAINING_ONLY", "venv --system-site-packages", "dreamer.__file__", 'cd "$tmp"',
+                  "generate"):
         assert piece in smoke, piece
 
 
@@ -301,6 +307,8 @@ def test_caption_and_square_grid_helpers():
 def test_tiny_teacher_does_not_truncate_view_prompts(tiny_sd_dir):
     from dreamer.common.prompts import truncation_message
     from dreamer.common.teacher_source import load_teacher
+    from dreamer.common.teacher_source import DEFAULT_TEACHER
+    from dreamer.common.world import world_of
     from dreamer.distill.trainers.common import default_prompts
 
-    assert truncation_message(load_teacher(str(tiny_sd_dir)), default_prompts()) is None
+    assert truncation_message(load_teacher(str(tiny_sd_dir)), default_prompts(world_of(DEFAULT_TEACHER))) is None

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from dreamer.common.prompts import view_prompt, view_suffix
-from dreamer.shapes.render import key_light, random_views, render_shapes
+from dreamer.shapes.render import random_views, render_shapes
+from renderers.shading import camera_key_light
 from dreamer.shapes.world import COLOUR_NAMES, SHAPES, SPHERE_R, ShapeSpec, catalogue, gt_mesh, parse_prompt, sdf
 from renderers.cameras import orbit_cameras
 
@@ -97,8 +98,8 @@ def test_key_light_in_the_camera_frame():
     cams = orbit_cameras(torch.tensor([10.0, 60.0, -20.0]), torch.tensor([0.0, 135.0, 250.0]),
                          torch.tensor([2.5, 3.0, 2.0]), torch.tensor([40.0, 40.0, 50.0]), 8, 8)
     R = cams.c2w[:, :3, :3]                                       # columns: right, up, back (= -forward)
-    local = torch.einsum("bji,bj->bi", R, key_light(cams.c2w))    # the light in (right, up, back) coordinates
+    local = torch.einsum("bji,bj->bi", R, camera_key_light(cams.c2w))    # the light in (right, up, back) coordinates
     assert torch.allclose(local, torch.tensor([-0.4, 0.6, 1.0]).expand(3, 3) / math.sqrt(1.52), atol=1e-6)
-    assert torch.equal(key_light(cams.c2w, torch.zeros(3, 2)), key_light(cams.c2w))
-    moved = torch.einsum("bji,bj->bi", R, key_light(cams.c2w, torch.tensor([[0.4, 0.4]] * 3)))
+    assert torch.equal(camera_key_light(cams.c2w, torch.zeros(3, 2)), camera_key_light(cams.c2w))
+    moved = torch.einsum("bji,bj->bi", R, camera_key_light(cams.c2w, torch.tensor([[0.4, 0.4]] * 3)))
     assert torch.allclose(moved, torch.tensor([0.0, 1.0, 1.0]).expand(3, 3) / math.sqrt(2.0), atol=1e-6)

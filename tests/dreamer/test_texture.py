@@ -116,7 +116,7 @@ def test_glb_and_obj_open_with_texture_and_material(tmp_path):
 
     scene = CubeScene()
     ex = ExportConfig(faces=2000, texture_size=256, close_radius=0, vertex_color_glb=True)  # 1920 faces, kept
-    files, metrics = export_textured(scene, scene.mesh, tmp_path, ex, level=None, prompt="not a shapes prompt")
+    files, metrics = export_textured(scene, scene.mesh, tmp_path, ex, level=None, truth=None)   # no ground truth
     assert set(files) == {"glb", "obj", "mtl", "texture", "vertex_color_glb"}
     assert metrics["textured_faces"] == len(scene.mesh.faces) and metrics["watertight"] and metrics["genus"] == 0
     assert metrics["export_gap_psnr"] > 25 and "textured_psnr_vs_gt" not in metrics

@@ -6,6 +6,8 @@ import pytest
 import torch
 from toy_models import quiet_run, toy_setup
 
+from dreamer.common.teacher_source import DEFAULT_TEACHER
+from dreamer.common.world import world_of
 from dreamer.distill.loop import distill
 from dreamer.distill.recipe import DistillConfig, load_distill_config
 from dreamer.distill.trainers import TRAINERS
@@ -277,7 +279,7 @@ def test_trainer_end_to_end_on_tiny_sd(recipe, tiny_sd_dir, tmp_path):
     cfg = load_distill_config(f"distill-{recipe}",
                               ["steps=2", "batch=2", "data_size=4", "threads=1", "save_every=0", "log_every=1",
                                f"teacher={tiny_sd_dir}", "prompts=[a red cube, a blue sphere]", *over])
-    distill(cfg, tmp_path, teacher=teacher, log=lambda s: None)
+    distill(cfg, tmp_path, teacher=teacher, log=lambda s: None, world=world_of(DEFAULT_TEACHER))  # data: shapes
     gen = load_generator(tmp_path / "generator")
     assert gen.meta["method"] == method and gen.meta["teacher"] == str(tiny_sd_dir)
     cond = teacher.encode_prompt(["a red cube"] * 2)

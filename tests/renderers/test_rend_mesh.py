@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from renderers import Cameras, orbit_cameras, rays_from_cameras, rasterize_mesh, render_trimesh
-from renderers.mesh import AMBIENT
+from renderers.shading import AMBIENT
 
 
 @pytest.fixture(autouse=True)
@@ -153,7 +153,6 @@ def test_parity_with_sdf_renderer(res):
     shapes = pytest.importorskip("dreamer.shapes.render")
     from dreamer.shapes.world import SHAPES, ShapeSpec, gt_mesh
 
-    assert AMBIENT == shapes.AMBIENT
     elev, azim = torch.tensor([15.0, 30.0, -5.0, 60.0]), torch.tensor([0.0, 90.0, -135.0, 45.0])
     dist, fov = torch.full((4,), 2.0), torch.full((4,), 45.0)
     cams = orbit_cameras(elev, azim, dist, fov, 2 * res, 2 * res)                 # render_shapes' supersampling

@@ -108,16 +108,16 @@ class GanSettings:
 
 
 class GanTerm:
-    """Real images (cfg.data: shapes-world renders or teacher samples) vs generator samples, judged by heads on the
-    frozen teacher UNet's encoder.
+    """Real images (cfg.data: the world's training images or teacher samples) vs generator samples, judged by heads
+    on the frozen teacher UNet's encoder.
 
     DMD2 puts its classifier on the fake score's bottleneck; here the features are the frozen teacher's (as ADD),
     so the fake score stays a pure denoiser and the heads alone learn real vs fake (hinge losses above).
     """
 
-    def __init__(self, teacher, gen: Generator, cfg, g: torch.Generator):
+    def __init__(self, teacher, gen: Generator, cfg, g: torch.Generator, world=None):
         self.s, self.ac = cfg.gan, teacher.alphas_cumprod
-        self.data = data_pool(teacher, gen, cfg, g)
+        self.data = data_pool(teacher, gen, cfg, g, world)
         self.data.x0 = self.data.x0.to(self.data.conds.device)      # pixel teachers: renders come from the CPU
         self.disc = make_discriminator(teacher, AddSettings(head_width=self.s.head_width), self.data.conds.shape[-1])
         self.opt = make_optimizer(self.disc.params, cfg, lr=self.s.lr_disc)
@@ -143,7 +143,7 @@ def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
     torch.manual_seed(cfg.seed)             # the discriminator heads' initialisation: seeded, the same on every rank
     ac, g = teacher.alphas_cumprod, torch.Generator().manual_seed(cfg.seed)
     gen = make_generator(teacher, cfg.timesteps, cfg.lora_rank, run.meta, sampler="renoise")
-    data = data or data_pool(teacher, gen, cfg, g)
+    data = data or data_pool(teacher, gen, cfg, g, run.world)
     disc = make_discriminator(teacher, s, data.conds.shape[-1])
     opt_g, opt_d = make_optimizer(gen.params, cfg), make_optimizer(disc.params, cfg, lr=s.lr_disc)
     gcfg = GuidanceConfig(method="sds", cfg_scale=scale_of(teacher, cfg), weighting=s.weighting, t_min=cfg.t_min,

@@ -19,6 +19,7 @@ from guidance import (BadSteps, Prompts, guarded_step, map_chunks, randint_rows,
                       uniform_timesteps, x0_from_eps)
 from guidance.fsdp import unsharded_copy
 
+from ...common.config import ConfigError
 from ...common.errors import warn_skipped
 from .. import generator as _generator
 from ..generator import Generator, load_generator
@@ -26,12 +27,27 @@ from ..sampling import Denoise, rollout
 
 
 # ----------------------------------------------------------------------------------------------- prompts, teacher
-def default_prompts() -> list[str]:
-    """Every shapes-world prompt with each view suffix (the embedded teacher's training prompts)."""
-    from ...common.prompts import VIEW_SUFFIXES
-    from ...shapes.world import catalogue
+def default_prompts(world) -> list[str]:
+    """The captions of a run that gives none: its teacher's world's training captions (World.captions); a teacher
+    without a world has none to offer (ConfigError)."""
+    if world is None:
+        raise ConfigError("the teacher has no world (teacher.json names none), so there are no default captions: "
+                          "give captions with prompts: [...] or prompts_file: / --prompts-file FILE")
+    return world.captions()
 
-    return [f"{s.prompt}, {v}" for s in catalogue() for v in VIEW_SUFFIXES]
+
+def _base_teacher(ref: str | None) -> str | None:
+    """The diffusers teacher a recipe's `teacher` stands for (a generator folder: the teacher it records)."""
+    if ref and (Path(ref) / _generator.META).is_file():
+        return json.loads((Path(ref) / _generator.META).read_text()).get("teacher")
+    return ref
+
+
+def run_world(teacher_ref: str | None):
+    """The World of a run's teacher (dreamer.common.world; a generator folder: its base teacher's), or None."""
+    from ...common.teacher_source import teacher_world
+
+    return teacher_world(_base_teacher(teacher_ref))
 
 
 def pool_captions(captions, limit: int, g: torch.Generator) -> list[str]:
@@ -149,29 +165,19 @@ class Data:
         return self.x0[j], self.conds[self.idx[j]]
 
 
-def shapes_images(n: int, res: int, g: torch.Generator) -> tuple[torch.Tensor, list[str]]:
-    """n ground-truth shapes-world renders rgb [n,3,res,res] in [0,1] with view-suffixed captions (teacher's data)."""
-    from ...common.prompts import view_prompt
-    from ...shapes.render import random_views, render_shapes
-    from ...shapes.world import catalogue
-
-    cat = catalogue()
-    specs = [cat[i % len(cat)] for i in range(n)]
-    v = random_views(n, g)
-    rgb = torch.cat([render_shapes(specs[i:i + 256], v["elev"][i:i + 256], v["azim"][i:i + 256],
-                                   v["dist"][i:i + 256], v["fov"][i:i + 256], res)[0] for i in range(0, n, 256)])
-    return rgb, [view_prompt(s.prompt, e, a) for s, e, a in zip(specs, v["elev"].tolist(), v["azim"].tolist())]
-
-
-def data_pool(teacher, gen: Generator, cfg, g: torch.Generator) -> Data:
-    """cfg.data = "shapes": GT renders encoded by the teacher; "teacher": teacher DDIM samples (data-free)."""
+def data_pool(teacher, gen: Generator, cfg, g: torch.Generator, world=None) -> Data:
+    """cfg.data = "shapes": the world's training images (World.training_images) encoded by the teacher; "teacher":
+    teacher DDIM samples (data-free). world: the run's (DistillRun.world); data: shapes needs one."""
     from ...common.progress import phase
 
+    if cfg.data == "shapes" and world is None:
+        raise ConfigError("data: shapes (the world's training images) needs a teacher with a world (teacher.json "
+                          "names none); use data=teacher (the teacher's own samples)")
     uncond = teacher.encode_prompt([cfg.uncond_prompt])
     if cfg.data == "shapes":
         factor = getattr(teacher, "vae_scale_factor", 1) if getattr(teacher, "vae", None) is not None else 1
-        with phase(f"rendering {cfg.data_size} shapes-world training images"):
-            rgb, names = shapes_images(cfg.data_size, gen.sample_shape(1)[-1] * factor, g)
+        with phase(f"rendering {cfg.data_size} {world.name} training images"):
+            rgb, names = world.training_images(cfg.data_size, gen.sample_shape(1)[-1] * factor, g)
             prompts = list(dict.fromkeys(names))
             pos = {p: i for i, p in enumerate(prompts)}
             with torch.no_grad():                                               # data parallel: chunks split
@@ -180,7 +186,7 @@ def data_pool(teacher, gen: Generator, cfg, g: torch.Generator) -> Data:
         return Data(x0, torch.tensor([pos[p] for p in names]), prompts, conds, uncond)
     from ..prompts import encode_texts, run_captions
 
-    prompts = pool_captions(run_captions(cfg) or default_prompts(), cfg.data_size, g)
+    prompts = pool_captions(run_captions(cfg) or default_prompts(world), cfg.data_size, g)
     conds = encode_texts(teacher, prompts)
     reps = max(1, -(-cfg.data_size // len(prompts)))
     _, x0, idx = regression_pairs(teacher, gen, conds, uncond, _With(cfg, regression_pairs=reps),
@@ -230,12 +236,12 @@ def ema_update(target: torch.nn.Module, online: torch.nn.Module, decay: float) -
 
 # ----------------------------------------------------------------------------------------------- run folder
 CHECKPOINT = "checkpoint.pt"     # the resumable trainers' state (OUT/checkpoint.pt)
-def run_meta(cfg, teacher_ref: str | None, prompts=None) -> dict:
+def run_meta(cfg, teacher_ref: str | None, prompts=None, world=None) -> dict:
     """What generator.json records about a run: teacher, its text encoder, the method, the prompts (a caption
-    file: its path, count and first 64 captions)."""
+    file: its path, count and first 64 captions; none: the world's, default_prompts)."""
     from ..prompts import run_captions
 
-    prompts = prompts or run_captions(cfg) or default_prompts()
+    prompts = prompts or run_captions(cfg) or default_prompts(world)
     meta = {"teacher": teacher_ref or cfg.teacher or "embedded", "text_encoder": _text_encoder_ref(teacher_ref),
             "method": cfg.method, "prompts": list(prompts[:64] if cfg.prompts_file else prompts)}
     if cfg.prompts_file:
@@ -244,12 +250,12 @@ def run_meta(cfg, teacher_ref: str | None, prompts=None) -> dict:
 
 
 def _text_encoder_ref(teacher_ref: str | None) -> str | None:
-    from ...common.teacher_source import DEFAULT_TEACHER
+    from ...common.teacher_source import DEFAULT_TEACHER, EMBEDDED_NAMES
+    from ...common.world import teacher_meta
 
-    folder = Path(teacher_ref) if teacher_ref not in (None, "", "embedded", "shapes") else DEFAULT_TEACHER
-    meta = folder / "teacher.json"
-    if meta.is_file():
-        return json.loads(meta.read_text()).get("text_encoder")
+    folder = Path(teacher_ref) if teacher_ref not in EMBEDDED_NAMES else DEFAULT_TEACHER
+    if (folder / "teacher.json").is_file():
+        return teacher_meta(folder).get("text_encoder")
     return str(folder / "text_encoder") if (folder / "text_encoder").is_dir() else teacher_ref
 
 
@@ -258,8 +264,9 @@ class DistillRun:
     guarded optimizer step every trainer takes (skips counted in `bad`; cfg.max_bad_steps in a row stop the run)."""
 
     def __init__(self, out: str | Path, cfg, scheduler=None, log: Callable[[str], None] = print,
-                 meta: dict | None = None):
+                 meta: dict | None = None, world=None):
         self.out, self.cfg, self.scheduler, self._print = Path(out), cfg, scheduler, log
+        self.world = world if world is not None else run_world(cfg.teacher)   # prompts and data: shapes
         self.meta = dict(meta or {})           # recorded in generator.json (teacher, text encoder, method, ...)
         self.main = rank_world()[0] == 0       # data parallel: rank 0 alone writes the log, checkpoints, generator
         if self.main:

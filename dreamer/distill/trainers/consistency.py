@@ -66,7 +66,7 @@ def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
     T, g = len(teacher.alphas_cumprod), torch.Generator().manual_seed(cfg.seed)
     gen = make_generator(teacher, cfg.timesteps, cfg.lora_rank, run.meta, sampler="renoise",
                          boundary=s.boundary_scale)
-    data = data or data_pool(teacher, gen, cfg, g)
+    data = data or data_pool(teacher, gen, cfg, g, run.world)
     target = gen
     if s.ema > 0:
         target = copy.copy(gen)

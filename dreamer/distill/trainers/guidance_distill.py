@@ -44,7 +44,7 @@ def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
     gen = make_generator(teacher, uniform_timesteps(s.sample_steps, len(teacher.alphas_cumprod)), cfg.lora_rank,
                          run.meta, sampler="ddim", guidance_dim=s.embed_dim)
     gen.guidance = scale_of(teacher, cfg)
-    data = data or data_pool(teacher, gen, cfg, g)
+    data = data or data_pool(teacher, gen, cfg, g, run.world)
     opt = make_optimizer(gen.params, cfg)
     ac = teacher.alphas_cumprod
     for step in range(1, cfg.steps + 1):

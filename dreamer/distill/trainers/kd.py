@@ -75,27 +75,27 @@ def fit_reflow(gen: Generator, z, x0, idx, conds, iters: int, cfg, run: DistillR
         run.log({"phase": "reflow", "loss": loss.item(), "grad_norm": gnorm}, last=it == iters)
 
 
-def _teacher_pairs(teacher, gen: Generator, cfg, g: torch.Generator):
+def _teacher_pairs(teacher, gen: Generator, cfg, g: torch.Generator, world=None):
     """cfg.regression_pairs DDIM pairs per caption, on at most cfg.data_size captions (pool_captions)."""
     from ..prompts import encode_texts
 
-    conds = encode_texts(teacher, pool_captions(run_prompts(cfg, gen), cfg.data_size, g))
+    conds = encode_texts(teacher, pool_captions(run_prompts(cfg, gen, world), cfg.data_size, g))
     uncond = teacher.encode_prompt([cfg.uncond_prompt])
     z, x0, idx = regression_pairs(teacher, gen, conds, uncond, cfg, scale_of(teacher, cfg), g)
     return z, x0, idx, conds
 
 
-def run_prompts(cfg, gen: Generator) -> list[str]:
+def run_prompts(cfg, gen: Generator, world=None) -> list[str]:
     from ..prompts import run_captions
 
-    return list(run_captions(cfg) or gen.meta.get("prompts") or default_prompts())
+    return list(run_captions(cfg) or gen.meta.get("prompts") or default_prompts(world))
 
 
 def train_kd(teacher, cfg, run: DistillRun, data=None) -> Generator:
     """One-step KD on teacher DDIM pairs (cfg.regression_pairs per prompt, cfg.regression_ddim_steps steps)."""
     g = torch.Generator().manual_seed(cfg.seed)
     gen = make_generator(teacher, [len(teacher.alphas_cumprod) - 1], cfg.lora_rank, run.meta, sampler="ddim")
-    z, x0, idx, conds = _teacher_pairs(teacher, gen, cfg, g)
+    z, x0, idx, conds = _teacher_pairs(teacher, gen, cfg, g, run.world)
     fit_pairs(gen, z, x0, idx, conds, cfg.steps, cfg, run, g, "kd")
     return gen
 
@@ -105,7 +105,7 @@ def train_reflow(teacher, cfg, run: DistillRun, data=None) -> Generator:
     s, T = cfg.reflow, len(teacher.alphas_cumprod)
     g = torch.Generator().manual_seed(cfg.seed)
     gen = make_generator(teacher, uniform_timesteps(4, T), cfg.lora_rank, run.meta, sampler="ddim")
-    z, x0, idx, conds = _teacher_pairs(teacher, gen, cfg, g)
+    z, x0, idx, conds = _teacher_pairs(teacher, gen, cfg, g, run.world)
     fit_reflow(gen, z, x0, idx, conds, s.reflow_iters, cfg, run, g)
     if s.save_reflow:
         run.save(gen, "reflow")

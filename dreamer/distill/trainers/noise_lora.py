@@ -36,7 +36,7 @@ def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
     s = cfg.noise_lora
     ac, g = teacher.alphas_cumprod, torch.Generator().manual_seed(cfg.seed)
     gen = make_generator(teacher, cfg.timesteps, cfg.lora_rank, run.meta, sampler="renoise")
-    data = data or data_pool(teacher, gen, cfg, g)
+    data = data or data_pool(teacher, gen, cfg, g, run.world)
     opt = make_optimizer(gen.params, cfg)
     scale, sched = scale_of(teacher, cfg), torch.tensor(gen.timesteps)
     for step in range(1, cfg.steps + 1):

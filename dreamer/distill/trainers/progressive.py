@@ -76,7 +76,7 @@ def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
     stages = halving(s.teacher_steps, s.end_steps)
     T, ac, g = len(teacher.alphas_cumprod), teacher.alphas_cumprod, torch.Generator().manual_seed(cfg.seed)
     gen = make_generator(teacher, uniform_timesteps(stages[0], T), cfg.lora_rank, run.meta, sampler="ddim")
-    data = data or data_pool(teacher, gen, cfg, g)
+    data = data or data_pool(teacher, gen, cfg, g, run.world)
     clip, scale = teacher_clip(teacher), scale_of(teacher, cfg)
     prev = None                                            # previous student (frozen); None: the real teacher
     for n in stages:

@@ -21,7 +21,8 @@ from ..generator import Generator, make_generator
 from ..prompts import PromptBank, run_captions
 from ..sampling import rollout
 from .adversarial import GanTerm
-from .common import DistillRun, ddim_sample, default_prompts, ema_lerp_, regression_pairs, run_meta, teacher_clip
+from .common import (DistillRun, ddim_sample, default_prompts, ema_lerp_, regression_pairs, run_meta, run_world,
+                     teacher_clip)
 
 # name -> (guidance method, needs a fake score)
 METHODS = {"dmd": ("dmd", True), "diff_instruct": ("diff_instruct", True), "sds": ("sds", False)}
@@ -130,11 +131,13 @@ def distill_step(state: DistillState, teacher, cfg, gcfg: GuidanceConfig) -> dic
     return m
 
 
-def init_state(teacher, cfg, teacher_ref: str | None = None) -> DistillState:
-    """Generator (teacher copy), fake score, optimiser, prompt embeddings and (if asked) regression pairs."""
+def init_state(teacher, cfg, teacher_ref: str | None = None, world=None) -> DistillState:
+    """Generator (teacher copy), fake score, optimiser, prompt embeddings and (if asked) regression pairs; world:
+    the run's (default: cfg.teacher's, run_world), for captions when cfg gives none and the GAN's data: shapes."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    prompts = run_captions(cfg) or default_prompts()
+    world = world if world is not None else run_world(cfg.teacher)
+    prompts = run_captions(cfg) or default_prompts(world)
     gen = make_generator(teacher, cfg.timesteps, cfg.lora_rank, run_meta(cfg, teacher_ref, prompts))
     if cfg.resolution:
         vae = getattr(teacher, "vae", None)
@@ -157,14 +160,14 @@ def init_state(teacher, cfg, teacher_ref: str | None = None) -> DistillState:
         state.pairs = regression_pairs(teacher, gen, conds, uncond, cfg,
                                        guidance_config(cfg, teacher.default_cfg).cfg_scale, g)
     if cfg.gan.weight > 0:
-        state.gan = GanTerm(teacher, gen, cfg, g)
+        state.gan = GanTerm(teacher, gen, cfg, g, world)
     return state
 
 
 def train_score(teacher, cfg, run: DistillRun, data=None) -> Generator:
     """DMD / Diff-Instruct / SDS generator training through guidance.score_distillation_step; resumable: every
     generator save (and the last step) also writes OUT/checkpoint.pt (state_dict), run.resume continues from one."""
-    state = init_state(teacher, cfg, run.meta.get("teacher"))
+    state = init_state(teacher, cfg, run.meta.get("teacher"), run.world)
     if run.resume is not None:
         load_state_dict(state, run.resume)
     gcfg = guidance_config(cfg, teacher.default_cfg)

@@ -33,10 +33,11 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from dreamer.shapes.render import random_views, render_shapes
+from dreamer.shapes.world import COLOURS, SHAPES, catalogue
+
 from .negative_shapes import HELD_OUT_SOLIDS, TRAIN_SOLIDS, pixel_grid, shape2d, solid, uniform as _u
-from .render import random_views, render_shapes
 from .sdf_render import render_catalogue, render_sdf
-from .world import COLOURS, SHAPES, catalogue
 
 KINDS = ("blank", "flat", "silhouette", "noise", "two_objects", "crop", "off_catalogue", "off_colour")
 ELEV_RANGE = (-10.0, 80.0)  # the views the evaluator is trained and tested on

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from dreamer.shapes.render import random_views, render_shapes
+from renderers.shading import AMBIENT, camera_key_light
+from dreamer.shapes.world import COLOURS, SHAPES, catalogue, sdf
 from renderers.cameras import orbit_cameras, rays_from_cameras
 
 from .negatives import ELEV_RANGE
-from .render import AMBIENT, key_light, random_views, render_shapes
 from .sdf_render import render_catalogue
-from .world import COLOURS, SHAPES, catalogue, sdf
 
 
 @dataclass
@@ -112,7 +113,7 @@ def mesh_set(n_per_prompt: int, seed: int, res: int = 32, supersample: int = 2):
     hi = res * supersample
     cams = orbit_cameras(v["elev"], v["azim"], v["dist"], v["fov"], hi, hi)
     origins, dirs = rays_from_cameras(cams)
-    lights = key_light(cams.c2w)                                             # [B,3]
+    lights = camera_key_light(cams.c2w)                                             # [B,3]
     meshes = {s: _mc_mesh(s) for s in SHAPES}
     out = torch.ones(len(specs), 3, hi, hi)
     for b, spec in enumerate(specs):

@@ -1,9 +1,10 @@
-"""dreamer.shapes.evaluator_data: the evaluator's image sets against the GT renderer; augmentation's identities."""
+"""tools.shapes_training.evaluator_data: the evaluator's image sets against the GT renderer; augmentation's
+identities."""
 import torch
 
-from dreamer.shapes.evaluator_data import Aug, augment, mesh_set, render_set
-from dreamer.shapes.negatives import ELEV_RANGE
 from dreamer.shapes.render import random_views, render_shapes
+from tools.shapes_training.evaluator_data import Aug, augment, mesh_set, render_set
+from tools.shapes_training.negatives import ELEV_RANGE
 
 
 def test_marching_cubes_mesh_renders_match_the_gt_renders():

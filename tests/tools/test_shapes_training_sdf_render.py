@@ -1,11 +1,12 @@
-"""dreamer.shapes.sdf_render: the negatives' sphere tracer against a closed-form silhouette and the GT renderer."""
+"""tools.shapes_training.sdf_render: the negatives' sphere tracer against a closed-form silhouette and the GT
+renderer."""
 import math
 
 import torch
 
 from dreamer.shapes.render import random_views, render_shapes
-from dreamer.shapes.sdf_render import render_catalogue, render_sdf
 from dreamer.shapes.world import catalogue
+from tools.shapes_training.sdf_render import render_catalogue, render_sdf
 
 
 def test_sphere_silhouette_area_matches_closed_form():

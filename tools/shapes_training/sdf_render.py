@@ -11,10 +11,10 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from dreamer.shapes.render import sphere_trace
+from renderers.shading import AMBIENT, camera_key_light
+from dreamer.shapes.world import SHAPES, ShapeSpec, sdf as world_sdf
 from renderers.cameras import orbit_cameras, rays_from_cameras
-
-from .render import AMBIENT, key_light, sphere_trace
-from .world import SHAPES, ShapeSpec, sdf as world_sdf
 
 SdfFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (points [b,P,3], image idx [b]) -> dist [b,P]
 
@@ -44,7 +44,7 @@ def render_sdf(f: SdfFn, rgb: torch.Tensor, views: dict[str, torch.Tensor], res:
         hit, p = sphere_trace(lambda q: f(q, ii), o, d, iters=64, step=0.9)
         eps = 1e-3
         nrm = unit(torch.stack([f(p + e, ii) - f(p - e, ii) for e in torch.eye(3) * eps], -1))
-        light = key_light(cams.c2w, None if light_offset is None else light_offset[ii])
+        light = camera_key_light(cams.c2w, None if light_offset is None else light_offset[ii])
         lam = (nrm * light[:, None]).sum(-1).clamp(min=0)
         shade = amb[ii, None] + (1 - amb[ii, None]) * lam                                       # [b,P]
         col = torch.where(hit[..., None], (rgb[ii, None] * shade[..., None]).clamp(0, 1), torch.ones(()))
