@@ -161,12 +161,12 @@ def cmd_generate(a) -> int | None:
     if a.teacher:
         check_teacher_source(a.teacher)
     recipe = apply_overrides(check_recipe_kind(a.config, "generate"), list(a.overrides))
-    src = check_teacher_source(a.teacher or recipe.get("teacher") or None)
+    src = check_teacher_source(a.teacher or recipe.get("teacher"))
     prompt = _vocabulary_prompt(a.prompt, src, a.allow_unknown_prompt)
     from .text_to_3d.recipe import load_generate_config
 
     cfg = load_generate_config(a.config, prompt, a.teacher, a.overrides)
-    check_teacher_source(cfg.teacher or None)
+    check_teacher_source(cfg.teacher)
     if a.quiet:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # weight-loading bars
     from .text_to_3d.loop import generate
@@ -210,7 +210,7 @@ def cmd_export(a) -> None:
 
     cfg = load_generate_config(run_dir / "config.yaml", None, None, a.overrides)
     sd = load_checkpoint(run_dir / CKPT, CKPT_KEYS)
-    check_teacher_source(cfg.teacher or None)
+    check_teacher_source(cfg.teacher)
     from .text_to_3d.outputs import export_run
 
     run = SceneRun(cfg)

@@ -3,8 +3,9 @@ from .analytic import MixtureTeacher, finite_set_teacher, gaussian_teacher
 from .aux_scores import FakeScore, LoraScore, denoise_train_step
 from .inversion import ddim_invert, ddim_move, ddim_sigma, ism_interval, ism_path, sdi_path
 from .losses import cfg_combine, perp_component, perp_neg_combine, score_distillation_grad, target_loss
-from .noise_schedule import (add_noise, alpha_sigma, check_timesteps, ddpm_alphas_cumprod, eps_from_output,
-                             native_weight, renoise, sample_timesteps, uniform_timesteps, weighting, x0_from_eps)
+from .noise_schedule import (Weighting, add_noise, alpha_sigma, check_timesteps, ddpm_alphas_cumprod, eps_from_output,
+                             inv_snr, min_snr_weight, native_weight, prediction_target, renoise, sample_timesteps,
+                             snr, truncated_snr_weight, uniform_timesteps, weighting, x0_from_eps)
 from .optim import BadSteps, all_reduce_grads, finite_step, guarded_step, master_weights, optimizer_params
 from .ramps import Ramp
 from .shard import map_chunks, randint_rows, randn_rows, rank_world, rows
@@ -19,8 +20,9 @@ __all__ = [
     "FakeScore", "LoraScore", "denoise_train_step",
     "ddim_invert", "ddim_move", "ddim_sigma", "ism_interval", "ism_path", "sdi_path",
     "cfg_combine", "perp_component", "perp_neg_combine", "score_distillation_grad", "target_loss",
-    "add_noise", "alpha_sigma", "check_timesteps", "ddpm_alphas_cumprod", "eps_from_output", "native_weight",
-    "renoise", "sample_timesteps", "uniform_timesteps", "weighting", "x0_from_eps",
+    "Weighting", "add_noise", "alpha_sigma", "check_timesteps", "ddpm_alphas_cumprod", "eps_from_output", "inv_snr",
+    "min_snr_weight", "native_weight", "prediction_target", "renoise", "sample_timesteps", "snr",
+    "truncated_snr_weight", "uniform_timesteps", "weighting", "x0_from_eps",
     "BadSteps", "all_reduce_grads", "finite_step", "guarded_step", "master_weights", "optimizer_params",
     "Ramp",
     "map_chunks", "randint_rows", "randn_rows", "rank_world", "rows",

@@ -1,6 +1,9 @@
-"""Noise-schedule maths in one place (as diffusers' schedulers): abar_t, x_t / x0 / eps / v conversions, timestep
-grids and draws, the DDIM / re-noising step and the weightings over t. Everything takes `alphas_cumprod` [T]."""
+"""Noise-schedule maths in one place (as diffusers' schedulers): abar_t, SNR, x_t / x0 / eps / v conversions and
+training targets, timestep grids and draws, the DDIM / re-noising step and the weightings over t (w(t), Min-SNR,
+truncated SNR, native). Everything takes `alphas_cumprod` [T] or abar_t itself."""
 from __future__ import annotations
+
+from typing import Literal, get_args
 
 import torch
 
@@ -10,6 +13,19 @@ from .shard import randn_rows
 def ddpm_alphas_cumprod(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
     """Linear-beta DDPM schedule (Ho et al. 2020): abar_t = prod_{s<=t} (1 - beta_s), [T] float64."""
     return torch.cumprod(1 - torch.linspace(beta_start, beta_end, T, dtype=torch.float64), 0)
+
+
+Weighting = Literal["sds", "uniform", "snr_inv"]   # the kinds of `weighting` (w(t) of an un-normalised method)
+
+
+def snr(abar: torch.Tensor) -> torch.Tensor:
+    """Signal-to-noise ratio SNR_t = abar_t / (1 - abar_t) = a_t^2 / s_t^2 (Kingma et al. 2021), elementwise."""
+    return abar / (1 - abar)
+
+
+def inv_snr(abar: torch.Tensor) -> torch.Tensor:
+    """1 / SNR_t computed as (1 - abar_t) / abar_t: sigma_t^2 of the equivalent VE process (Karras et al. 2022)."""
+    return (1 - abar) / abar
 
 
 def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -93,7 +109,7 @@ def sample_timesteps_lognormal(batch: int, t_min: float, t_max: float, alphas_cu
     """EDM's training draw ln sigma ~ N(mean, std^2) (Karras et al. 2022, sec. 5), mapped to the VP step with the
     nearest sigma_t = sqrt((1 - abar_t) / abar_t) and clamped to the inclusive range of sample_timesteps; [B] long."""
     T = len(alphas_cumprod)
-    sig_t = ((1 - alphas_cumprod.double()) / alphas_cumprod.double()).sqrt()            # [T] increasing
+    sig_t = inv_snr(alphas_cumprod.double()).sqrt()                                     # [T] increasing
     sigma = (torch.randn(batch, generator=generator, dtype=torch.float64) * std + mean).exp()
     i = torch.searchsorted(sig_t, sigma).clamp(1, T - 1)
     t = torch.where((sigma - sig_t[i - 1]).abs() <= (sig_t[i] - sigma).abs(), i - 1, i)
@@ -101,7 +117,7 @@ def sample_timesteps_lognormal(batch: int, t_min: float, t_max: float, alphas_cu
     return t.clamp(lo, max(min(int(round(t_max * T)), T - 1), lo)).long().to(device)
 
 
-def weighting(kind: str, alphas_cumprod: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def weighting(kind: Weighting, alphas_cumprod: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """w(t) [B]: "sds" = 1 - abar_t (DreamFusion), "uniform" = 1, "snr_inv" = sqrt(1 - abar)/sqrt(abar) (x0 units)."""
     abar = alphas_cumprod.to(t.device)[t]
     if kind == "sds":
@@ -109,8 +125,8 @@ def weighting(kind: str, alphas_cumprod: torch.Tensor, t: torch.Tensor) -> torch
     if kind == "uniform":
         return torch.ones_like(abar)
     if kind == "snr_inv":
-        return ((1 - abar) / abar).sqrt()
-    raise ValueError(f"unknown weighting {kind!r} (sds, uniform, snr_inv)")
+        return inv_snr(abar).sqrt()
+    raise ValueError(f"unknown weighting {kind!r} ({', '.join(get_args(Weighting))})")
 
 
 def native_weight(prediction_type: str, abar: torch.Tensor) -> torch.Tensor:
@@ -120,4 +136,29 @@ def native_weight(prediction_type: str, abar: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(abar)
     if prediction_type == "v_prediction":
         return 1.0 / abar
-    return abar / (1 - abar)
+    return snr(abar)
+
+
+def min_snr_weight(abar: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma: min(SNR, gamma) / SNR per sample [B] (Hang et al. 2023, eq. 5, eps-prediction form)."""
+    r = snr(abar)
+    return r.clamp(max=gamma) / r
+
+
+def truncated_snr_weight(abar: torch.Tensor) -> torch.Tensor:
+    """max(SNR, 1) per sample [B]: the truncated SNR weighting of an x0-space loss (Salimans & Ho 2022, sec. 4)."""
+    return snr(abar).clamp(min=1.0)
+
+
+def prediction_target(prediction_type: str, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
+                      alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """What a denoiser of `prediction_type` is trained to output for x_t = add_noise(x0, noise, t): epsilon -> noise,
+    v_prediction -> v = a_t noise - s_t x0 (Salimans & Ho 2022, sec. 4), sample -> x0."""
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        abar = alphas_cumprod.to(x0.device)[t]
+        return _bcast(abar.sqrt(), x0) * noise - _bcast((1 - abar).sqrt(), x0) * x0
+    if prediction_type == "sample":
+        return x0
+    raise ValueError(f"unsupported prediction_type {prediction_type!r} (epsilon, v_prediction, sample)")

@@ -8,31 +8,39 @@ full "fake" score of the generator's samples. eps_teacher_cfg is standard CFG or
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args, get_origin, get_type_hints
 
 import torch
 
 from .inversion import ddim_invert, ddim_move, ism_interval, ism_path, sdi_path
 from .losses import cfg_combine, perp_neg_combine, score_distillation_grad, target_loss
-from .noise_schedule import (add_noise, alpha_sigma, sample_timesteps, sample_timesteps_lognormal, weighting,
-                             x0_from_eps)
+from .noise_schedule import (Weighting, add_noise, alpha_sigma, inv_snr, sample_timesteps, sample_timesteps_lognormal,
+                             weighting, x0_from_eps)
 from .shard import randn_rows, rows
 
 NEGATIVE_PROMPT = ("unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, dark, "
                    "low-resolution, gloomy")
+# The guidance methods (the keys of METHODS, in its order; tests/guidance/test_step.py checks they agree).
+Method = Literal["sds", "nfsd", "csd", "ism", "sdi", "vsd", "dmd", "diff_instruct"]
+CfgMode = Literal["standard", "perp_neg"]
+TSampling = Literal["uniform", "lognormal", "anneal"]
+AuxCfg = Literal["text", "camera"]
+AuxTarget = Literal["eps", "native"]
+AuxPrompt = Literal["view", "base"]
 
 
 @dataclass
 class GuidanceConfig:
     """Settings of a guidance loss (defaults per method in configs/)."""
 
-    method: str = "sds"            # sds | nfsd | csd | ism | sdi | vsd | dmd | diff_instruct
+    method: Method = "sds"         # sds | nfsd | csd | ism | sdi | vsd | dmd | diff_instruct
     cfg_scale: float = 100.0       # diffusers convention; see guidance.teachers
-    cfg_mode: str = "standard"     # standard: eps_u + s (eps_c - eps_u) | perp_neg: Prompts.views' perpendicular part
-    weighting: str = "sds"         # sds | uniform | snr_inv ; dmd uses its own normaliser
+    cfg_mode: CfgMode = "standard"  # standard: eps_u + s (eps_c - eps_u)
+    #                                | perp_neg: Prompts.views' perpendicular part
+    weighting: Weighting = "sds"   # sds | uniform | snr_inv ; dmd uses its own normaliser
     t_min: float = 0.02            # t ~ U{t_min T, ..., t_max T}, both ends inclusive (sample_timesteps)
     t_max: float = 0.98
-    t_sampling: str = "uniform"    # uniform | lognormal (EDM's ln sigma ~ N(mean, std^2), as official Diff-Instruct)
+    t_sampling: TSampling = "uniform"  # uniform | lognormal (EDM's ln sigma ~ N(mean, std^2), official Diff-Instruct)
     #                                | anneal: t = the step's t_max for every row (SDI: t_max ramps 0.98 -> 0.2)
     t_lognormal: tuple[float, float] = (-1.2, 1.2)   # (mean, std) of ln sigma for t_sampling = lognormal
     grad_clip: float = 0.0         # 0 = off; elementwise clamp of grad
@@ -51,15 +59,16 @@ class GuidanceConfig:
     perp_neg_front_decay: float = 2.0  # front_decay_factor and
     perp_neg_side_decay: float = 10.0  # side_decay_factor of the authors' Stable-DreamFusion integration
     aux_cfg_scale: float = 1.0     # CFG on the auxiliary (LoRA / fake) score
-    aux_cfg: str = "text"          # text: eps_u + s (eps_c - eps_u) over prompts (DMD2's fake CFG); camera: over
+    aux_cfg: AuxCfg = "text"       # text: eps_u + s (eps_c - eps_u) over prompts (DMD2's fake CFG); camera: over
     #                                the camera condition, same text (threestudio's guidance_scale_lora)
-    aux_target: str = "eps"        # the auxiliary's denoising loss: eps-space MSE, or native = the teacher's own
+    aux_target: AuxTarget = "eps"  # the auxiliary's denoising loss: eps-space MSE, or native = the teacher's own
     #                                output space (v-prediction: ||v - v_hat||^2 = ||eps - eps_hat||^2 / abar, threestudio)
     aux_lr: float = 1e-4
     aux_rank: int = 4              # LoRA rank (VSD)
     aux_updates: int = 1           # auxiliary updates per guidance step (DMD2 TTUR uses 5-10)
     camera_dropout: float = 0.1    # VSD: drop the camera condition with this probability
-    aux_prompt: str = "view"       # VSD: the LoRA's text: view (the view-suffixed prompt, shares the guidance pass)
+    aux_prompt: AuxPrompt = "view"  # VSD: the LoRA's text: view (the view-suffixed prompt, shares the guidance
+    #                                pass)
     #                                | base (the view-independent prompt, as threestudio; one LoRA pass more)
     aux_shared_pass: bool = True   # fit the auxiliary on the guidance pass's own (x_t, t, noise): one pass fewer
     #                                (VSD's LoRA decoder also reuses that pass's teacher encoder output)
@@ -214,8 +223,21 @@ def aux_denoise_loss(aux, eps_aux: torch.Tensor, noise: torch.Tensor, t: torch.T
 
 METHODS = {"sds": _sds, "nfsd": _nfsd, "csd": _csd, "ism": _ism, "sdi": _sdi, "vsd": _auxiliary,
            "dmd": _auxiliary, "diff_instruct": _auxiliary}
-CHOICES = {"t_sampling": ("uniform", "lognormal", "anneal"), "aux_cfg": ("text", "camera"),
-           "aux_target": ("eps", "native"), "cfg_mode": ("standard", "perp_neg")}
+# The choice fields of GuidanceConfig other than method (their Literal annotations): name -> allowed values.
+CHOICES = {k: get_args(tp) for k, tp in get_type_hints(GuidanceConfig).items()
+           if get_origin(tp) is Literal and k != "method"}
+# The methods that read Prompts.negative (given the config); the auxiliary methods are METHODS' _auxiliary entries.
+NEGATIVE = {"nfsd": lambda cfg: True, "csd": lambda cfg: cfg.csd_negative_scale > 0}
+
+
+def needs_aux(cfg: GuidanceConfig) -> bool:
+    """cfg's method takes its baseline from an auxiliary score of the samples (`aux`: VSD's LoRA, DMD's fake score)."""
+    return METHODS.get(cfg.method) is _auxiliary
+
+
+def needs_negative(cfg: GuidanceConfig) -> bool:
+    """cfg's method reads a negative prompt embedding (Prompts.negative: NFSD, CSD with csd_negative_scale > 0)."""
+    return NEGATIVE.get(cfg.method, lambda c: False)(cfg)
 
 
 def method_weight(cfg: GuidanceConfig, alphas_cumprod, x0, x_t, t, eps_cfg) -> torch.Tensor:
@@ -224,7 +246,7 @@ def method_weight(cfg: GuidanceConfig, alphas_cumprod, x0, x_t, t, eps_cfg) -> t
         return weighting(cfg.weighting, alphas_cumprod, t).to(x0)
     abar = alphas_cumprod.to(x0.device)[t].to(x0)
     norm = (x0 - x0_from_eps(x_t, eps_cfg, t, alphas_cumprod)).abs().flatten(1).mean(1).clamp(min=1e-6)
-    return ((1 - abar) / abar).sqrt() / norm
+    return inv_snr(abar).sqrt() / norm
 
 
 def check_config(cfg: GuidanceConfig) -> None:

@@ -15,6 +15,7 @@ from .gaussians_raster import (median_depth, project_gaussians, quat_to_rotmat, 
                                rasterize_dense_reference, rasterize_tiles)
 from .hashgrid import HashGrid, HashGridConfig, make_hashgrid
 from .mesh import rasterize_mesh, render_trimesh, sample_texture
+from .metrics import psnr
 from .nerf import (BackgroundMLP, NeRFConfig, NeRFField, NeRFRenderConfig, nerf_color, nerf_density_grid,
                    random_light_dirs, render_nerf, render_rays)
 from .regularizers import gaussian_scale_reg, opacity_entropy, opacity_l1, orientation_loss
@@ -31,6 +32,7 @@ __all__ = [
     "eval_sh", "median_depth", "project_gaussians", "quat_to_rotmat", "rasterize", "rasterize_dense_reference", "rasterize_tiles",
     "HashGrid", "HashGridConfig", "make_hashgrid",
     "rasterize_mesh", "render_trimesh", "sample_texture",
+    "psnr",
     "BackgroundMLP", "NeRFConfig", "NeRFField", "NeRFRenderConfig", "nerf_color", "nerf_density_grid",
     "random_light_dirs", "render_nerf", "render_rays",
     "gaussian_scale_reg", "opacity_entropy", "opacity_l1", "orientation_loss",

@@ -15,7 +15,10 @@ seconds and every metric of metrics.json (Chamfer as a fraction of the GT bbox d
 prompt accuracy of 8 views, the strict `right` flag and its `reasons`). Per recipe: the success rate (`right`) with
 its Wilson interval (several seeds: pooled counts, min-max over seeds; null with a note when metrics.json has no
 `right`), the old fractions, the fractions with the right shape (nearest primitive) and the right genus, the medians
-(F@2%, IoU, Chamfer, ...), and the slowest run's loop / total time.
+(F@2%, IoU, Chamfer, ...), and the slowest run's loop / total time. --cost-steps N adds `step_cost` per recipe
+(scripts/step_cost.py): seconds per step in the teacher's forward, the render's forward, the backward and the rest,
+over steps 5 .. 5+N of a separate run of the first prompt, and the ratio to the floor (one CFG teacher forward plus
+one render forward and backward).
 """
 from __future__ import annotations
 
@@ -59,12 +62,17 @@ def parse_args(argv=None):
                     help="train nothing: summarise the runs that have a metrics.json, list the others as missing")
     ap.add_argument("--out", default="runs/bench")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cost-steps", type=int, default=0,
+                    help="> 0: per recipe, time this many loop steps of a separate run (first prompt and seed) and "
+                         "report the per-step cost breakdown and its ratio to the floor (summary's step_cost)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args(argv)
     if args.all and args.prompts:
         ap.error("--all and --prompts: give one")
     if args.seeds is not None and args.seed_list is not None:
         ap.error("--seeds and --seed-list: give one")
+    if args.cost_steps < 0 or (args.cost_steps and args.report_only):
+        ap.error("--cost-steps must be >= 0, and --report-only trains nothing (no --cost-steps)")
     if (args.seeds is not None and args.seeds < 1) or any(s < 0 for s in args.seed_list or []):
         ap.error("--seeds must be >= 1 and --seed-list values >= 0")
     if any(o.split("=")[0].strip() == "train.seed" for o in args.overrides) and (args.seeds or args.seed_list):
@@ -167,6 +175,11 @@ def main(argv=None) -> int:
         return 2
     summary = {r: summarise([x for x in rows if x["recipe"] == r]) for r in args.recipes
                if any(x["recipe"] == r for x in rows)}
+    if args.cost_steps:
+        from step_cost import step_cost
+        for recipe in args.recipes:
+            cfg = next(c for r, _, _, _, c in jobs if r == recipe)
+            summary.setdefault(recipe, {})["step_cost"] = step_cost(cfg, args.cost_steps)
     print(json.dumps({"threads": args.threads, "overrides": args.overrides, "prompts": args.prompts,
                       "seeds": args.seed_values, "interval": "95 % Wilson score", "summary": summary,
                       **({"missing": missing} if args.report_only else {}), "runs": rows}, indent=2))

@@ -33,7 +33,7 @@ def main() -> None:
     from dreamer.shapes.evaluator import ShapesEvaluator, diversity, frechet_distance
     from dreamer.shapes.render import random_views, render_shapes
     from dreamer.shapes.world import catalogue_prompts
-    from dreamer.common.teacher_source import load_teacher
+    from dreamer.common.teacher_source import load_teacher, teacher_name
     from guidance import Prompts, teacher_cfg
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -68,7 +68,7 @@ def main() -> None:
     f_s, f_gt = ev.features(imgs), ev.features(gt)
     sh, co = ev.classify(imgs)
     out = {
-        "teacher": str(args.teacher or "embedded"), "samples": len(specs), "ddim_steps": args.steps, "cfg": scale,
+        "teacher": teacher_name(args.teacher), "samples": len(specs), "ddim_steps": args.steps, "cfg": scale,
         "prompt_accuracy": ev.prompt_accuracy(imgs, specs), "gt_prompt_accuracy": ev.prompt_accuracy(gt, specs),
         "frechet_samples_vs_gt": frechet_distance(f_s, f_gt),
         "diversity_samples": diversity(f_s, [s.prompt for s in specs]),

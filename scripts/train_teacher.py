@@ -19,7 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/ (training
 
 from dreamer.shapes.render import random_views, render_shapes  # noqa: E402
 from dreamer.common.prompts import VIEW_SUFFIXES, view_prompt  # noqa: E402
+from dreamer.distill.trainers.common import ema_update  # noqa: E402
 from dreamer.shapes.world import COLOUR_NAMES, SHAPES, catalogue  # noqa: E402
+from guidance import add_noise, prediction_target  # noqa: E402
 from guidance.text import TextEncoder  # noqa: E402
 from tools.shapes_training.teacher_spec import (MAX_TOKENS, TEXT_ENCODER, TeacherTrainConfig,  # noqa: E402
                                                 scheduler_config, unet_config)
@@ -97,21 +99,15 @@ def main() -> None:
         cond_id = torch.where(torch.rand(cfg.batch_size, generator=g) < cfg.cfg_dropout, len(uniq), cond_id)
         t = torch.randint(0, 1000, (cfg.batch_size,), generator=g)
         eps = torch.randn(x0.shape, generator=g)
-        a = abar[t].sqrt()[:, None, None, None]
-        s = (1 - abar[t]).sqrt()[:, None, None, None]
-        pred = unet(a * x0 + s * eps, t, table[cond_id]).sample
-        target = a * eps - s * x0 if sched.config.prediction_type == "v_prediction" else eps
-        loss = F.mse_loss(pred, target)
+        pred = unet(add_noise(x0, eps, t, abar), t, table[cond_id]).sample
+        loss = F.mse_loss(pred, prediction_target(sched.config.prediction_type, x0, eps, t, abar))
         for pg in opt.param_groups:
             pg["lr"] = lr_at(step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
-        d = min(cfg.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), unet.parameters()):
-                pe.lerp_(p, 1 - d)
+        ema_update(ema, unet, min(cfg.ema_decay, (1 + step) / (10 + step)))  # EMA with warm-up
         losses.append(loss.item())
         if step % 50 == 0 or step == cfg.steps - 1:
             avg = sum(losses[-50:]) / len(losses[-50:])

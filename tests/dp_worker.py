@@ -1,4 +1,4 @@
-"""One rank of the data-parallel tests (launched by torchrun from tests/dreamer/test_data_parallel.py):
+"""One rank of the data-parallel tests (launched by torchrun from tests/dreamer/distill/test_data_parallel.py):
   dp_worker.py distill NAME TINY_SD_DIR OUT BATCH RESULT [STEPS [resume]]
                                                              distill() end to end on dp_configs.distill_cfg(NAME)
                                                              (rank 0 writes OUT), and each optimizer's first

@@ -177,3 +177,23 @@ def test_bench_guidance_rows_count_each_methods_teacher_forwards(tiny_sd_dir, ca
     for k in m.ROWS:
         assert res[f"{k}_extra_forwards_vs_sds"] == expected[k] - 2 and res[f"{k}_vs_sds"] > 0
     assert res["sds_vs_sds"] == 1.0
+
+
+@pytest.mark.parametrize("method,images", [("sds", 2), ("nfsd", 3)])
+def test_step_cost_parts_fit_inside_the_step_and_count_the_teacher(method, images):
+    """The three timed parts are disjoint intervals inside the timed steps, so `rest` >= 0; the teacher's UNet sees
+    `images` x batch images per step (SDS: cond + uncond; NFSD above its switch: + the negative prompt)."""
+    import sys
+
+    sys.path.insert(0, str(SCRIPTS))
+    from dreamer.text_to_3d.recipe import load_generate_config
+
+    m = _load("step_cost")
+    cfg = load_generate_config("gaussians-sds", "a red cube", None,
+                               [f"guidance.method={method}", "guidance.t_min=0.5", "camera.resolution=16",
+                                "camera.batch=2", "gaussians.n_init=200", "train.threads=1"])
+    c = m.step_cost(cfg, steps=3, warmup=1)
+    parts = ("teacher_forward_s", "render_forward_s", "backward_s")
+    assert all(c[k] > 0 for k in parts) and c["rest_s"] >= 0
+    assert c["step_s"] == pytest.approx(sum(c[k] for k in parts) + c["rest_s"], rel=1e-12)
+    assert c["teacher_images_per_step"] == images * 2 and c["floor_s"] > 0 and c["ratio_to_floor"] > 0

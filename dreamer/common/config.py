@@ -71,6 +71,35 @@ def _unknown_key(path: str, key: str, valid: list[str], value: Any = None, cls: 
     return ConfigError(f"unknown key '{full}' (valid keys at {where}: {', '.join(sorted(valid))})")
 
 
+def _choice_error(path: str, choices: tuple, value: Any) -> ConfigError:
+    """The one-line error of a value outside a Literal field's choices."""
+    return ConfigError(f"'{path}' must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+
+
+def _choices(tp: Any) -> tuple | None:
+    """The allowed values of a Literal[...] annotation (also inside Optional / a union: None joins them), else None."""
+    if get_origin(tp) is Literal:
+        return get_args(tp)
+    if get_origin(tp) is Union or (hasattr(types, "UnionType") and get_origin(tp) is types.UnionType):
+        parts = [_choices(a) if a is not type(None) else (None,) for a in get_args(tp)]
+        return None if any(p is None for p in parts) else tuple(c for p in parts for c in p)
+    return None
+
+
+def check_choices(obj: Any, path: str = "") -> None:
+    """Raise the Literal fields' ConfigError on the first value outside its choices anywhere in a (nested) dataclass
+    built in code (from_dict already checks what it reads)."""
+    if not (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
+        return
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, key = getattr(obj, f.name), _join(path, f.name)
+        choices = _choices(hints[f.name])
+        if choices is not None and value not in choices:
+            raise _choice_error(key, choices, value)
+        check_choices(value, key)
+
+
 def _coerce(tp: Any, value: Any, path: str) -> Any:
     """Check/convert one value against a type annotation."""
     if tp is Any or tp is typing.Any:
@@ -95,7 +124,7 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         choices = get_args(tp)
         if value in choices:
             return value
-        raise ConfigError(f"'{path}' must be one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+        raise _choice_error(path, choices, value)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         if isinstance(value, tp):
             return value

@@ -14,8 +14,25 @@ from .errors import TeacherError, one_line
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_TEACHER = ASSETS / "shapes-teacher"
-EMBEDDED_NAMES = (None, "", "embedded", "shapes")
+EMBEDDED_NAMES = (None, "", "embedded", "shapes")   # what a user may write for the embedded teacher (configs: None)
+EMBEDDED = "embedded"                               # its name in reports (metrics.json, generator.json)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def is_embedded(ref: str | Path | None) -> bool:
+    """`ref` names the embedded shapes teacher (one of EMBEDDED_NAMES)."""
+    return isinstance(ref, (str, type(None))) and ref in EMBEDDED_NAMES
+
+
+def teacher_ref(ref: str | Path | None) -> str | None:
+    """A teacher reference as the configs keep it: None for the embedded teacher (whichever of EMBEDDED_NAMES the
+    user wrote: a run folder's config.yaml from before said teacher: ""), else the folder / hub id as a string."""
+    return None if is_embedded(ref) else str(ref)
+
+
+def teacher_name(ref: str | Path | None) -> str:
+    """A teacher reference for reports: "embedded" for the embedded teacher, else the folder / hub id."""
+    return EMBEDDED if is_embedded(ref) else str(ref)
 
 
 def is_hub_id(ref: str) -> bool:
@@ -73,7 +90,7 @@ def check_teacher_source(ref: str | Path | None) -> Path:
     Nothing is downloaded at run time: a hub id missing from the local Hugging Face cache fails at once (no
     retries, no network), naming the cache and how to provide the weights (raises TeacherError).
     """
-    if ref in EMBEDDED_NAMES:
+    if is_embedded(ref):
         if not (DEFAULT_TEACHER / "unet").is_dir():
             raise TeacherError(f"embedded teacher weights missing at {DEFAULT_TEACHER}; run scripts/train_teacher.py")
         return DEFAULT_TEACHER
@@ -102,7 +119,7 @@ def check_teacher_source(ref: str | Path | None) -> Path:
 def teacher_folder(ref: str | Path | None) -> Path | None:
     """The local folder a teacher reference names, unchecked: the embedded teacher's for its names, an existing
     folder, a cached hub id's snapshot; else None."""
-    if ref in EMBEDDED_NAMES:
+    if is_embedded(ref):
         return DEFAULT_TEACHER
     p = Path(ref).expanduser()
     if p.is_dir():

@@ -242,10 +242,10 @@ def check_generator_folder(path: str | Path) -> dict:
 
 
 def teacher_dir(meta: dict) -> str:
-    from ..common.teacher_source import DEFAULT_TEACHER
+    from ..common.teacher_source import DEFAULT_TEACHER, is_embedded
 
     ref = meta.get("teacher")
-    return str(DEFAULT_TEACHER) if ref in (None, "", "embedded", "shapes") else str(ref)
+    return str(DEFAULT_TEACHER) if is_embedded(ref) else str(ref)
 
 
 # ----------------------------------------------------------------------------------------------- sampling

@@ -13,22 +13,24 @@ import torch
 
 from guidance.fsdp import unsharded_copy
 
-from ..common.checkpoints import load_checkpoint
 from ..common.distributed import init as dist_init
 from ..common.distributed import shutdown as dist_shutdown
 from ..common.distributed import is_main, rank_world
-from ..common.config import ConfigError, dump_yaml, flatten, from_dict, load_config_dict, to_dict
-from ..common.errors import CheckpointError
+from ..common.config import ConfigError, dump_yaml
 from ..common.prompts import warn_if_truncated
+from ..common.run_folder import resume_checkpoint as check_and_load
 from .generator import Generator
 from .prompts import run_captions
 from .recipe import DistillConfig, validate
 from .trainers import TRAINERS, progressive
-from .trainers.common import CHECKPOINT, DistillRun, base_teacher_ref, load_any_teacher, run_meta, run_world
+from .trainers.common import DistillRun, base_teacher_ref, load_any_teacher, run_meta, run_world
 
 RESUMABLE = ("dmd", "diff_instruct", "sds")          # trainers that write and read OUT/checkpoint.pt
 DATA_METHODS = ("guidance", "progressive", "consistency", "noise_lora", "add")  # trainers that read cfg.data
+# Keys that may differ between a run and its --resume (dreamer.common.run_folder.check_resume): how long and how
+# visibly it runs, never the result of a step.
 RESUME_FREE_KEYS = ("steps", "threads", "log_every", "save_every", "max_bad_steps")
+CHECKPOINT_KEYS = ("step", "gen", "opt", "rng", "torch_rng", "run")
 
 
 def check_data_sources(cfg: DistillConfig, world) -> None:
@@ -49,16 +51,7 @@ def resume_checkpoint(cfg: DistillConfig, out: Path) -> dict:
     """--resume: the run's config.yaml must match `cfg` except RESUME_FREE_KEYS; its checkpoint (weights-only)."""
     if cfg.method not in RESUMABLE:
         raise ConfigError(f"--resume supports the score trainers ({', '.join(RESUMABLE)}), not {cfg.method!r}")
-    try:
-        saved = from_dict(DistillConfig, load_config_dict(out / "config.yaml", out))
-    except (ConfigError, OSError) as e:
-        raise CheckpointError(f"--resume: cannot read {out / 'config.yaml'}: {e}") from None
-    a, b = flatten(to_dict(saved)), flatten(to_dict(cfg))
-    diff = next((k for k in sorted(set(a) | set(b)) if k not in RESUME_FREE_KEYS and a.get(k) != b.get(k)), None)
-    if diff:
-        raise CheckpointError(f"--resume: {out} was made with a different config: {diff} (saved {a.get(diff)!r}, "
-                              f"now {b.get(diff)!r}); resume with the same config or choose another --out")
-    return load_checkpoint(out / CHECKPOINT, ("step", "gen", "opt", "rng", "torch_rng", "run"))
+    return check_and_load(out, cfg, RESUME_FREE_KEYS, CHECKPOINT_KEYS)
 
 
 def total_updates(cfg: DistillConfig) -> int:

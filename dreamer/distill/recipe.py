@@ -3,10 +3,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from guidance import check_timesteps
+from guidance import Weighting, check_timesteps
 
-from ..common.config import CONFIG_DIR, ConfigError, apply_overrides, check_finite, from_dict, load_config_dict
+from ..common.config import (CONFIG_DIR, ConfigError, apply_overrides, check_choices, check_finite, from_dict,
+                             load_config_dict)
+from ..common.teacher_source import teacher_ref
 from .trainers import TRAINERS, progressive
 from .trainers.adversarial import AddSettings, GanSettings
 from .trainers.consistency import ConsistencySettings
@@ -23,7 +26,8 @@ class DistillConfig:
     """A distillation recipe (configs/distill-*.yaml)."""
 
     method: str = "dmd"                  # a key of TRAINERS
-    teacher: str | None = None           # None: the embedded shapes teacher; else a diffusers folder / hub id
+    teacher: str | None = None           # None (also "embedded" or ""): the embedded shapes teacher; else a diffusers
+    #                                      folder / hub id
     steps: int = 1000                    # generator updates
     batch: int = 8
     lr_gen: float = 1e-5
@@ -33,8 +37,9 @@ class DistillConfig:
     #                                      DMD2; False: all fake updates reuse the generator update's batch
     fake_max_grad_norm: float = 1.0      # fake-score gradient-norm clip (DMD2: 10); 0 = off
     fake_lora_rank: int = 0              # > 0: the fake score is a LoRA on the frozen teacher (memory), not a copy
-    mixed_precision: str = "fp32"        # fp32 | bf16: autocast generator, fake score and teacher passes to bfloat16
-    #                                      (weights, optimizer states and the losses stay float32)
+    mixed_precision: Literal["fp32", "bf16", "no"] = "fp32"  # fp32 | bf16: autocast generator, fake score and
+    #                                      teacher passes to bfloat16 (weights, optimizer states and the losses stay
+    #                                      float32); "no" is the older spelling of fp32 (validate maps it)
     gradient_checkpointing: bool = False  # recompute generator / fake-score UNet blocks in backward (memory)
     fsdp: bool = False                   # under torchrun: shard generator and fake-score weights, gradients and Adam
     #                                      moments over the ranks (FSDP2 per UNet block; score methods, full copies)
@@ -42,11 +47,13 @@ class DistillConfig:
     fake_cfg_scale: float = 1.0
     t_min: float = 0.02                  # DMD: t ~ U{20, ..., 980}, both ends inclusive
     t_max: float = 0.98
-    t_sampling: str = "uniform"          # uniform | lognormal (EDM's ln sigma ~ N(t_lognormal), clamped to t_min/max)
+    t_sampling: Literal["uniform", "lognormal"] = "uniform"  # uniform | lognormal (EDM's ln sigma ~
+    #                                      N(t_lognormal), clamped to t_min/max)
     t_lognormal: tuple[float, float] = (-1.2, 1.2)
-    weighting: str = "sds"               # w(t) for un-normalised methods (diff_instruct, sds): sds | uniform | snr_inv
-    dm_loss: str = "per_image"           # DM loss reduction: per_image (d loss / d x0 = grad / B) | mean (DMD2's
-    #                                      0.5 mse(reduction="mean"): grad / (B C H W); max_grad_norm then means DMD2's)
+    weighting: Weighting = "sds"         # w(t) for un-normalised methods (diff_instruct, sds): sds | uniform | snr_inv
+    dm_loss: Literal["per_image", "mean"] = "per_image"  # DM loss reduction: per_image (d loss / d x0 = grad / B)
+    #                                      | mean (DMD2's 0.5 mse(reduction="mean"): grad / (B C H W); max_grad_norm
+    #                                      then means DMD2's)
     grad_clip: float = 0.0
     regression_weight: float = 0.0       # DMD1 lambda (0.25) on teacher ODE pairs, MSE; 0 = off
     regression_pairs: int = 2            # pairs per prompt
@@ -71,7 +78,8 @@ class DistillConfig:
     log_every: int = 10
     save_every: int = 0                  # 0: save at the end only
     threads: int = 1                     # torch CPU threads
-    data: str = "shapes"                 # x0 pool: shapes (the world's training images, GT renders) | teacher (DDIM)
+    data: Literal["shapes", "teacher"] = "shapes"  # x0 pool: shapes (the world's training images, GT renders)
+    #                                      | teacher (DDIM)
     data_size: int = 2304                # images in that pool
     guidance_distill: GuidanceDistillSettings = field(default_factory=GuidanceDistillSettings)
     progressive: ProgressiveSettings = field(default_factory=ProgressiveSettings)
@@ -82,21 +90,21 @@ class DistillConfig:
     gan: GanSettings = field(default_factory=GanSettings)  # dmd / diff_instruct: DMD2's GAN term (weight 0 = off)
     max_bad_steps: int = 20              # stop after this many consecutive non-finite losses / gradients
 
+    def __post_init__(self):
+        self.teacher = teacher_ref(self.teacher)     # the embedded teacher's names -> None
+
 
 def validate(cfg: DistillConfig) -> DistillConfig:
     """Raise ConfigError on values the dataclass types cannot catch."""
     if cfg.method not in TRAINERS:
         raise ConfigError(f"'method' must be one of {', '.join(TRAINERS)}, got {cfg.method!r}")
+    check_choices(cfg)                                   # the Literal fields of a config built in code
     if cfg.mixed_precision == "no":                      # the older spelling (YAML reads a bare no as false)
         cfg.mixed_precision = "fp32"
-    for k, ok in (("dm_loss", ("per_image", "mean")), ("mixed_precision", ("fp32", "bf16")),
-                  ("t_sampling", ("uniform", "lognormal")), ("weighting", ("sds", "uniform", "snr_inv"))):
-        if getattr(cfg, k) not in ok:
-            raise ConfigError(f"'{k}' must be one of {', '.join(ok)}, got {getattr(cfg, k)!r}")
     if cfg.prompts and cfg.prompts_file:
         raise ConfigError("give either 'prompts' or 'prompts_file', not both")
-    if cfg.data not in ("shapes", "teacher") or cfg.data_size < 1:
-        raise ConfigError(f"'data' must be shapes or teacher with data_size >= 1, got {cfg.data!r}, {cfg.data_size}")
+    if cfg.data_size < 1:
+        raise ConfigError(f"'data_size' must be >= 1, got {cfg.data_size}")
     try:
         check_timesteps(cfg.timesteps)
     except ValueError as e:

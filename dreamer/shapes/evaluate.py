@@ -40,9 +40,7 @@ def mesh_views(mesh, resolution: int = 32, supersample: int = 2) -> torch.Tensor
 
 def view_scores(images: torch.Tensor, spec: ShapeSpec, gt: torch.Tensor, evaluator) -> dict:
     """Evaluator accuracy (a rejected view counts as wrong) and PSNR vs ground truth of EVAL_VIEWS renders."""
-    from .metrics import psnr
-
-    return {"accuracy": float(evaluator.prompt_accuracy(images, [spec] * len(images))), "psnr": psnr(images, gt)}
+    return {"accuracy": float(evaluator.prompt_accuracy(images, [spec] * len(images))), "psnr": R.psnr(images, gt)}
 
 
 def evaluate_mesh(mesh, spec: ShapeSpec, resolution: int = 32, n: int = 20000, evaluator=None) -> dict:

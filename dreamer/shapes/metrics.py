@@ -1,4 +1,4 @@
-"""3D and image metrics against shapes-world ground truth: Chamfer, volumetric IoU, colour error, PSNR.
+"""3D metrics against shapes-world ground truth: Chamfer, volumetric IoU, colour error (PSNR: renderers.metrics).
 
 Inside tests use the generalised winding number (solid-angle sum over triangles, in torch), so no
 rtree/embree is needed; the GT side of `volumetric_iou_sdf` uses the exact SDF sign from world.py.
@@ -230,17 +230,6 @@ def nearest_colour(mesh, n: int = 20000, seed: int = 0) -> str:
         return float(np.linalg.norm(med - s * a))
 
     return min(COLOURS, key=lambda c: dist(COLOURS[c]))
-
-
-def psnr(a, b, max_mse_floor: float = 1e-10) -> float:
-    """PSNR (dB) of images in [0,1]; for batches [B,C,H,W] the mean of per-image PSNRs (capped at 100 dB)."""
-    a = torch.as_tensor(a, dtype=torch.float64)
-    b = torch.as_tensor(b, dtype=torch.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"shape mismatch {tuple(a.shape)} vs {tuple(b.shape)}")
-    dims = tuple(range(1, a.ndim)) if a.ndim == 4 else tuple(range(a.ndim))
-    mse = ((a - b) ** 2).mean(dim=dims).clamp(min=max_mse_floor)
-    return float((-10 * torch.log10(mse)).mean())
 
 
 def mesh_report(mesh, spec: ShapeSpec, res: int = 64, n: int = 20000) -> dict:

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 import renderers as R
 
+from .scenes import FINAL_STEP
+
 
 def bake_cameras(n_azim: int = 8, elevations=(-20.0, 20.0, 60.0), distance: float = 2.1, fov: float = 42.0,
                  res: int = 96) -> R.Cameras:
@@ -71,7 +73,7 @@ def bake_vertex_colors(scene, vertices: np.ndarray, normals: np.ndarray, cams: R
     for i in range(len(cams)):
         cam = cams[i]
         with torch.no_grad():
-            out = scene.render(cam, step=10 ** 9)
+            out = scene.render(cam, FINAL_STEP)
         uv, z, dist = project(cam, pts)                                          # [1,V,2], [1,V], [1,V]
         grid = torch.stack([uv[..., 0] / cam.width, uv[..., 1] / cam.height], -1) * 2 - 1  # [1,V,2]
         sample = lambda img: F.grid_sample(img, grid[:, :, None], align_corners=False)[0, :, :, 0]  # noqa: E731

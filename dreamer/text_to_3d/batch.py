@@ -97,7 +97,7 @@ def prepare(items: list[BatchItem], path, config: str, teacher: str | None, over
         where = f"{path}:{it.line}"
         try:
             cfg = load_generate_config(config, it.prompt, teacher, list(overrides) + it.overrides)
-            src = check_teacher_source(cfg.teacher or None)
+            src = check_teacher_source(cfg.teacher)
             vocab = vocabulary_of(src) if isinstance(src, Path) else None
             name = "the embedded teacher" if Path(str(src)) == DEFAULT_TEACHER else f"teacher {src}"
             cfg.prompt = check_prompt_vocabulary(it.prompt, vocab, name, allow_unknown)

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 import renderers as R
 
 from .bake import bake_cameras, project
+from .scenes import FINAL_STEP
 
 
 @torch.no_grad()
@@ -37,7 +38,7 @@ def fuse_renders(scene, res: int, bound: float = 1.0, cams: R.Cameras | None = N
     occluded = torch.zeros(len(pts), dtype=torch.bool)
     for i in range(len(cams)):
         cam = cams[i]
-        out = scene.render(cam, step=10 ** 9)
+        out = scene.render(cam, FINAL_STEP)
         alpha = out["alpha"][:, :1].float()                                                # [1,1,H,W]
         depth = (scene.surface_depth(cam, transmittance) if hasattr(scene, "surface_depth")
                  else out["depth"][:, :1]).float()

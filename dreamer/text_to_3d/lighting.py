@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -11,7 +12,7 @@ from renderers.shading import MODES
 
 from ..common.world import DEFAULT_SHADING, Shading
 
-LIGHTS = ("key", "random")
+Light = Literal["key", "random"]     # the light of a shaded training render (ShadingConfig.light)
 
 
 @dataclass
@@ -29,7 +30,7 @@ class ShadingConfig:
     albedo: float = 1.0
     lambertian: float = 0.0
     textureless: float = 0.0
-    light: str = "key"
+    light: Light = "key"
     jitter: float = 0.0
     ambient: float | None = None    # None: the world's (shapes GT = albedo * (0.35 + 0.65 max(0, n.l)))
 

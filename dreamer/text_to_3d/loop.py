@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,19 +9,21 @@ import torch
 import torch.nn.functional as F
 
 import renderers as R
-from guidance import BadSteps, LoraScore, Prompts, guarded_step, optimizer_params, score_distillation_step
+from guidance import LoraScore, Prompts, optimizer_params, score_distillation_step
+from guidance.step import needs_aux, needs_negative
 
-from ..common.checkpoints import atomic_save, load_checkpoint
-from ..common.config import ConfigError, dump_yaml, load_yaml
-from ..common.errors import CheckpointError, DreamerWarning, NumericalFault, warn_skipped
+from ..common.checkpoints import load_checkpoint
+from ..common.config import dump_yaml
+from ..common.errors import NumericalFault
 from ..common.prompts import VIEW_SUFFIXES, perp_neg_embeddings, view_prompt, warn_if_truncated
+from ..common.run_folder import CHECKPOINT, RunFolder, StepGuard, resume_checkpoint
 from ..common.teacher_source import load_teacher, teacher_world
 from ..common.world import DEFAULT_SHADING
 from .lighting import ambient_of, draw_shading
-from .recipe import GenerateConfig, resume_difference, validate_generate
+from .recipe import RESUME_FREE_KEYS, GenerateConfig, validate_generate
 from .scenes import SCENES
 
-CKPT = "checkpoint.pt"
+CKPT = CHECKPOINT
 CKPT_KEYS = ("step", "gen", "scene", "history")  # "gen": the run's RNG state (key kept for old checkpoints)
 
 
@@ -42,40 +42,42 @@ def regularisers(cfg: GenerateConfig, out: dict) -> dict[str, torch.Tensor]:
 class SceneRun:
     """Everything a generate run owns; `step()` advances it by one iteration (state passed explicitly). world: the
     teacher's World (dreamer.common.world; default: the one cfg.teacher's teacher.json names, if any), for the
-    training renders' shading and the ground truth of export_run."""
+    training renders' shading and the ground truth of export_run. out_dir: the run folder (checkpoint, timing; None:
+    a run in memory); `folder` (dreamer.common.run_folder.RunFolder) holds its clock and the guarded step's record."""
 
-    def __init__(self, cfg: GenerateConfig, teacher=None, world=None):
+    def __init__(self, cfg: GenerateConfig, teacher=None, world=None, out_dir: str | Path | None = None):
         self.cfg = validate_generate(cfg)
-        self.world = world if world is not None else teacher_world(cfg.teacher or None)
+        self.world = world if world is not None else teacher_world(cfg.teacher)
         torch.manual_seed(cfg.train.seed)  # library initialisers (peft LoRA, hash grid) draw from the global RNG
         self.rng = torch.Generator().manual_seed(cfg.train.seed)
-        self.teacher = teacher or load_teacher(cfg.teacher or None, dtype=cfg.teacher_dtype, device=cfg.device)
+        self.teacher = teacher or load_teacher(cfg.teacher, dtype=cfg.teacher_dtype, device=cfg.device)
         self.scene = SCENES[cfg.renderer](getattr(cfg, cfg.renderer), self.rng, cfg.device)
         g = cfg.guidance
         self.aux = (LoraScore(self.teacher, g.aux_rank, g.aux_lr, g.camera_dropout, loss_space=g.aux_target)
-                    if g.method == "vsd" else None)
+                    if needs_aux(g) else None)
         self.uncond = self.teacher.encode_prompt([""])
         base = self.aux is not None and g.aux_prompt == "base" and cfg.camera.view_prompts
         self.aux_cond = self.teacher.encode_prompt([cfg.prompt]) if base else None  # [1,L,D] LoRA's text
-        wants_negative = g.method == "nfsd" or (g.method == "csd" and g.csd_negative_scale > 0)
-        self.negative = self.teacher.encode_prompt([g.negative_prompt]) if wants_negative else None
+        self.negative = self.teacher.encode_prompt([g.negative_prompt]) if needs_negative(g) else None
         self.base_lrs = [[pg["lr"] for pg in o.param_groups] for o in self.scene.optimizers]
         self.step_i = 0
         self.history: dict[str, list[float]] = {"loss": []}
-        self.bad = BadSteps()            # steps whose loss or gradient was non-finite (no update applied)
-        self.saves = 0
-        self.seconds_before = 0.0        # training seconds of earlier sittings (--resume)
-        self.sittings = 0                # earlier sittings
-        self.sitting_start: float | None = None  # time.time() when this sitting's loop began
+        guard = StepGuard(limit=cfg.train.max_bad_steps, what="step", kept=lambda: _kept(self.folder.out))
+        self.folder = RunFolder(out_dir, guard)
+
+    @property
+    def bad(self) -> StepGuard:
+        """Steps whose loss or gradient was non-finite (no update applied)."""
+        return self.folder.bad
 
     @property
     def seconds_this_sitting(self) -> float:
-        return 0.0 if self.sitting_start is None else time.time() - self.sitting_start
+        return self.folder.seconds_this_sitting
 
     @property
     def train_seconds(self) -> float:
         """Training time over every sitting of this run (up to now)."""
-        return self.seconds_before + self.seconds_this_sitting
+        return self.folder.train_seconds
 
     def prompt_texts(self) -> list[str]:
         """Every text this run will encode (the prompt with each reachable view suffix)."""
@@ -127,7 +129,7 @@ class SceneRun:
         for opt, base in zip(self.scene.optimizers, self.base_lrs):
             for pg, lr in zip(opt.param_groups, base):
                 pg["lr"] = lr * scale
-        if self.bad.record(i, guarded_step(loss, self.scene.optimizers, guidance=g)):
+        if self.bad.step(i, loss, self.scene.optimizers, guidance=g, shown=i + 1) is None:
             self.step_i += 1            # no optimizer update, no densification
             return {"loss": loss.item(), "skipped": True}
         stats = self.scene.post_step(i, cams, self.rng)
@@ -143,9 +145,10 @@ class SceneRun:
         return all(bool(torch.isfinite(p).all()) for p in optimizer_params(self.scene.optimizers))
 
     def state_dict(self) -> dict:
+        clock = self.folder.timing()
         sd = {"step": self.step_i, "gen": self.rng.get_state(), "scene": self.scene.state_dict(),
               "history": self.history, "skipped": list(self.bad.skipped), "bad_streak": self.bad.streak,
-              "train_seconds": self.train_seconds, "sittings": self.sittings + (self.sitting_start is not None)}
+              "train_seconds": clock["train_seconds"], "sittings": clock["sittings"]}
         if self.aux is not None:
             sd["aux"] = {"lora": {n: p.detach().clone() for n, p in self.aux.unet.named_parameters()
                                   if "lora_" in n},
@@ -154,8 +157,8 @@ class SceneRun:
 
     def load_state_dict(self, sd: dict) -> None:
         self.step_i, self.history = sd["step"], sd["history"]
-        self.bad = BadSteps(list(sd.get("skipped", [])), int(sd.get("bad_streak", 0)))
-        self.seconds_before, self.sittings = float(sd.get("train_seconds", 0.0)), int(sd.get("sittings", 1))
+        self.bad.restore(sd.get("skipped", []), sd.get("bad_streak", 0))
+        self.folder.continue_clock(sd.get("train_seconds", 0.0), sd.get("sittings", 1))
         self.rng.set_state(sd["gen"])
         self.scene.load_state_dict(sd["scene"])
         self.base_lrs = [[pg["lr"] for pg in o.param_groups] for o in self.scene.optimizers]
@@ -167,37 +170,21 @@ class SceneRun:
             self.aux.camera.load_state_dict(sd["aux"]["camera"])
             self.aux.opt.load_state_dict(sd["aux"]["opt"])
 
-    def save(self, out_dir: Path) -> None:
-        """Atomic checkpoint (temp file + rename); refuses to write a non-finite state over a good one."""
+    def save(self, out_dir: str | Path | None = None) -> None:
+        """Atomic checkpoint in the run folder (default: the one SceneRun was given); refuses to write a non-finite
+        state over a good one."""
         if not self.params_finite():
             raise NumericalFault(f"step {self.step_i}: parameters are non-finite; kept the last good checkpoint")
-        self.saves += 1
-        atomic_save(self.state_dict(), Path(out_dir) / CKPT, self.saves)
+        if out_dir is not None:
+            self.folder.out = Path(out_dir)
+        self.folder.save_checkpoint(self.state_dict())
 
 
-def resume_state(cfg: GenerateConfig, out_dir: Path) -> dict | None:
-    """The checkpoint to continue from (None: config.yaml but no checkpoint yet); the config must match."""
-    if not (out_dir / "config.yaml").is_file():
-        raise CheckpointError(f"--resume: {out_dir} holds no run to continue (no config.yaml)")
-    try:
-        saved = load_yaml(GenerateConfig, out_dir / "config.yaml")
-    except ConfigError as e:
-        raise CheckpointError(f"--resume: cannot read {out_dir / 'config.yaml'}: {e}") from None
-    diff = resume_difference(saved, cfg)
-    if diff:
-        raise CheckpointError(f"--resume: {out_dir} was made with a different config: {diff}; resume with the same "
-                              f"config and overrides or choose another --out")
-    if not (out_dir / CKPT).is_file():
-        warnings.warn(f"--resume: no {CKPT} in {out_dir} yet; starting from step 0", DreamerWarning, stacklevel=3)
-        return None
-    return load_checkpoint(out_dir / CKPT, CKPT_KEYS)
-
-
-def _kept(out_dir: Path) -> str:
+def _kept(out_dir: Path | None) -> str:
     """What a stopped run keeps: the last good checkpoint (and its step), or nothing yet."""
-    ck = out_dir / CKPT
+    ck = None if out_dir is None else out_dir / CKPT
     return (f"the last good checkpoint {ck} (step {load_checkpoint(ck)['step']}) is kept; continue with --resume "
-            f"after lowering the learning rates or guidance.cfg_scale" if ck.is_file()
+            f"after lowering the learning rates or guidance.cfg_scale" if ck is not None and ck.is_file()
             else "no checkpoint had been written yet; lower the learning rates or guidance.cfg_scale")
 
 
@@ -210,34 +197,37 @@ def generate(cfg: GenerateConfig, out_dir: str | Path, resume: bool = False, pro
 
     out_dir = Path(out_dir)
     validate_generate(cfg)
-    sd = resume_state(cfg, out_dir) if resume else None  # before the (slow) teacher load: fail fast
+    # before the (slow) teacher load: fail fast (the config must match up to RESUME_FREE_KEYS)
+    sd = resume_checkpoint(out_dir, cfg, RESUME_FREE_KEYS, CKPT_KEYS, missing_ok=True) if resume else None
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
-    run = SceneRun(cfg, teacher, world)
+    run = SceneRun(cfg, teacher, world, out_dir)
     warn_if_truncated(run.teacher, run.prompt_texts())
     if sd is not None:
         run.load_state_dict(sd)
         if "train_seconds" not in sd and (out_dir / "timing.json").is_file():  # checkpoints from before the field
-            run.seconds_before = float(json.loads((out_dir / "timing.json").read_text()).get("train_seconds", 0.0))
+            run.folder.seconds_before = float(json.loads((out_dir / "timing.json").read_text())
+                                              .get("train_seconds", 0.0))
     out_dir.mkdir(parents=True, exist_ok=True)
     dump_yaml(cfg, out_dir / "config.yaml.tmp").replace(out_dir / "config.yaml")  # on resume: same up to free keys
-    run.sitting_start = time.time()
+    run.folder.start_sitting()
     last = cfg.train.steps if stop_after is None else min(cfg.train.steps, stop_after)
     bar = progress_bar(range(run.step_i, last), desc="generate", total=cfg.train.steps, unit="step",
                        initial=run.step_i, disable=not progress)
     for i in bar:
-        rec = run.step()
+        rec = run.step()                 # a skipped step warns (run.bad); max_bad_steps in a row stop the run
         if rec.get("skipped"):
-            warn_skipped(run.bad, cfg.train.max_bad_steps, run.step_i, "step", lambda: _kept(out_dir))
             continue
         bar.set_postfix(loss=f"{rec['loss']:.4f}", n=rec.get("n", ""), skipped=len(run.bad.skipped))
         if cfg.train.preview_every and (i + 1) % cfg.train.preview_every == 0:
             save_png(image_grid(run.last_rgb.clamp(0, 1), nrow=run.last_rgb.shape[0]),
                      out_dir / f"preview_{i + 1:05d}.png")
         if cfg.train.checkpoint_every and (i + 1) % cfg.train.checkpoint_every == 0:
-            run.save(out_dir)
-    run.save(out_dir)
-    timing = {"train_seconds": round(run.train_seconds, 2), "seconds_this_sitting": round(run.seconds_this_sitting, 2),
-              "sittings": run.sittings + 1, "steps": run.step_i, "skipped_steps": len(run.bad.skipped)}
+            run.save()
+    run.save()
+    clock = run.folder.timing()
+    timing = {"train_seconds": round(clock["train_seconds"], 2),
+              "seconds_this_sitting": round(clock["seconds_this_sitting"], 2), "sittings": clock["sittings"],
+              "steps": run.step_i, "skipped_steps": len(run.bad.skipped)}
     (out_dir / "timing.json").write_text(json.dumps(timing))
     return run

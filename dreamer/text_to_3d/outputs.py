@@ -14,10 +14,12 @@ import renderers as R
 from ..common.errors import one_line
 from ..common.media import write_video
 from ..common.progress import run_phase
+from ..common.teacher_source import teacher_name
 from .bake import SharedRenders, bake_cameras, bake_vertex_colors
 from .export import extract_mesh, fill_enclosed, save_mesh
 from .fusion import fuse_renders
 from .report import write_report
+from .scenes import FINAL_STEP
 from .silhouette import silhouette_threshold
 from .texture import export_textured
 
@@ -25,17 +27,17 @@ from .texture import export_textured
 @torch.no_grad()
 def render_views(scene, cams: R.Cameras) -> torch.Tensor:
     """rgb [N,3,H,W] of a scene from cameras, one at a time (no grad)."""
-    return torch.cat([scene.render(cams[i:i + 1], step=10 ** 9)["rgb"].clamp(0, 1) for i in range(len(cams))])
+    return torch.cat([scene.render(cams[i:i + 1], FINAL_STEP)["rgb"].clamp(0, 1) for i in range(len(cams))])
 
 
 def evaluate_against_ground_truth(world, prompt: str, mesh, scene, resolution: int = 32,
-                                  teacher: str = "embedded") -> dict:
+                                  teacher: str | None = None) -> dict:
     """The teacher's world's evaluation of the exported mesh (GroundTruth.evaluate; the shapes world: the strict
     report, `right`, `reasons`, Chamfer, F-scores, IoU, scale, topology, colour, and the evaluator's 8-view accuracy
     / PSNR on renders of the mesh, the same two figures on renders of the scene as scene_*). No world, or no ground
     truth for the prompt: {"evaluation_skipped": why}."""
     if world is None:
-        return {"evaluation_skipped": f"teacher {teacher} has no world: no ground truth"}
+        return {"evaluation_skipped": f"teacher {teacher_name(teacher)} has no world: no ground truth"}
     truth = world.ground_truth(prompt)
     if truth is None:
         return {"evaluation_skipped": f"prompt is not {world.prompt_kind}"}
@@ -55,7 +57,7 @@ def export_grid(cfg, scene) -> tuple[np.ndarray, float]:
     if cfg.export.threshold_from_renders:
         cams = bake_cameras(res=48)
         with torch.no_grad():
-            alpha = torch.cat([scene.render(cams[i], step=10 ** 9)["alpha"][:, 0] for i in range(len(cams))])
+            alpha = torch.cat([scene.render(cams[i], FINAL_STEP)["alpha"][:, 0] for i in range(len(cams))])
         level, _ = silhouette_threshold(grid, 1.0, cams, alpha)
     return fill_enclosed(grid, level), level
 
@@ -128,7 +130,7 @@ def export_run(run, out_dir: str | Path) -> dict:
         metrics.update(vertices=len(mesh.vertices), faces=len(mesh.faces), export_threshold=level, **tex_metrics)
     if ex.evaluate:
         metrics.update(run_phase("evaluating against ground truth", evaluate_against_ground_truth, run.world,
-                                 cfg.prompt, mesh, scene, teacher=cfg.teacher or "embedded"))
+                                 cfg.prompt, mesh, scene, teacher=cfg.teacher))
     else:
         metrics["evaluation_skipped"] = "export.evaluate is false"
     metrics["files"] = files

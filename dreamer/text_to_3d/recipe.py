@@ -3,20 +3,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from guidance import GuidanceConfig, Ramp
 
-from ..common.config import (CONFIG_DIR, ConfigError, apply_overrides, check_finite, flatten, from_dict,
-                             load_config_dict, to_dict)
-from .lighting import LIGHTS, ShadingConfig
+from ..common.config import (CONFIG_DIR, ConfigError, apply_overrides, check_choices, check_finite, flatten,
+                             from_dict, load_config_dict, to_dict)
+from ..common.teacher_source import teacher_ref
+from .lighting import ShadingConfig
 from .scenes import SCENES, GaussianSceneConfig, NeRFSceneConfig
 
 RESOLUTION_MULTIPLE = 8              # render sizes are whole 8-pixel tiles of the CPU rasterizer
 GUIDANCE_METHODS = ("sds", "nfsd", "csd", "ism", "sdi", "vsd")   # guidance.METHODS of a 3D scene
-DTYPES = ("float32", "float16", "bfloat16")
-# Keys that may differ between a run and its --resume: they change how long / how visibly it runs, or what is
-# exported afterwards, never the result of a step.
+Dtype = Literal["float32", "float16", "bfloat16"]    # teacher_dtype
+# Keys that may differ between a run and its --resume (dreamer.common.run_folder.check_resume; "export.": every key
+# under it): they change how long / how visibly it runs, or what is exported afterwards, never the result of a step.
 RESUME_FREE_KEYS = ("train.steps", "train.threads", "train.preview_every", "train.checkpoint_every",
                     "train.max_bad_steps", "export.")
 
@@ -62,8 +63,8 @@ class TrainConfig:
 @dataclass
 class ExportConfig:
     mesh_resolution: int = 64
-    surface: str = "density"         # fusion: TSDF of the rendered depth and coverage (text_to_3d.fusion) | density:
-    #                                  a level set of the scene's own density field
+    surface: Literal["fusion", "density"] = "density"  # fusion: TSDF of the rendered depth and coverage
+    #                                  (text_to_3d.fusion) | density: a level set of the scene's own density field
     fusion_resolution: int = 0       # fusion: pixels of the 24 fused views (0 = camera.resolution, what was trained)
     fusion_transmittance: float = 0.95  # fusion: a view's surface is where its transmittance falls to this
     turntable_frames: int = 36
@@ -86,9 +87,11 @@ class GenerateConfig:
     """A text-to-3D recipe."""
 
     prompt: str = ""
-    teacher: str = ""                # "" = the embedded shapes teacher; else a diffusers folder or hub id
-    teacher_dtype: str = "float32"
-    mixed_precision: str = "fp32"    # fp32 | bf16: the guidance step (VAE encode, teacher, VSD LoRA) in bf16 autocast
+    teacher: str | None = None       # None (also "embedded" or "") = the embedded shapes teacher; else a diffusers
+    #                                  folder or hub id
+    teacher_dtype: Dtype = "float32"
+    mixed_precision: Literal["fp32", "bf16"] = "fp32"  # fp32 | bf16: the guidance step (VAE encode, teacher, VSD
+    #                                  LoRA) in bf16 autocast
     device: str = "cpu"
     renderer: str = "gaussians"      # gaussians | nerf
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
@@ -100,6 +103,9 @@ class GenerateConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
+    def __post_init__(self):
+        self.teacher = teacher_ref(self.teacher)     # the embedded teacher's names -> None (older run folders: "")
+
 
 def _at_least(n: float) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: v >= n), f"must be >= {n:g}"
@@ -110,20 +116,11 @@ _RANGE = (lambda v: v[0] <= v[1]), "must be [low, high] with low <= high"
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "prompt": ((lambda v: bool(v.strip())), "must not be empty (give a text prompt, e.g. \"a red cube\")"),
     "renderer": ((lambda v: v in SCENES), f"must be one of {', '.join(SCENES)}"),
-    "teacher_dtype": ((lambda v: v in DTYPES), f"must be one of {', '.join(DTYPES)}"),
-    "mixed_precision": ((lambda v: v in ("fp32", "bf16")), "must be fp32 or bf16"),
     "guidance.method": ((lambda v: v in GUIDANCE_METHODS), f"must be one of {', '.join(GUIDANCE_METHODS)}"),
     "guidance.cfg_scale": _NON_NEGATIVE, "guidance.aux_rank": _POSITIVE, "guidance.aux_updates": _POSITIVE,
     "guidance.aux_lr": _NON_NEGATIVE, "guidance.grad_clip": _NON_NEGATIVE,
-    "guidance.aux_cfg": ((lambda v: v in ("text", "camera")), "must be text or camera"),
-    "guidance.aux_target": ((lambda v: v in ("eps", "native")), "must be eps or native"),
-    "export.surface": ((lambda v: v in ("fusion", "density")), "must be fusion or density"),
     "export.fusion_transmittance": ((lambda v: 0 < v < 1), "must be in (0, 1)"),
     "export.fusion_resolution": ((lambda v: v >= 0), "must be >= 0 (0 = camera.resolution)"),
-    "guidance.aux_prompt": ((lambda v: v in ("view", "base")), "must be view or base"),
-    "guidance.t_sampling": ((lambda v: v in ("uniform", "lognormal", "anneal")), "must be uniform, lognormal or anneal"),
-    "guidance.cfg_mode": ((lambda v: v in ("standard", "perp_neg")), "must be standard or perp_neg"),
-    "shading.light": ((lambda v: v in LIGHTS), f"must be one of {', '.join(LIGHTS)}"),
     "shading.weights": ((lambda v: min(v) >= 0 and sum(v) > 0), "(albedo, lambertian, textureless) must be >= 0 "
                         "and not all 0"),
     "shading.ambient": ((lambda v: v is None or 0 <= v <= 1), "must be in [0, 1] (or null: the world's)"),
@@ -144,7 +141,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def validate_generate(cfg: GenerateConfig) -> GenerateConfig:
-    """Raise a one-line ConfigError on values the dataclass types cannot catch (ranges, NaN, multiples)."""
+    """Raise a one-line ConfigError on values the dataclass types cannot catch (ranges, NaN, multiples) and on choice
+    (Literal) fields of a config built in code."""
+    check_choices(cfg)
     check_finite(cfg)
     g = cfg.guidance
     if not 0 <= g.t_min < g.t_max <= 1:
@@ -160,16 +159,6 @@ def validate_generate(cfg: GenerateConfig) -> GenerateConfig:
     if bad:
         raise ConfigError(f"'{bad}' must be >= 0, got {lrs[bad]}")
     return cfg
-
-
-def resume_difference(saved: GenerateConfig, now: GenerateConfig) -> str | None:
-    """The first key (outside RESUME_FREE_KEYS) whose value differs, as 'key (saved X, now Y)'; None if none."""
-    a, b = flatten(to_dict(saved)), flatten(to_dict(now))
-    for key in sorted(set(a) | set(b)):
-        if key.startswith(RESUME_FREE_KEYS) or a.get(key) == b.get(key):
-            continue
-        return f"'{key}' (saved {a.get(key)!r}, now {b.get(key)!r})"
-    return None
 
 
 def load_generate_config(name_or_path, prompt: str | None = None, teacher: str | None = None,

@@ -15,6 +15,10 @@ import renderers as R
 
 from ..common.world import DEFAULT_SHADING
 
+# The `step` at which to render a trained scene (export, evaluation, fusion, baking): after every schedule that reads
+# the step (densification, warm-ups), so `scene.render(cams, FINAL_STEP)` is the final scene.
+FINAL_STEP = 10 ** 9
+
 
 @dataclass
 class GaussianSceneConfig:
@@ -71,7 +75,8 @@ class GaussianScene:
         self.densify_cfg = R.DensifyConfig(grow_grad2d=cfg.grow_grad2d, prune_opa=cfg.prune_opacity,
                                            scene_scale=cfg.init_radius, refine_start=cfg.densify_from,
                                            refine_stop=cfg.densify_until, refine_every=cfg.densify_every,
-                                           reset_every=10 ** 9, max_gaussians=cfg.max_gaussians)
+                                           reset_every=10 ** 9,     # never reset opacities
+                                           max_gaussians=cfg.max_gaussians)
         self.densify_state = R.DensifyState.zeros(len(self.params), device)
         self._last = None
 

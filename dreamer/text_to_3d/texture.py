@@ -15,9 +15,11 @@ import torch
 import trimesh
 
 import renderers as R
+from renderers.metrics import psnr
 
 from ..common.errors import one_line
 from .bake import bake_cameras, bake_vertex_colors
+from .scenes import FINAL_STEP
 from .export import extract_mesh, fill_enclosed
 from .gltf import write_textured_glb, write_textured_obj
 from .mesh_clean import clean_mesh, close_tunnels, topology
@@ -129,11 +131,6 @@ def render_textured(tm: TexturedMesh, cams: R.Cameras, shading: str = "none") ->
                             texture=torch.as_tensor(tm.texture).permute(2, 0, 1), face_uvs=torch.as_tensor(tm.face_uvs))
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR (dB) of images in [0,1]."""
-    return float(-10 * torch.log10(((a.float() - b.float()) ** 2).mean().clamp_min(1e-10)))
-
-
 def gap_cameras(res: int) -> R.Cameras:
     """The 8 evaluation views of outputs.py (elevation 20, distance 2.1, fov 42) at `res` pixels."""
     return R.turntable_cameras(GAP_VIEWS, elevation=20.0, distance=2.1, fov=42.0, width=res, height=res)
@@ -147,7 +144,7 @@ def textured_metrics(scene, tm: TexturedMesh, truth=None, res: int = 64) -> dict
     cams = gap_cameras(res)
     mesh_rgb = render_textured(tm, cams)["rgb"]
     with torch.no_grad():
-        scene_rgb = torch.cat([scene.render(cams[i:i + 1], step=10 ** 9)["rgb"].clamp(0, 1) for i in range(len(cams))])
+        scene_rgb = torch.cat([scene.render(cams[i:i + 1], FINAL_STEP)["rgb"].clamp(0, 1) for i in range(len(cams))])
     out = {"export_gap_psnr": psnr(mesh_rgb, scene_rgb)}   # the textured mesh against what it was baked from
     if truth is not None:
         gt, gt_alpha = truth.render(cams.elevation, cams.azimuth, cams.distance, torch.full((len(cams),), 42.0),
@@ -168,7 +165,7 @@ def in_silhouettes(scene, res: int, cams: R.Cameras | None = None):
 
     cams = bake_cameras(res=48) if cams is None else cams
     with torch.no_grad():
-        alpha = torch.cat([scene.render(cams[i], step=10 ** 9)["alpha"] for i in range(len(cams))])   # [B,1,h,w]
+        alpha = torch.cat([scene.render(cams[i], FINAL_STEP)["alpha"] for i in range(len(cams))])   # [B,1,h,w]
 
     def allowed(idx: np.ndarray) -> np.ndarray:
         pts = torch.as_tensor(idx, dtype=torch.float32) * (2.0 / (res - 1)) - 1.0                     # [K,3]

@@ -52,7 +52,8 @@ def test_nan_step_is_skipped_without_touching_parameters_or_optimizer(teacher):
     run = SceneRun(_cfg("train.steps=8"), NaNTeacher(teacher, lambda i: i == 2))
     run.step(), run.step()
     before = _scene_state(run)
-    rec = run.step()
+    with pytest.warns(DreamerWarning, match="step 3: non-finite loss or gradient, step skipped"):
+        rec = run.step()                    # the guarded step warns itself (dreamer.common.run_folder.StepGuard)
     assert rec["skipped"] and run.bad.skipped == [2] and run.bad.streak == 1
     assert same(before, _scene_state(run))  # parameters, Adam moments and step counts all unchanged
     assert not run.step().get("skipped") and run.bad.streak == 0
@@ -104,7 +105,8 @@ def test_distill_skips_a_nan_update_without_touching_the_generator(teacher):
     state = init_state(nan_teacher, cfg)
     before = [p.detach().clone() for p in state.gen.params]
     opt_before = copy.deepcopy(state.opt.state_dict())
-    m = distill_step(state, nan_teacher, cfg, guidance_config(cfg, teacher.default_cfg))
+    with pytest.warns(DreamerWarning, match="step 1: non-finite loss or gradient, generator update skipped"):
+        m = distill_step(state, nan_teacher, cfg, guidance_config(cfg, teacher.default_cfg))
     assert m["skipped"] and state.bad.skipped == [1] and state.bad.streak == 1 and state.step == 1
     assert all(torch.equal(a, p) for a, p in zip(before, state.gen.params))
     assert same(opt_before, state.opt.state_dict())

@@ -124,6 +124,21 @@ def test_unknown_method_and_missing_pieces_are_clear_errors():
         guidance_step(T, x, _prompts(T, 1), t, n, GuidanceConfig(method="sdss"))
     with pytest.raises(ValueError, match="needs an auxiliary"):
         guidance_step(T, x, _prompts(T, 1), t, n, GuidanceConfig(method="vsd"))
+    with pytest.raises(ValueError, match="guidance weighting must be one of sds, uniform, snr_inv, got 'snr'"):
+        guidance_step(T, x, _prompts(T, 1), t, n, GuidanceConfig(weighting="snr"))
+
+
+def test_choice_fields_are_literals():
+    """GuidanceConfig's choice fields are Literal annotations (what the config loader checks); `method` lists the
+    keys of METHODS, the others are CHOICES (what check_config checks)."""
+    from typing import get_args, get_type_hints
+
+    from guidance.step import CHOICES, METHODS
+
+    hints = get_type_hints(GuidanceConfig)
+    assert get_args(hints["method"]) == tuple(METHODS)
+    assert set(CHOICES) == {"cfg_mode", "weighting", "t_sampling", "aux_cfg", "aux_target", "aux_prompt"}
+    assert CHOICES["weighting"] == ("sds", "uniform", "snr_inv") and CHOICES["aux_target"] == ("eps", "native")
 
 
 class _LinearAux:

@@ -13,6 +13,7 @@ import torch
 from renderers import (NeRFConfig, NeRFField, NeRFRenderConfig, HashGridConfig, OccupancyGrid, activate,
                        init_gaussians_ball, make_optimizer, rasterize, rays_from_cameras, render_nerf,
                        render_rays, sample_orbit_cameras)
+from renderers.metrics import psnr
 from renderers.volume import ray_aabb
 
 RADIUS, RES, SS = 0.45, 32, 3
@@ -53,10 +54,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-def psnr(a, b):
-    return (-10 * torch.log10(((a - b) ** 2).mean())).item()
 
 
 def test_gaussians_fit_sphere():

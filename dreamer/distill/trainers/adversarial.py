@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from guidance import (GuidanceConfig, Prompts, add_noise, guarded_step, randint_rows, randn_rows,
+from guidance import (GuidanceConfig, Prompts, Weighting, add_noise, guarded_step, randint_rows, randn_rows,
                       score_distillation_step, split_cond, time_embedding)
 
 from ..generator import Generator, make_generator
@@ -30,7 +30,7 @@ class AddSettings:
     features: str = "unet"         # the teacher UNet's frozen encoder (the only choice)
     lr_disc: float = 1.0e-4
     distill_weight: float = 2.5    # lambda (ADD: 2.5)
-    weighting: str = "sds"         # w(t) of the distillation term: sds = c(t) a_t s_t; snr_inv = c(t) 1 (plain L2)
+    weighting: Weighting = "sds"   # w(t) of the distillation term: sds = c(t) a_t s_t; snr_inv = c(t) 1 (plain L2)
     head_width: int = 64
 
 

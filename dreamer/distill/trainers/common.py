@@ -2,25 +2,24 @@
 
 A trainer is `train(teacher, cfg: DistillConfig, run: DistillRun, data: Data | None = None) -> Generator`; the
 table of trainers is `dreamer.distill.trainers.TRAINERS`. Every update goes through `DistillRun.step` (the guarded
-optimizer step: a non-finite loss or gradient skips the update and is counted). Teachers are used only through their protocol (`eps` via
-`guidance.teacher_cfg`, `alphas_cumprod`, `encode_prompt`, `encode`, `decode`).
+optimizer step of dreamer.common.run_folder: a non-finite loss or gradient skips the update and is counted).
+Teachers are used only through their protocol (`eps` via `guidance.teacher_cfg`, `alphas_cumprod`, `encode_prompt`,
+`encode`, `decode`).
 """
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from guidance import (BadSteps, Prompts, guarded_step, map_chunks, randint_rows, rank_world, teacher_cfg,
-                      uniform_timesteps, x0_from_eps)
+from guidance import Prompts, map_chunks, randint_rows, rank_world, teacher_cfg, uniform_timesteps, x0_from_eps
 from guidance.fsdp import unsharded_copy
 
 from ...common.config import ConfigError
-from ...common.errors import warn_skipped
+from ...common.run_folder import RunFolder, StepGuard
 from .. import generator as _generator
 from ..generator import Generator, load_generator
 from ..sampling import Denoise, rollout
@@ -216,6 +215,7 @@ def weighted_mse(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Ten
 
 
 def make_optimizer(params, cfg, lr: float | None = None) -> torch.optim.Optimizer:
+    """Every trainer's optimizer: AdamW with lr (default cfg.lr_gen), cfg.adam_betas and cfg.weight_decay."""
     return torch.optim.AdamW(params, lr=cfg.lr_gen if lr is None else lr, betas=tuple(cfg.adam_betas),
                              weight_decay=cfg.weight_decay)
 
@@ -235,14 +235,15 @@ def ema_update(target: torch.nn.Module, online: torch.nn.Module, decay: float) -
 
 
 # ----------------------------------------------------------------------------------------------- run folder
-CHECKPOINT = "checkpoint.pt"     # the resumable trainers' state (OUT/checkpoint.pt)
 def run_meta(cfg, teacher_ref: str | None, prompts=None, world=None) -> dict:
     """What generator.json records about a run: teacher, its text encoder, the method, the prompts (a caption
     file: its path, count and first 64 captions; none: the world's, default_prompts)."""
     from ..prompts import run_captions
 
     prompts = prompts or run_captions(cfg) or default_prompts(world)
-    meta = {"teacher": teacher_ref or cfg.teacher or "embedded", "text_encoder": _text_encoder_ref(teacher_ref),
+    from ...common.teacher_source import teacher_name
+
+    meta = {"teacher": teacher_name(teacher_ref or cfg.teacher), "text_encoder": _text_encoder_ref(teacher_ref),
             "method": cfg.method, "prompts": list(prompts[:64] if cfg.prompts_file else prompts)}
     if cfg.prompts_file:
         meta.update(prompts_file=str(cfg.prompts_file), n_prompts=len(prompts))
@@ -250,63 +251,56 @@ def run_meta(cfg, teacher_ref: str | None, prompts=None, world=None) -> dict:
 
 
 def _text_encoder_ref(teacher_ref: str | None) -> str | None:
-    from ...common.teacher_source import DEFAULT_TEACHER, EMBEDDED_NAMES
+    from ...common.teacher_source import DEFAULT_TEACHER, is_embedded
     from ...common.world import teacher_meta
 
-    folder = Path(teacher_ref) if teacher_ref not in EMBEDDED_NAMES else DEFAULT_TEACHER
+    folder = DEFAULT_TEACHER if is_embedded(teacher_ref) else Path(teacher_ref)
     if (folder / "teacher.json").is_file():
         return teacher_meta(folder).get("text_encoder")
     return str(folder / "text_encoder") if (folder / "text_encoder").is_dir() else teacher_ref
 
 
-class DistillRun:
-    """A distillation run folder: log.jsonl (one JSON line per step), generator folders, the wall clock, and the
-    guarded optimizer step every trainer takes (skips counted in `bad`; cfg.max_bad_steps in a row stop the run)."""
+class DistillRun(RunFolder):
+    """A distillation run folder (dreamer.common.run_folder.RunFolder: checkpoint, log.jsonl, clock, the guarded step
+    every trainer takes, skips counted in `bad`, cfg.max_bad_steps in a row stop the run) with the run's generator
+    folders, its meta and world, and every cfg.log_every-th log line passed to `log`."""
 
     def __init__(self, out: str | Path, cfg, scheduler=None, log: Callable[[str], None] = print,
                  meta: dict | None = None, world=None):
-        self.out, self.cfg, self.scheduler, self._print = Path(out), cfg, scheduler, log
+        # data parallel: rank 0 alone writes the log, checkpoints and generator
+        super().__init__(Path(out), StepGuard(limit=cfg.max_bad_steps, what="update", kept=self.kept),
+                         main=rank_world()[0] == 0)
+        self.cfg, self.scheduler, self._print = cfg, scheduler, log
         self.world = world if world is not None else run_world(cfg.teacher)   # prompts and data: shapes
         self.meta = dict(meta or {})           # recorded in generator.json (teacher, text encoder, method, ...)
-        self.main = rank_world()[0] == 0       # data parallel: rank 0 alone writes the log, checkpoints, generator
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
-        self.t0 = time.perf_counter()
+        self.start_sitting()
         self.step_count = 0                    # log lines written
         self.updates = 0                       # optimizer steps attempted through step()
-        self.bad = BadSteps()
         self.resume: dict | None = None        # a checkpoint (state_dict of a resumable trainer) to continue from
-        self.saves = 0                         # checkpoint writes (numbers them for the crash-test hook)
 
     def continue_from(self, sd: dict) -> None:
         """Resume bookkeeping: the log is cut back to the checkpoint's lines, the clock goes on from its time."""
         self.resume = sd
         self.step_count = int(sd["run"]["log_lines"])
-        self.t0 = time.perf_counter() - float(sd["run"]["seconds"])
-        log = self.out / "log.jsonl"
-        lines = log.read_text().splitlines(keepends=True)[:self.step_count] if log.is_file() else []
-        if self.main:
-            log.write_text("".join(lines))
+        self.continue_clock(sd["run"]["seconds"])
+        self.cut_log(self.step_count)
 
     def save_state(self, sd: dict) -> Path:
-        """OUT/checkpoint.pt, atomically (dreamer.common.checkpoints.atomic_save), with this run's bookkeeping."""
-        from ...common.checkpoints import atomic_save
-
-        self.saves += 1
+        """OUT/checkpoint.pt (RunFolder.save_checkpoint: atomic) with this run's bookkeeping."""
         sd["run"] = {"log_lines": self.step_count, "seconds": self.seconds}
-        return atomic_save(sd, self.out / CHECKPOINT, self.saves) if self.main else self.out / CHECKPOINT
+        return self.save_checkpoint(sd)
 
     @property
     def seconds(self) -> float:
-        return time.perf_counter() - self.t0
+        """Training seconds over every sitting (RunFolder.train_seconds)."""
+        return self.train_seconds
 
     def step(self, loss: torch.Tensor, opt: torch.optim.Optimizer, max_norm: float, params=None) -> float | None:
-        """guidance.guarded_step; a skipped update warns, is counted, and cfg.max_bad_steps in a row raise."""
+        """The guarded step (StepGuard.step): a skipped update warns, is counted, max_bad_steps in a row raise."""
         self.updates += 1
-        norm = guarded_step(loss, opt, max_norm, params=params)
-        if self.bad.record(self.updates, norm):
-            warn_skipped(self.bad, self.cfg.max_bad_steps, self.updates, "update", self.kept)
-        return norm
+        return self.bad.step(self.updates, loss, opt, max_norm, params=params)
 
     def kept(self) -> str:
         final = self.out / "generator"
@@ -319,14 +313,15 @@ class DistillRun:
              "time_s": round(self.seconds, 2)}
         if not self.main:
             return
-        with open(self.out / "log.jsonl", "a") as f:
-            f.write(json.dumps(m) + "\n")
+        self.append_log(m)
         if self.step_count % max(self.cfg.log_every, 1) == 0 or last:
             self._print(json.dumps(m))
 
     def save(self, gen: Generator, name: str = "generator") -> Path:
         """OUT/name (rank 0); every rank calls it: FSDP-sharded weights are gathered into a plain UNet first."""
-        gen.meta.update(train_seconds=round(self.seconds, 1), seconds_this_sitting=round(self.seconds, 1))  # no resume
+        clock = self.timing()
+        gen.meta.update(train_seconds=round(clock["train_seconds"], 1),
+                        seconds_this_sitting=round(clock["seconds_this_sitting"], 1))
         unet = unsharded_copy(gen.unet, keep=self.main)
         if not self.main:
             return self.out / name

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from guidance import Prompts, add_noise, randint_rows, randn_rows, rows, sample_timesteps, teacher_cfg
+from guidance import (Prompts, add_noise, min_snr_weight, randint_rows, randn_rows, rows, sample_timesteps,
+                      teacher_cfg)
 
 from ..generator import Generator, make_generator
 from .common import Data, DistillRun, data_pool, make_optimizer, scale_of, weighted_mse
@@ -23,12 +24,6 @@ class NoiseLoraSettings:
 
     snr_gamma: float = 5.0         # Min-SNR gamma (seed 002: 5)
     aligned: bool = True           # t ~ the few-step schedule (`timesteps`); False: t ~ U[t_min, t_max] T
-
-
-def min_snr_weight(abar: torch.Tensor, gamma: float) -> torch.Tensor:
-    """min(SNR, gamma) / SNR per sample [B] (Hang et al. 2023, eq. 5, eps-prediction form); SNR = abar / (1 - abar)."""
-    snr = abar / (1 - abar)
-    return snr.clamp(max=gamma) / snr
 
 
 def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from guidance import add_noise, alpha_sigma, randint_rows, randn_rows, renoise, uniform_timesteps
+from guidance import (add_noise, alpha_sigma, randint_rows, randn_rows, renoise, truncated_snr_weight,
+                      uniform_timesteps)
 
 from ..generator import Generator, make_generator
 from .common import (
@@ -90,8 +91,7 @@ def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
             t0 = torch.tensor(gen.timesteps)[i]
             x_t = add_noise(x0, randn_rows(x0.shape, g), t0, ac)
             target, t = two_step_target(den, x_t, i, grid2, ac, clip)
-            snr = ac[t] / (1 - ac[t])
-            loss = weighted_mse(gen.x0(x_t, t, cond), target, snr.clamp(min=1.0))  # truncated SNR weighting
+            loss = weighted_mse(gen.x0(x_t, t, cond), target, truncated_snr_weight(ac[t]))
             gnorm = run.step(loss, opt, cfg.max_grad_norm)
             run.log({"stage": n, "loss": loss.item(), "grad_norm": gnorm}, last=it == s.iters_per_stage)
         if s.save_stages:

@@ -12,17 +12,17 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 
-from guidance import (BadSteps, FakeScore, GuidanceConfig, Prompts, guarded_step, randint_rows, randn_rows,
-                      score_distillation_step)
+from guidance import FakeScore, GuidanceConfig, Prompts, randint_rows, randn_rows, score_distillation_step
 from guidance.fsdp import copy_full_, full_tensors, load_optimizer_state, optimizer_state, shard_unet
 
-from ...common.errors import CheckpointError, warn_skipped
+from ...common.errors import CheckpointError
+from ...common.run_folder import StepGuard
 from ..generator import Generator, make_generator
 from ..prompts import PromptBank, run_captions
 from ..sampling import rollout
 from .adversarial import GanTerm
-from .common import (DistillRun, ddim_sample, default_prompts, ema_lerp_, regression_pairs, run_meta, run_world,
-                     teacher_clip)
+from .common import (DistillRun, ddim_sample, default_prompts, ema_lerp_, make_optimizer, regression_pairs, run_meta,
+                     run_world, teacher_clip)
 
 # name -> (guidance method, needs a fake score)
 METHODS = {"dmd": ("dmd", True), "diff_instruct": ("diff_instruct", True), "sds": ("sds", False)}
@@ -53,7 +53,7 @@ class DistillState:
     ema: list[torch.Tensor] | None = None  # EMA of gen.params (cfg.ema_decay > 0), same order
     gan: GanTerm | None = None           # cfg.gan.weight > 0: real renders vs samples, DMD2's GAN term
     step: int = 0
-    bad: BadSteps = field(default_factory=BadSteps)  # generator updates dropped for a non-finite loss / gradient
+    bad: StepGuard = field(default_factory=StepGuard)  # the guarded step: generator updates dropped (NaN / inf)
 
 
 def generator_batch(state: DistillState, cfg) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
@@ -117,8 +117,8 @@ def distill_step(state: DistillState, teacher, cfg, gcfg: GuidanceConfig) -> dic
         gan = state.gan.step(x0, cond, state.rng)                    # (adversarial loss, D loss)
         loss = loss + cfg.gan.weight * gan[0]
     state.step += 1
-    gnorm = guarded_step(loss, state.opt, cfg.max_grad_norm, guidance=out, params=state.gen.params)
-    if state.bad.record(state.step, gnorm):            # skipped: no update, optimizer state untouched
+    gnorm = state.bad.step(state.step, loss, state.opt, cfg.max_grad_norm, guidance=out, params=state.gen.params)
+    if gnorm is None:                                  # skipped (and warned): no update, optimizer state untouched
         return {"step": state.step, "loss": None, "skipped": True}
     if state.ema is not None:
         ema_lerp_(state.ema, state.gen.params, cfg.ema_decay)
@@ -150,10 +150,11 @@ def init_state(teacher, cfg, teacher_ref: str | None = None, world=None) -> Dist
         gen.unet.enable_gradient_checkpointing()
     if cfg.fsdp:
         shard_unet(gen.unet)                      # before the optimizer: the parameters become DTensors
-    opt = torch.optim.AdamW(gen.params, lr=cfg.lr_gen, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
+    opt = make_optimizer(gen.params, cfg)        # AdamW(lr_gen, adam_betas, weight_decay), as every trainer's
     conds = PromptBank(teacher, prompts, cfg.prompt_cache)
     uncond = teacher.encode_prompt([cfg.uncond_prompt])
-    state = DistillState(gen, fake, opt, conds, uncond, g)
+    state = DistillState(gen, fake, opt, conds, uncond, g,
+                         bad=StepGuard(limit=cfg.max_bad_steps, what="generator update"))
     if cfg.ema_decay > 0:
         state.ema = [p.detach().clone() for p in gen.params]
     if cfg.regression_weight > 0:
@@ -168,14 +169,13 @@ def train_score(teacher, cfg, run: DistillRun, data=None) -> Generator:
     """DMD / Diff-Instruct / SDS generator training through guidance.score_distillation_step; resumable: every
     generator save (and the last step) also writes OUT/checkpoint.pt (state_dict), run.resume continues from one."""
     state = init_state(teacher, cfg, run.meta.get("teacher"), run.world)
+    state.bad.kept = run.kept                     # what a stopped run keeps: the run folder's last generator
     if run.resume is not None:
         load_state_dict(state, run.resume)
     gcfg = guidance_config(cfg, teacher.default_cfg)
     while state.step < cfg.steps:
         with autocast(cfg):
-            m = distill_step(state, teacher, cfg, gcfg)
-        if m.get("skipped"):
-            warn_skipped(state.bad, cfg.max_bad_steps, state.step, "generator update", run.kept)
+            m = distill_step(state, teacher, cfg, gcfg)   # a skipped update warns; max_bad_steps in a row raise
         run.log({k: v for k, v in m.items() if k != "step"}, last=state.step == cfg.steps)
         saving_ema = state.ema is not None and cfg.save_every and state.step % cfg.save_every == 0
         if saving_ema:
@@ -233,7 +233,7 @@ def load_state_dict(state: DistillState, sd: dict) -> None:
     state.rng.set_state(sd["rng"])
     torch.set_rng_state(sd["torch_rng"])
     state.step = int(sd["step"])
-    state.bad = BadSteps(list(sd["bad"]["skipped"]), int(sd["bad"]["streak"]))
+    state.bad.restore(sd["bad"]["skipped"], sd["bad"]["streak"])
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ from dreamer.common.checkpoints import KILL_ENV, atomic_save, load_checkpoint
 from dreamer.common.errors import CheckpointError
 from compare import same
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 # 6 steps, a checkpoint every 2 (saves #1-#3 at steps 2, 4, 6; #4 is the final save); densification on, so
 # the Gaussian count and the densify statistics must survive the round trip too. One thread: bit-reproducible.
 ARGS = ["generate", "a red cube", "--quiet", "--no-export", "train.steps=6", "train.checkpoint_every=2",

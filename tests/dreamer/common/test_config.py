@@ -117,3 +117,30 @@ def test_yaml_dump_load_round_trip(tmp_path):
     (tmp_path / "bad.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="must be a YAML mapping"):
         load_yaml(Cfg, tmp_path / "bad.yaml")
+
+
+@dataclass
+class Choices:
+    mode: Literal["fp32", "bf16"] = "fp32"
+    light: Optional[Literal["key", "random"]] = None
+
+
+def test_literal_field_accepts_its_choices_and_names_them_when_rejecting():
+    assert from_dict(Choices, {"mode": "bf16", "light": "random"}) == Choices("bf16", "random")
+    assert from_dict(Choices, {"light": None}).light is None
+    with pytest.raises(ConfigError) as e:
+        from_dict(Choices, {"mode": "fp16"})
+    assert str(e.value) == "'mode' must be one of 'fp32', 'bf16', got 'fp16'" and "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match=r"^'light' must be one of 'key', 'random', got 'sun'$"):
+        from_dict(Choices, {"light": "sun"})
+
+
+def test_check_choices_covers_configs_built_in_code():
+    from dreamer.common.config import check_choices
+
+    check_choices(Cfg())
+    check_choices(Choices(light=None))
+    with pytest.raises(ConfigError, match=r"^'guidance\.kind' must be one of 'sds', 'nfsd', 'vsd', got 'x'$"):
+        check_choices(Cfg(guidance=Guidance(kind="x")))
+    with pytest.raises(ConfigError, match=r"^'light' must be one of 'key', 'random', None, got 'sun'$"):
+        check_choices(Choices(light="sun"))

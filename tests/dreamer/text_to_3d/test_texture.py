@@ -10,8 +10,9 @@ from dreamer.text_to_3d.export import extract_mesh, fill_enclosed
 from dreamer.text_to_3d.mesh_clean import (boundary_loops, clean_mesh, close_tunnels, decimate, fill_small_holes,
                                            topology)
 from dreamer.text_to_3d.recipe import ExportConfig
-from dreamer.text_to_3d.texture import (bake_texture, export_textured, gap_cameras, psnr, rasterize_uv,
-                                        render_textured, unwrap)
+from dreamer.text_to_3d.texture import (bake_texture, export_textured, gap_cameras, rasterize_uv, render_textured,
+                                        unwrap)
+from renderers.metrics import psnr
 
 torch.set_num_threads(1)
 FACE_COLOURS = np.array([[0.9, 0.1, 0.1], [0.1, 0.8, 0.2], [0.1, 0.2, 0.9], [0.95, 0.85, 0.1], [0.7, 0.2, 0.8],

@@ -6,7 +6,7 @@ import pytest
 import torch
 import trimesh
 
-from dreamer.shapes.metrics import (bbox_diagonal, chamfer_distance, colour_error, inside_grid, mesh_report, psnr,
+from dreamer.shapes.metrics import (bbox_diagonal, chamfer_distance, colour_error, inside_grid, mesh_report,
                                     volumetric_iou, volumetric_iou_sdf, winding_number)
 from dreamer.shapes.world import COLOURS, SPHERE_R, ShapeSpec, gt_mesh
 
@@ -101,15 +101,6 @@ def test_colour_error():
     assert err == pytest.approx(np.linalg.norm(np.subtract(COLOURS["blue"], spec.rgb)), abs=q)
     with pytest.raises(ValueError):
         colour_error(gt_mesh("sphere"), spec)
-
-
-def test_psnr():
-    a = torch.rand(2, 3, 8, 8, dtype=torch.float64) * 0.8
-    assert psnr(a, a + 0.1) == pytest.approx(20.0, abs=1e-9)  # mse 0.01
-    assert psnr(a, a) == pytest.approx(100.0)                   # capped
-    b = a.clone()
-    b[1] += 0.01                                                # per-image mean of 100 (capped) and 40 dB
-    assert psnr(a, b) == pytest.approx((100.0 + 40.0) / 2)
 
 
 def test_mesh_report_gt():

@@ -11,7 +11,7 @@ from dreamer.common.world import world_of
 from dreamer.distill.loop import distill
 from dreamer.distill.recipe import DistillConfig, load_distill_config
 from dreamer.distill.trainers import TRAINERS
-from guidance import renoise
+from guidance import min_snr_weight, renoise
 from dreamer.distill.generator import load_generator, sample_latents
 from dreamer.distill.trainers import adversarial, consistency, guidance_distill, kd, noise_lora, progressive
 from dreamer.distill.trainers.common import ddim_sample, regression_pairs, teacher_denoiser
@@ -148,7 +148,7 @@ def test_consistency_function_equals_the_teacher_ode_solution(tmp_path):
 def test_min_snr_weight():
     """min(SNR, gamma) / SNR: 1 where SNR <= gamma, gamma / SNR above (the x0-space weight is min(SNR, gamma))."""
     abar = torch.tensor([0.01, 0.5, 5 / 6, 0.9, 0.999])          # SNR 0.0101, 1, 5, 9, 999
-    w = noise_lora.min_snr_weight(abar, 5.0)
+    w = min_snr_weight(abar, 5.0)
     snr = abar / (1 - abar)
     assert torch.allclose(w, torch.tensor([1.0, 1.0, 1.0, 5 / 9, 5 / 999]), rtol=1e-4)
     assert torch.allclose(w * snr, snr.clamp(max=5.0), rtol=1e-4)

@@ -12,7 +12,7 @@ import pytest
 from dreamer.cli import main
 from dreamer.common.workqueue import WorkQueue
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TINY = ["train.steps=2", "camera.resolution=16", "camera.batch=1", "gaussians.n_init=100", "train.threads=1",
         "export.evaluate=false", "export.textured=false", "export.mesh_resolution=16", "export.turntable_frames=2",
         "export.turntable_resolution=16", "train.preview_every=0"]

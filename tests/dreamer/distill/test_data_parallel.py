@@ -16,7 +16,7 @@ from dreamer.distill.generator import load_generator
 from dreamer.distill.loop import distill
 from dreamer.distill.trainers import TRAINERS
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _launch(*args: str) -> subprocess.CompletedProcess:

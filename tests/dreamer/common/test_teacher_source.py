@@ -14,7 +14,7 @@ import pytest
 from dreamer.common.errors import TeacherError
 from dreamer.common.teacher_source import check_teacher_source, load_teacher
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _fake_cache(root: Path, repo: str, folder: Path) -> Path:
@@ -79,3 +79,30 @@ def test_cli_uncached_hub_id_is_one_quiet_line(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith("dreamer: error: teacher 'nobody/not-cached' is not in the local Hugging Face cache")
     assert not (tmp_path / "run").exists()
+
+
+def test_embedded_teacher_names_map_to_none_in_both_configs(tmp_path):
+    """GenerateConfig and DistillConfig keep the embedded teacher as None, whichever of its names the user wrote;
+    a run folder whose config.yaml says teacher: "" (written before) still resumes (no config difference)."""
+    import yaml
+
+    from dreamer.common.config import dump_yaml, load_yaml
+    from dreamer.common.teacher_source import DEFAULT_TEACHER, EMBEDDED_NAMES, teacher_folder, teacher_name
+    from dreamer.distill.recipe import DistillConfig
+    from dreamer.common.run_folder import config_difference
+    from dreamer.text_to_3d.recipe import GenerateConfig
+
+    for cls in (GenerateConfig, DistillConfig):
+        assert cls().teacher is None
+        assert all(cls(teacher=name).teacher is None for name in EMBEDDED_NAMES)
+        assert cls(teacher="org/model").teacher == "org/model"
+        old = dump_yaml(cls(), tmp_path / f"{cls.__name__}.yaml")
+        data = yaml.safe_load(old.read_text())
+        assert data["teacher"] is None
+        data["teacher"] = ""                                    # an older run folder's config.yaml
+        old.write_text(yaml.safe_dump(data))
+        assert load_yaml(cls, old) == cls()
+    saved = load_yaml(GenerateConfig, tmp_path / "GenerateConfig.yaml")
+    assert config_difference(saved, GenerateConfig()) is None                   # what --resume compares
+    assert all(teacher_folder(n) == DEFAULT_TEACHER and teacher_name(n) == "embedded" for n in EMBEDDED_NAMES)
+    assert teacher_name("org/model") == "org/model"
