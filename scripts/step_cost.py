@@ -3,7 +3,8 @@ one batched-CFG teacher forward plus one render forward and backward (issue: per
 
 Used by scripts/bench_generate.py (`--cost-steps N`): a separate SceneRun of the recipe takes `warmup` untimed steps,
 then N timed ones, with hooks that add up wall time (perf_counter; CPU, so no device sync) spent
-  teacher_forward   inside the teacher UNet's forward (every call: CFG pairs, inversion, auxiliary passes),
+  teacher_forward   inside the teacher UNet's forward (every call: CFG pairs, inversion) and inside the split-UNet
+                    halves VSD's shared pass uses (guidance.unet_split encode / decode, the LoRA decoder too),
   render_forward    inside scene.render,
   backward          inside torch.autograd.backward (the render's and the encoder's backward, and an auxiliary
                     score's update where the method has one: the teacher itself runs without grad),
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 
 import torch
 
+import guidance.aux_scores as aux_scores
 import renderers as R
 from dreamer.text_to_3d.loop import SceneRun
 
@@ -78,8 +80,12 @@ def step_cost(cfg, steps: int = 20, warmup: int = 5) -> dict:
     clock = _Clock()
     unet = run.teacher.unet
     unet_forward, render, autograd_backward = unet.forward, run.scene.render, torch.autograd.backward
+    encode, decode = aux_scores.encode, aux_scores.decode
     unet.forward = _timed(clock, "teacher_forward", unet_forward,
                           lambda *a, **k: int((a[0] if a else k["sample"]).shape[0]))
+    aux_scores.encode = _timed(clock, "teacher_forward", encode, lambda u, x, *a, **k: int(x.shape[0]))
+    aux_scores.decode = _timed(clock, "teacher_decoder", decode,
+                               lambda u, *a, **k: 0 if u is unet else int(a[0].emb.shape[0]))
     run.scene.render = _timed(clock, "render_forward", render)
     torch.autograd.backward = _timed(clock, "backward", autograd_backward)
     try:
@@ -89,12 +95,15 @@ def step_cost(cfg, steps: int = 20, warmup: int = 5) -> dict:
         total = time.perf_counter() - t0
     finally:
         unet.forward, torch.autograd.backward = unet_forward, autograd_backward
+        aux_scores.encode, aux_scores.decode = encode, decode
         del run.scene.render
+    clock.s["teacher_forward"] = clock.s.get("teacher_forward", 0.0) + clock.s.pop("teacher_decoder", 0.0)
     parts = {k: clock.s.get(k, 0.0) / steps for k in ("teacher_forward", "render_forward", "backward")}
     step_s = total / steps
     floor = _floor(run, repeats=max(3, min(steps, 11)))
     return {"steps_timed": steps, "warmup_steps": warmup, "batch": cfg.camera.batch, "step_s": step_s,
             **{f"{k}_s": v for k, v in parts.items()}, "rest_s": step_s - sum(parts.values()),
-            "teacher_images_per_step": clock.n.get("teacher_forward", 0) / steps,
+            "teacher_images_per_step": clock.n.get("teacher_forward", 0) / steps,     # full passes (encoder + decoder)
+            "lora_decoder_images_per_step": clock.n.get("teacher_decoder", 0) / steps,  # VSD's LoRA decoder half
             "floor_s": floor, "floor": "one bare CFG teacher forward (2 x batch images) + one render forward and backward",
             "ratio_to_floor": step_s / floor}

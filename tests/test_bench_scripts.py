@@ -197,3 +197,20 @@ def test_step_cost_parts_fit_inside_the_step_and_count_the_teacher(method, image
     assert all(c[k] > 0 for k in parts) and c["rest_s"] >= 0
     assert c["step_s"] == pytest.approx(sum(c[k] for k in parts) + c["rest_s"], rel=1e-12)
     assert c["teacher_images_per_step"] == images * 2 and c["floor_s"] > 0 and c["ratio_to_floor"] > 0
+    assert c["lora_decoder_images_per_step"] == 0
+
+
+def test_step_cost_sees_vsds_split_unet_passes():
+    """VSD runs the teacher as split halves (guidance.unet_split), not through unet.forward: its CFG pass still
+    counts 2 x batch full images per step (more on steps whose camera drop takes a separate update), and its LoRA
+    decoder passes are counted apart."""
+    import sys
+
+    sys.path.insert(0, str(SCRIPTS))
+    from dreamer.text_to_3d.recipe import load_generate_config
+
+    m = _load("step_cost")
+    cfg = load_generate_config("gaussians-vsd", "a red cube", None,
+                               ["camera.resolution=16", "camera.batch=2", "gaussians.n_init=200", "train.threads=1"])
+    c = m.step_cost(cfg, steps=3, warmup=1)
+    assert c["teacher_images_per_step"] >= 4 and c["lora_decoder_images_per_step"] >= 2 and c["rest_s"] >= 0
