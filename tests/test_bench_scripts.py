@@ -214,3 +214,39 @@ def test_step_cost_sees_vsds_split_unet_passes():
                                ["camera.resolution=16", "camera.batch=2", "gaussians.n_init=200", "train.threads=1"])
     c = m.step_cost(cfg, steps=3, warmup=1)
     assert c["teacher_images_per_step"] >= 4 and c["lora_decoder_images_per_step"] >= 2 and c["rest_s"] >= 0
+
+
+def test_scale_gradient_is_the_derivative_along_a_global_scale():
+    """scale_derivative (chain rule: sum dL/dmeans * means + sum dL/dlog_scales) equals autograd's dL/ds through
+    means * s and log_scales + log s at s = 1 on the same draw, to float32 summation error (terms x eps x sum|term|)."""
+    import math
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(SCRIPTS))
+    from dreamer.text_to_3d.loop import SceneRun
+    from dreamer.text_to_3d.recipe import load_generate_config
+
+    import renderers as R
+
+    m = _load("scale_gradient")
+    cfg = load_generate_config("gaussians-sds", "a red cube", None,
+                               ["camera.resolution=16", "camera.batch=2", "gaussians.n_init=200"])
+    run = SceneRun(cfg)
+    c = cfg.camera
+    cams = R.sample_orbit_cameras(2, c.elev_range, c.azim_range, c.dist_range, c.fov_range, 16, 16,
+                                  torch.Generator().manual_seed(3))
+    got = m.scale_derivative(run, cams, cfg.guidance, torch.Generator().manual_seed(5), shaded=False)
+    p = run.scene.params
+    terms = torch.cat([(p.means.grad * p.means.detach()).flatten(), p.log_scales.grad.flatten()])
+    m0, ls0 = p.means.detach().clone(), p.log_scales.detach().clone()
+    s = torch.ones((), requires_grad=True)
+    p.means, p.log_scales = m0 * s, ls0 + torch.log(s)
+    g = torch.Generator().manual_seed(5)
+    out = run.scene.render(cams, m.FINAL_STEP, g)
+    loss = m.score_distillation_step(run.teacher, run.to_teacher(out["rgb"]), run.prompts_for(cams),
+                                     cfg.guidance, g).loss
+    (want,) = torch.autograd.grad(loss, s)
+    bound = len(terms) * torch.finfo(torch.float32).eps * float(terms.abs().sum())
+    assert got != 0 and math.isfinite(got) and abs(got - float(want)) <= bound
