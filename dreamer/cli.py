@@ -225,11 +225,18 @@ def cmd_distill(a) -> None:
         progress.configure(quiet=True)
     from .distill.generator import META, check_generator_folder, teacher_dir
     from .distill.loop import distill
+    from .common.config import RenamedKeysError
+    from .common.run_folder import older_run
     from .distill.recipe import load_distill_config
 
     config = a.config or (Path(a.out) / "config.yaml" if a.resume else "distill-dmd")
     check_recipe_kind(config, "distill")
-    cfg = load_distill_config(config, list(a.overrides) + ([f"teacher={a.teacher}"] if a.teacher else []))
+    try:
+        cfg = load_distill_config(config, list(a.overrides) + ([f"teacher={a.teacher}"] if a.teacher else []))
+    except RenamedKeysError as e:
+        if a.resume and not a.config:                  # the run's own config.yaml
+            raise older_run(a.out, e) from None
+        raise
     if a.prompts_file:                                 # set directly: any path, no YAML parsing of it
         cfg.prompts, cfg.prompts_file = [], a.prompts_file
     if cfg.teacher and (Path(cfg.teacher) / META).is_file():  # a distilled generator used as the teacher

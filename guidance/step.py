@@ -34,7 +34,8 @@ class GuidanceConfig:
     """Settings of a guidance loss (defaults per method in configs/)."""
 
     method: Method = "sds"         # sds | nfsd | csd | ism | sdi | vsd | dmd | diff_instruct
-    cfg_scale: float = 100.0       # diffusers convention; see guidance.teachers
+    cfg_scale: float | None = 100.0  # diffusers convention; see guidance.teachers. None (distillation): the teacher's
+    #                                default (resolved before the step)
     cfg_mode: CfgMode = "standard"  # standard: eps_u + s (eps_c - eps_u)
     #                                | perp_neg: Prompts.views' perpendicular part
     weighting: Weighting = "sds"   # sds | uniform | snr_inv ; dmd uses its own normaliser
@@ -64,7 +65,8 @@ class GuidanceConfig:
     aux_target: AuxTarget = "eps"  # the auxiliary's denoising loss: eps-space MSE, or native = the teacher's own
     #                                output space (v-prediction: ||v - v_hat||^2 = ||eps - eps_hat||^2 / abar, threestudio)
     aux_lr: float = 1e-4
-    aux_rank: int = 4              # LoRA rank (VSD)
+    aux_rank: int = 4              # LoRA rank (VSD); distillation: 0 = the fake score is a full copy of the teacher
+    aux_max_grad_norm: float = 1.0  # gradient-norm clip of each auxiliary update; 0 = off
     aux_updates: int = 1           # auxiliary updates per guidance step (DMD2 TTUR uses 5-10)
     camera_dropout: float = 0.1    # VSD: drop the camera condition with this probability
     aux_prompt: AuxPrompt = "view"  # VSD: the LoRA's text: view (the view-suffixed prompt, shares the guidance
@@ -284,7 +286,7 @@ def score_distillation_step(teacher, x0: torch.Tensor, prompts: Prompts, cfg: Gu
 
     The auxiliary score (VSD LoRA / DMD fake score) takes `cfg.aux_updates` denoising steps on the detached
     particles `aux_x0` (default: x0), all on this one batch (ProlificDreamer: 1 step; DMD2's TTUR 5-10 steps draw a
-    fresh generator batch each, which dreamer's distillation does outside this function: fake_fresh_batches).
+    fresh generator batch each, which dreamer's distillation does outside this function: aux_fresh_batches).
     t ~ U{t_min T, ..., t_max T} (both ends inclusive), EDM's log-normal sigma (t_sampling lognormal) or t_max T for
     every row (anneal; t_max: this step's, e.g. the loop's ramp). With
     `cfg.aux_shared_pass` the first of them reuses the baseline's own pass (same x_t, t, noise) instead of a

@@ -109,10 +109,11 @@ def guidance_case(teacher, method: str, res: int, device: str, bf16: bool):
 
 def dmd_case(teacher, batch: int, device: str, bf16: bool, ckpt: bool):
     """One DMD generator update with its fake-score update (dreamer.distill.trainers.score.distill_step)."""
-    from dreamer.distill.recipe import DistillConfig
+    from dreamer.distill.recipe import DistillConfig, distill_guidance
     from dreamer.distill.trainers.score import autocast, distill_step, guidance_config, init_state
 
-    cfg = DistillConfig(method="dmd", batch=batch, fake_updates=1, cfg_scale=1.75, prompts=["a", "b"], device=device,
+    cfg = DistillConfig(method="dmd", batch=batch, guidance=distill_guidance(aux_updates=1, cfg_scale=1.75),
+                        prompts=["a", "b"], device=device,
                         mixed_precision="bf16" if bf16 else "no", gradient_checkpointing=ckpt, dm_loss="mean")
     state = init_state(teacher, cfg)
     gcfg = guidance_config(cfg, teacher.default_cfg)

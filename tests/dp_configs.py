@@ -3,14 +3,14 @@ import torch
 
 from guidance.fsdp import local
 
-from dreamer.distill.recipe import DistillConfig
+from dreamer.distill.recipe import DistillConfig, distill_guidance
 
 
 def dmd_cfg(teacher_dir: str, batch: int, steps: int = 3) -> DistillConfig:
     """A few DMD steps on the tiny SD teacher: two-step generator (backward simulation draws), fake-score TTUR."""
-    return DistillConfig(method="dmd", teacher=str(teacher_dir), steps=steps, batch=batch, fake_updates=2,
-                         lr_gen=1e-3, lr_fake=1e-3, cfg_scale=3.0, prompts=["a red cube", "a blue sphere"],
-                         timesteps=[999, 499], threads=1, log_every=1, seed=0)
+    return DistillConfig(method="dmd", teacher=str(teacher_dir), steps=steps, batch=batch, lr_gen=1e-3,
+                         guidance=distill_guidance(aux_updates=2, aux_lr=1e-3, cfg_scale=3.0),
+                         prompts=["a red cube", "a blue sphere"], timesteps=[999, 499], threads=1, log_every=1, seed=0)
 
 
 def distill_cfg(name: str, teacher_dir: str, batch: int) -> DistillConfig:

@@ -15,10 +15,26 @@ import yaml
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # the shipped recipes (package data; ./configs links here)
 
 _MISSING = object()
+# field(metadata={MERGE_DEFAULT: True}): a section given as a mapping fills its missing keys from the field's
+# default_factory (a GuidanceConfig with DistillConfig's defaults), not from the section class's own defaults
+MERGE_DEFAULT = "merge_default"
 
 
 class ConfigError(ValueError):
     """Bad user-supplied configuration (one-line message)."""
+
+
+class RenamedKeysError(ConfigError):
+    """Keys an older dreamer used (a dataclass's RENAMED_KEYS): `renamed` is [(old, new), ...]."""
+
+    def __init__(self, renamed: list[tuple[str, str]]):
+        self.renamed = renamed
+        super().__init__(f"renamed keys (from an older dreamer): {renamed_list(renamed)}")
+
+
+def renamed_list(renamed: list[tuple[str, str]]) -> str:
+    """"'old' is now 'new', ..."."""
+    return ", ".join(f"'{old}' is now '{new}'" for old, new in renamed)
 
 
 def _join(path: str, key: str) -> str:
@@ -186,18 +202,26 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
 
 
 def from_dict(cls: type, data: dict, path: str = "") -> Any:
-    """Build (and validate) dataclass `cls` from a nested dict."""
+    """Build (and validate) dataclass `cls` from a nested dict. Keys of the class's RENAMED_KEYS table ({old: new
+    dotted key}, top level) raise RenamedKeysError naming every one given."""
     if not isinstance(data, dict):
         raise ConfigError(f"'{path or cls.__name__}' must be a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    table = getattr(cls, "RENAMED_KEYS", {}) if not path else {}
+    old = [(k, table[k]) for k in data if k not in fields and k in table]
+    if old:
+        raise RenamedKeysError(old)
     for key in data:
         if key not in fields:
             raise _unknown_key(path, key, list(fields), data[key], cls)
     kwargs = {}
     for name, f in fields.items():
         if name in data:
-            kwargs[name] = _coerce(hints[name], data[name], _join(path, name))
+            value = data[name]
+            if f.metadata.get(MERGE_DEFAULT) and isinstance(value, dict):   # a section over this field's own default
+                value = deep_merge(to_dict(f.default_factory()), value)
+            kwargs[name] = _coerce(hints[name], value, _join(path, name))
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"missing required key '{_join(path, name)}'")
     return cls(**kwargs)

@@ -17,7 +17,7 @@ from pathlib import Path
 from guidance import BadSteps, guarded_step
 
 from .checkpoints import atomic_save, load_checkpoint
-from .config import ConfigError, flatten, load_yaml, to_dict
+from .config import ConfigError, RenamedKeysError, flatten, load_yaml, renamed_list, to_dict
 from .errors import CheckpointError, DreamerWarning, NumericalFault
 
 CHECKPOINT = "checkpoint.pt"     # OUT/checkpoint.pt: a resumable run's state
@@ -45,12 +45,20 @@ def check_resume(out: str | Path, now, free: tuple[str, ...]) -> None:
         raise CheckpointError(f"--resume: {out} holds no run to continue (no {CONFIG})")
     try:
         saved = load_yaml(type(now), out / CONFIG)
+    except RenamedKeysError as e:
+        raise older_run(out, e) from None
     except ConfigError as e:
         raise CheckpointError(f"--resume: cannot read {out / CONFIG}: {e}") from None
     diff = config_difference(saved, now, free)
     if diff:
         raise CheckpointError(f"--resume: {out} was made with a different config: {diff}; resume with the same "
                               f"config and overrides or choose another --out")
+
+
+def older_run(out: str | Path, e: RenamedKeysError) -> CheckpointError:
+    """The one line of a --resume of a run folder whose config.yaml an older dreamer wrote (renamed keys)."""
+    return CheckpointError(f"--resume: {out} was made by an older dreamer: its {CONFIG} has renamed keys "
+                           f"({renamed_list(e.renamed)}); rename them in {Path(out) / CONFIG} to resume")
 
 
 def resume_checkpoint(out: str | Path, now, free: tuple[str, ...], required: tuple[str, ...] = (),

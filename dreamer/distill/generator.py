@@ -28,8 +28,10 @@ ADAPTER = "generator"
 
 
 @dataclass
-class Generator:
-    """The student: a UNet2DConditionModel, its eps conversion and its few-step timesteps (t* = timesteps[0])."""
+class Student:
+    """The distilled one- / few-step model (the student of a distillation; saved as a `generator/` folder with
+    generator.json): a UNet2DConditionModel, its eps conversion and its few-step timesteps (t* = timesteps[0]).
+    Named apart from torch.Generator, the random-number generator that sits beside it in the same signatures."""
 
     unet: torch.nn.Module
     prediction_type: str
@@ -58,7 +60,7 @@ class Generator:
         if dim:
             if w is None:
                 if self.guidance is None:
-                    raise ValueError("this UNet takes a guidance scale: set Generator.guidance or pass w")
+                    raise ValueError("this UNet takes a guidance scale: set Student.guidance or pass w")
                 w = torch.full((x_t.shape[0],), float(self.guidance))
             kw["timestep_cond"] = guidance_embedding(w.to(x_t.device), dim).to(x_t)
         return unet_eps(self.unet, self.prediction_type, self.alphas_cumprod, x_t, t, cond, **kw)
@@ -114,7 +116,7 @@ def with_guidance_input(unet, dim: int = 256):
 
 
 def make_generator(teacher, timesteps=DEFAULT_TIMESTEPS, lora_rank: int = 0, meta: dict | None = None,
-                   sampler: str = "renoise", boundary: float = 0.0, guidance_dim: int = 0) -> Generator:
+                   sampler: str = "renoise", boundary: float = 0.0, guidance_dim: int = 0) -> Student:
     """Deep-copy the teacher UNet (trainable, guidance.master_weights: float32, float64 for a float64 teacher);
     lora_rank > 0 trains a peft LoRA adapter only; guidance_dim > 0 adds a guidance-scale input (guidance
     distillation)."""
@@ -135,12 +137,12 @@ def make_generator(teacher, timesteps=DEFAULT_TIMESTEPS, lora_rank: int = 0, met
     clip = float(sched.get("clip_sample_range", 1.0)) if sched.get("clip_sample", False) else None
     if teacher.vae is not None:
         clip = None  # latents are not range-limited
-    return Generator(unet, teacher.prediction_type, teacher.alphas_cumprod, [int(t) for t in timesteps], clip=clip,
+    return Student(unet, teacher.prediction_type, teacher.alphas_cumprod, [int(t) for t in timesteps], clip=clip,
                      lora_rank=lora_rank, meta=dict(meta or {}), sampler=sampler, boundary=boundary,
                      guidance=getattr(teacher, "guidance", None))
 
 
-def sample_latents(gen: Generator, cond: torch.Tensor, z: torch.Tensor, steps: int | None = None,
+def sample_latents(gen: Student, cond: torch.Tensor, z: torch.Tensor, steps: int | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:
     """Model-space samples [B,C,h,w] from z [B,C,h,w] in `steps` (default: all trained timesteps), no grad."""
     ts = step_schedule(steps or len(gen.timesteps), gen.timesteps, len(gen.alphas_cumprod))
@@ -150,7 +152,7 @@ def sample_latents(gen: Generator, cond: torch.Tensor, z: torch.Tensor, steps: i
 
 
 # ----------------------------------------------------------------------------------------------- save / load
-def save_generator(gen: Generator, out_dir: str | Path, scheduler=None) -> Path:
+def save_generator(gen: Student, out_dir: str | Path, scheduler=None) -> Path:
     """Write unet/ (safetensors) or LoRA weights, scheduler/ and generator.json into out_dir."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -172,7 +174,7 @@ def save_generator(gen: Generator, out_dir: str | Path, scheduler=None) -> Path:
     return out
 
 
-def save_atomic(gen: Generator, final: Path, scheduler=None) -> Path:
+def save_atomic(gen: Student, final: Path, scheduler=None) -> Path:
     """save_generator into FINAL.tmp, then swap folders: FINAL is always a complete generator (or FINAL.old is)."""
     if not all(bool(torch.isfinite(p).all()) for p in gen.params):
         raise NumericalFault(f"generator parameters are non-finite; kept the last saved {final}")
@@ -193,7 +195,7 @@ def generator_folder(path: str | Path) -> Path:
     return path / "generator" if not (path / META).is_file() and (path / "generator" / META).is_file() else path
 
 
-def load_generator(path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Generator:
+def load_generator(path: str | Path, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Student:
     """Load a folder written by save_generator (or a run folder holding one) with stock diffusers classes."""
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
@@ -213,7 +215,7 @@ def load_generator(path: str | Path, dtype: torch.dtype = torch.float32, device:
     unet.to(device).eval().requires_grad_(False)
     keys = ("timesteps", "t_star", "prediction_type", "clip", "lora_rank", "size", "format", "sampler", "guidance",
             "boundary")
-    return Generator(unet, meta["prediction_type"], scheduler.alphas_cumprod.to(torch.float32),
+    return Student(unet, meta["prediction_type"], scheduler.alphas_cumprod.to(torch.float32),
                      [int(t) for t in meta["timesteps"]], clip=meta.get("clip"),
                      lora_rank=int(meta.get("lora_rank", 0)), size=meta.get("size"),
                      meta={k: v for k, v in meta.items() if k not in keys}, sampler=meta.get("sampler", "renoise"),
@@ -249,7 +251,7 @@ def teacher_dir(meta: dict) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- sampling
-def sample_images(gen: Generator, teacher_or_text, prompts: list[str], steps: int = 1, n: int = 1,
+def sample_images(gen: Student, teacher_or_text, prompts: list[str], steps: int = 1, n: int = 1,
            seed: int = 0) -> torch.Tensor:
     """rgb [len(prompts) * n, 3, H, W] in [0,1]; teacher_or_text: a teacher (prompt encoder + decoder) or None.
 

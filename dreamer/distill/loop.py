@@ -19,7 +19,7 @@ from ..common.distributed import is_main, rank_world
 from ..common.config import ConfigError, dump_yaml
 from ..common.prompts import warn_if_truncated
 from ..common.run_folder import resume_checkpoint as check_and_load
-from .generator import Generator
+from .generator import Student
 from .prompts import run_captions
 from .recipe import DistillConfig, validate
 from .trainers import TRAINERS, progressive
@@ -87,7 +87,7 @@ class ProgressLog:
 
 
 def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log: Callable[[str], None] | None = print,
-            resume: bool = False, world=None) -> Generator:
+            resume: bool = False, world=None) -> Student:
     """Train a generator per `cfg`, save it (diffusers folder) to out_dir with config.yaml and log.jsonl.
 
     cfg.teacher may also be a distilled generator folder (e.g. a guidance-distilled model), used as the teacher.
@@ -109,7 +109,7 @@ def distill(cfg: DistillConfig, out_dir: str | Path, teacher=None, log: Callable
             dist_shutdown()
 
 
-def _distill(cfg: DistillConfig, out_dir, teacher, log, resume: bool, world) -> Generator:
+def _distill(cfg: DistillConfig, out_dir, teacher, log, resume: bool, world) -> Student:
     main = is_main()
     out = Path(out_dir)
     run_captions(cfg)                                     # a bad caption file fails here, before any write

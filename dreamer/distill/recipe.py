@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from guidance import Weighting, check_timesteps
+from guidance import GuidanceConfig, check_timesteps
 
-from ..common.config import (CONFIG_DIR, ConfigError, apply_overrides, check_choices, check_finite, from_dict,
-                             load_config_dict)
+from ..common.config import (CONFIG_DIR, MERGE_DEFAULT, ConfigError, apply_overrides, check_choices, check_finite,
+                             from_dict, load_config_dict)
 from ..common.teacher_source import teacher_ref
 from .trainers import TRAINERS, progressive
 from .trainers.adversarial import AddSettings, GanSettings
@@ -21,6 +21,27 @@ from .trainers.score import METHODS
 
 
 
+# The distillation defaults of `guidance:` (GuidanceConfig's own are the 3D loop's): DMD's t ~ U{20, ..., 980},
+# the teacher's default CFG, the fake score a full copy (aux_rank 0) with lr 1e-5, 5 TTUR updates per generator
+# update (DMD2: 5-10; Diff-Instruct: 1), clip 1 (DMD2: 10), fitted on its own t draws (aux_shared_pass false, DMD2).
+DISTILL_GUIDANCE = dict(method="dmd", cfg_scale=None, t_min=0.02, t_max=0.98, aux_cfg_scale=1.0, aux_lr=1e-5,
+                        aux_rank=0, aux_updates=5, aux_max_grad_norm=1.0, aux_shared_pass=False)
+
+# Keys of DistillConfig before `guidance:` was nested in it (recipes and run folders of an older dreamer): the one
+# place the old names live, for from_dict's one-line error (dreamer.common.config.RENAMED).
+RENAMED_KEYS = {"cfg_scale": "guidance.cfg_scale", "fake_cfg_scale": "guidance.aux_cfg_scale",
+                "t_min": "guidance.t_min", "t_max": "guidance.t_max", "t_sampling": "guidance.t_sampling",
+                "t_lognormal": "guidance.t_lognormal", "weighting": "guidance.weighting",
+                "grad_clip": "guidance.grad_clip", "lr_fake": "guidance.aux_lr", "fake_updates": "guidance.aux_updates",
+                "fake_max_grad_norm": "guidance.aux_max_grad_norm", "fake_lora_rank": "guidance.aux_rank",
+                "fake_fresh_batches": "aux_fresh_batches"}
+
+
+def distill_guidance(**overrides) -> GuidanceConfig:
+    """DistillConfig's default `guidance:` (DISTILL_GUIDANCE), with `overrides`."""
+    return GuidanceConfig(**{**DISTILL_GUIDANCE, **overrides})
+
+
 @dataclass
 class DistillConfig:
     """A distillation recipe (configs/distill-*.yaml)."""
@@ -31,37 +52,30 @@ class DistillConfig:
     steps: int = 1000                    # generator updates
     batch: int = 8
     lr_gen: float = 1e-5
-    lr_fake: float = 1e-5
-    fake_updates: int = 5                # TTUR: fake-score steps per generator step (DMD2: 5-10; Diff-Instruct: 1)
-    fake_fresh_batches: bool = False     # True: each fake update draws its own generator batch (z, prompts, k), as
-    #                                      DMD2; False: all fake updates reuse the generator update's batch
-    fake_max_grad_norm: float = 1.0      # fake-score gradient-norm clip (DMD2: 10); 0 = off
-    fake_lora_rank: int = 0              # > 0: the fake score is a LoRA on the frozen teacher (memory), not a copy
+    aux_fresh_batches: bool = False      # True: each fake-score (auxiliary) update draws its own generator batch (z,
+    #                                      prompts, k), as DMD2; False: all guidance.aux_updates reuse the generator
+    #                                      update's batch
     mixed_precision: Literal["fp32", "bf16", "no"] = "fp32"  # fp32 | bf16: autocast generator, fake score and
     #                                      teacher passes to bfloat16 (weights, optimizer states and the losses stay
     #                                      float32); "no" is the older spelling of fp32 (validate maps it)
     gradient_checkpointing: bool = False  # recompute generator / fake-score UNet blocks in backward (memory)
     fsdp: bool = False                   # under torchrun: shard generator and fake-score weights, gradients and Adam
     #                                      moments over the ranks (FSDP2 per UNet block; score methods, full copies)
-    cfg_scale: float | None = None       # teacher CFG for the real score; None: the teacher's default
-    fake_cfg_scale: float = 1.0
-    t_min: float = 0.02                  # DMD: t ~ U{20, ..., 980}, both ends inclusive
-    t_max: float = 0.98
-    t_sampling: Literal["uniform", "lognormal"] = "uniform"  # uniform | lognormal (EDM's ln sigma ~
-    #                                      N(t_lognormal), clamped to t_min/max)
-    t_lognormal: tuple[float, float] = (-1.2, 1.2)
-    weighting: Weighting = "sds"         # w(t) for un-normalised methods (diff_instruct, sds): sds | uniform | snr_inv
+    guidance: GuidanceConfig = field(default_factory=lambda: distill_guidance(), metadata={MERGE_DEFAULT: True})
+    #                                      the real / fake scores (missing keys: DISTILL_GUIDANCE, not 3D's defaults):
+    #                                      guidance.method follows `method` (validate); cfg_scale null = the teacher's
+    #                                      default; aux_* = the fake score (aux_rank 0: a full copy of the teacher)
     dm_loss: Literal["per_image", "mean"] = "per_image"  # DM loss reduction: per_image (d loss / d x0 = grad / B)
     #                                      | mean (DMD2's 0.5 mse(reduction="mean"): grad / (B C H W); max_grad_norm
     #                                      then means DMD2's)
-    grad_clip: float = 0.0
     regression_weight: float = 0.0       # DMD1 lambda (0.25) on teacher ODE pairs, MSE; 0 = off
     regression_pairs: int = 2            # pairs per prompt
     regression_ddim_steps: int = 50
     rollout_regression_weight: float = 0.0  # few-step k >= 1: 0.5 ||G(x_tk) - teacher DDIM from the same x_tk||^2
     rollout_regression_ddim_steps: int = 3  # teacher DDIM steps from t_k down to 0 for that target
     timesteps: list[int] = field(default_factory=lambda: [999])  # few-step schedule; [0] = t*
-    step_cfg_scales: list[float] = field(default_factory=list)  # real-score CFG per few-step timestep; [] = cfg_scale
+    step_cfg_scales: list[float] = field(default_factory=list)  # real-score CFG per few-step timestep; []:
+    #                                      guidance.cfg_scale
     lora_rank: int = 0                   # > 0: train a LoRA adapter only
     prompts: list[str] = field(default_factory=list)  # empty: every catalogue prompt (embedded teacher only)
     prompts_file: str | None = None      # captions: a text file (one a line) or JSONL ({"caption"|"text"|"prompt": ..})
@@ -89,6 +103,7 @@ class DistillConfig:
     add: AddSettings = field(default_factory=AddSettings)
     gan: GanSettings = field(default_factory=GanSettings)  # dmd / diff_instruct: DMD2's GAN term (weight 0 = off)
     max_bad_steps: int = 20              # stop after this many consecutive non-finite losses / gradients
+    RENAMED_KEYS: ClassVar[dict[str, str]] = RENAMED_KEYS  # older keys -> new (from_dict's one-line error)
 
     def __post_init__(self):
         self.teacher = teacher_ref(self.teacher)     # the embedded teacher's names -> None
@@ -127,23 +142,40 @@ def validate(cfg: DistillConfig) -> DistillConfig:
         raise ConfigError(f"'gan': need weight, lr_disc >= 0, 0 <= t_max <= 1, head_width >= 1, got {cfg.gan}")
     if cfg.gan.weight > 0 and cfg.method not in METHODS:
         raise ConfigError(f"'gan.weight' applies to the score methods ({', '.join(METHODS)}), not {cfg.method!r}")
-    if cfg.fsdp and (cfg.method not in METHODS or cfg.lora_rank or cfg.fake_lora_rank):
+    g = cfg.guidance
+    if cfg.fsdp and (cfg.method not in METHODS or cfg.lora_rank or g.aux_rank):
         raise ConfigError(f"'fsdp' shards the full generator and fake-score copies of the score methods "
-                          f"({', '.join(METHODS)}) with lora_rank = fake_lora_rank = 0; got method {cfg.method!r}, "
-                          f"lora_rank {cfg.lora_rank}, fake_lora_rank {cfg.fake_lora_rank}")
+                          f"({', '.join(METHODS)}) with lora_rank = guidance.aux_rank = 0; got method {cfg.method!r}, "
+                          f"lora_rank {cfg.lora_rank}, guidance.aux_rank {g.aux_rank}")
     if not 0 <= cfg.ema_decay < 1:
         raise ConfigError(f"'ema_decay' must be in [0, 1), got {cfg.ema_decay}")
-    if not 0 <= cfg.t_min < cfg.t_max <= 1:
-        raise ConfigError(f"need 0 <= t_min < t_max <= 1, got {cfg.t_min}, {cfg.t_max}")
+    want = METHODS[cfg.method][0] if cfg.method in METHODS else "sds" if cfg.method == "add" else None
+    if want is not None and g.method not in (want, DISTILL_GUIDANCE["method"]):
+        raise ConfigError(f"'guidance.method' follows 'method' in distillation (method {cfg.method!r} guides with "
+                          f"{want!r}); leave it out, got {g.method!r}")
+    if want is not None:
+        g.method = want                                  # what the run used, in its config.yaml
+    if g.t_sampling == "anneal":
+        raise ConfigError("'guidance.t_sampling' must be uniform or lognormal in distillation (anneal follows the "
+                          "3D loop's t_max ramp)")
+    if g.aux_shared_pass:
+        raise ConfigError("'guidance.aux_shared_pass' must be false in distillation (the fake score draws its own "
+                          "t, as DMD2)")
+    if not 0 <= g.t_min < g.t_max <= 1:
+        raise ConfigError(f"need 0 <= guidance.t_min < guidance.t_max <= 1, got {g.t_min}, {g.t_max}")
     check_finite(cfg)
-    for k in ("steps", "batch", "fake_updates", "regression_pairs", "regression_ddim_steps", "threads",
+    for k in ("steps", "batch", "guidance.aux_updates", "regression_pairs", "regression_ddim_steps", "threads",
               "rollout_regression_ddim_steps", "log_every", "max_bad_steps", "save_every"):
-        if getattr(cfg, k) < (0 if k in ("fake_updates", "save_every") else 1):
-            raise ConfigError(f"'{k}' must be {'>= 0' if k in ('fake_updates', 'save_every') else 'positive'}, "
-                              f"got {getattr(cfg, k)}")
-    if min(cfg.fake_max_grad_norm, cfg.t_lognormal[1], cfg.fake_lora_rank) < 0 or cfg.prompt_cache < 1:
-        raise ConfigError("fake_max_grad_norm, fake_lora_rank and t_lognormal's std must be >= 0, prompt_cache >= 1")
-    if min(cfg.lr_gen, cfg.lr_fake, cfg.regression_weight, cfg.rollout_regression_weight, cfg.lora_rank) < 0:
+        v = getattr(g, k.split(".")[1]) if k.startswith("guidance.") else getattr(cfg, k)
+        if v < (0 if k in ("guidance.aux_updates", "save_every") else 1):
+            raise ConfigError(f"'{k}' must be {'>= 0' if k in ('guidance.aux_updates', 'save_every') else 'positive'}, "
+                              f"got {v}")
+    if g.cfg_scale is not None and g.cfg_scale < 0:
+        raise ConfigError(f"'guidance.cfg_scale' must be >= 0 (or null: the teacher's default), got {g.cfg_scale}")
+    if min(g.aux_max_grad_norm, g.t_lognormal[1], g.aux_rank, g.grad_clip) < 0 or cfg.prompt_cache < 1:
+        raise ConfigError("guidance.aux_max_grad_norm, guidance.aux_rank, guidance.grad_clip and "
+                          "guidance.t_lognormal's std must be >= 0, prompt_cache >= 1")
+    if min(cfg.lr_gen, g.aux_lr, cfg.regression_weight, cfg.rollout_regression_weight, cfg.lora_rank) < 0:
         raise ConfigError("learning rates, regression_weight, rollout_regression_weight and lora_rank must be >= 0")
     if cfg.rollout_regression_weight > 0 and min(cfg.timesteps) + 1 < cfg.rollout_regression_ddim_steps:
         raise ConfigError(f"'rollout_regression_ddim_steps' ({cfg.rollout_regression_ddim_steps}) must not exceed "

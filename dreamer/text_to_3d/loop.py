@@ -53,7 +53,8 @@ class SceneRun:
         self.teacher = teacher or load_teacher(cfg.teacher, dtype=cfg.teacher_dtype, device=cfg.device)
         self.scene = SCENES[cfg.renderer](getattr(cfg, cfg.renderer), self.rng, cfg.device)
         g = cfg.guidance
-        self.aux = (LoraScore(self.teacher, g.aux_rank, g.aux_lr, g.camera_dropout, loss_space=g.aux_target)
+        self.aux = (LoraScore(self.teacher, g.aux_rank, g.aux_lr, g.camera_dropout, loss_space=g.aux_target,
+                              max_grad_norm=g.aux_max_grad_norm)
                     if needs_aux(g) else None)
         self.uncond = self.teacher.encode_prompt([""])
         base = self.aux is not None and g.aux_prompt == "base" and cfg.camera.view_prompts

@@ -117,7 +117,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "prompt": ((lambda v: bool(v.strip())), "must not be empty (give a text prompt, e.g. \"a red cube\")"),
     "renderer": ((lambda v: v in SCENES), f"must be one of {', '.join(SCENES)}"),
     "guidance.method": ((lambda v: v in GUIDANCE_METHODS), f"must be one of {', '.join(GUIDANCE_METHODS)}"),
-    "guidance.cfg_scale": _NON_NEGATIVE, "guidance.aux_rank": _POSITIVE, "guidance.aux_updates": _POSITIVE,
+    "guidance.cfg_scale": ((lambda v: v is not None and v >= 0), "must be a number >= 0 (null, the teacher's "
+                           "default, is for distillation only)"),
+    "guidance.aux_rank": _POSITIVE, "guidance.aux_max_grad_norm": _NON_NEGATIVE, "guidance.aux_updates": _POSITIVE,
     "guidance.aux_lr": _NON_NEGATIVE, "guidance.grad_clip": _NON_NEGATIVE,
     "export.fusion_transmittance": ((lambda v: 0 < v < 1), "must be in (0, 1)"),
     "export.fusion_resolution": ((lambda v: v >= 0), "must be >= 0 (0 = camera.resolution)"),

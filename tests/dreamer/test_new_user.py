@@ -222,7 +222,7 @@ def test_unknown_key_suggests_only_real_keys():
     from dreamer.distill.recipe import DistillConfig, load_distill_config
 
     keys = set(dotted_keys(DistillConfig))
-    assert {"steps", "t_min", "consistency.ema", "gan.weight"} <= keys and "t_min.steps" not in keys
+    assert {"steps", "guidance.t_min", "consistency.ema", "gan.weight"} <= keys and "t_min" not in keys
     for override, hint in [("stpes=3", "'steps'"), ("consistency.em=0.5", "'consistency.ema'"),
                            ("gan.weigth=1", "'gan.weight'")]:
         with pytest.raises(ConfigError, match=f"did you mean {hint}"):

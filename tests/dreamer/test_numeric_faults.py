@@ -8,7 +8,7 @@ import dreamer.text_to_3d.loop as generate_mod
 from dreamer.cli import main
 from dreamer.text_to_3d.recipe import load_generate_config
 from dreamer.distill.loop import distill
-from dreamer.distill.recipe import DistillConfig
+from dreamer.distill.recipe import DistillConfig, distill_guidance
 from dreamer.distill.trainers.score import distill_step, guidance_config, init_state
 from dreamer.common.errors import DreamerWarning, NumericalFault
 from dreamer.text_to_3d.loop import CKPT, SceneRun, generate
@@ -94,7 +94,8 @@ def test_cli_reports_the_abort_as_one_error_line_and_exit_2(teacher, tmp_path, m
 
 
 def _dcfg(**kw):
-    base = dict(method="dmd", steps=4, batch=2, fake_updates=1, lr_gen=1e-3, lr_fake=1e-3, cfg_scale=3.0,
+    base = dict(method="dmd", steps=4, batch=2, lr_gen=1e-3,
+                guidance=distill_guidance(aux_updates=1, aux_lr=1e-3, cfg_scale=3.0),
                 prompts=["a red cube"], timesteps=[999], threads=1, log_every=1, regression_weight=0.0)
     return DistillConfig(**{**base, **kw})
 

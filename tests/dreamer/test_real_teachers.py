@@ -55,10 +55,10 @@ def test_distill_dmd_from_captions_and_resume(tiny, tmp_path):
     caps = tmp_path / "captions.jsonl"
     caps.write_text("\n".join(json.dumps({"caption": c}) for c in ("a red cube", "a blue sphere", "a green cone")))
     recipe = "distill-dmd-sdxl" if kind == "sdxl" else "distill-dmd-sd21"
-    over = ["device=cpu", "dtype=float32", "resolution=null", "steps=4", "batch=2", "fake_updates=2",
+    over = ["device=cpu", "dtype=float32", "resolution=null", "steps=4", "batch=2", "guidance.aux_updates=2",
             "save_every=2", "threads=1", "log_every=1", f"teacher={folder}", f"prompts_file={caps}", "lr_gen=1e-4"]
     cfg = load_distill_config(recipe, over)
-    assert cfg.dm_loss == "mean" and cfg.fake_fresh_batches
+    assert cfg.dm_loss == "mean" and cfg.aux_fresh_batches
     gen = distill(cfg, tmp_path / "full", teacher=teacher, log=lambda s: None)
     distill(load_distill_config(recipe, over + ["steps=2"]), tmp_path / "split", teacher=teacher, log=lambda s: None)
     resumed = distill(cfg, tmp_path / "split", teacher=teacher, log=lambda s: None, resume=True)
@@ -78,7 +78,7 @@ def test_sdxl_recipes_validate_as_shipped():
     assert (vsd.method, vsd.aux_target, vsd.aux_prompt, vsd.aux_cfg) == ("vsd", "native", "base", "camera")
     d = load_distill_config("distill-dmd-sdxl")
     assert d.teacher.endswith("stable-diffusion-xl-base-1.0") and d.resolution == 1024 and d.dm_loss == "mean"
-    assert d.mixed_precision == "bf16" and d.gradient_checkpointing and d.fake_fresh_batches
+    assert d.mixed_precision == "bf16" and d.gradient_checkpointing and d.aux_fresh_batches
 
 
 @pytest.mark.parametrize("recipe", ["gaussians-sds", "gaussians-vsd", "nerf-sds"])
@@ -111,13 +111,14 @@ def test_gan_heads_train_on_the_sdxl_encoder(method, tiny_sdxl_dir, tmp_path):
     """DMD2's GAN term and ADD on the tiny SDXL architecture (text_time UNet: the discriminator's frozen encoder
     gets pooled text and time ids): 2 steps with a discriminator step each (d_loss logged, every loss finite) and
     a loadable SDXL-architecture generator. Before, the GAN heads were tested on the SD 1.5 architecture only."""
-    from dreamer.distill.recipe import DistillConfig
+    from dreamer.distill.recipe import DistillConfig, distill_guidance
     from dreamer.distill.trainers.adversarial import GanSettings
 
     torch.set_num_threads(1)
     lines = []
-    cfg = DistillConfig(method=method, teacher=str(tiny_sdxl_dir), steps=2, batch=2, fake_updates=1, lr_gen=1e-3,
-                        lr_fake=1e-3, cfg_scale=3.0, prompts=["a red cube", "a blue sphere"], timesteps=[999, 499],
+    cfg = DistillConfig(method=method, teacher=str(tiny_sdxl_dir), steps=2, batch=2, lr_gen=1e-3,
+                        guidance=distill_guidance(aux_updates=1, aux_lr=1e-3, cfg_scale=3.0),
+                        prompts=["a red cube", "a blue sphere"], timesteps=[999, 499],
                         threads=1, log_every=1, seed=0, data="teacher", data_size=4,
                         **({"gan": GanSettings(weight=0.1)} if method == "dmd" else {}))
     distill(cfg, tmp_path / method, log=lines.append)

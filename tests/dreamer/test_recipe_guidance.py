@@ -71,7 +71,7 @@ def test_generate_recipe_gradient_comes_from_the_guidance_step(name, tiny_sd_dir
 
 SCORE_TRAINERS = (score_mod.train_score,)
 DISTILL_TINY = ["device=cpu", "mixed_precision=fp32", "gradient_checkpointing=false", "fsdp=false", "batch=2",
-                "steps=1", "fake_updates=1", "regression_weight=0.0", "rollout_regression_weight=0.0",
+                "steps=1", "guidance.aux_updates=1", "regression_weight=0.0", "rollout_regression_weight=0.0",
                 "gan.weight=0.0", "prompts=[a red cube, a blue sphere]"]
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from guidance import (GuidanceConfig, Prompts, Weighting, add_noise, guarded_step, randint_rows, randn_rows,
                       score_distillation_step, split_cond, time_embedding)
 
-from ..generator import Generator, make_generator
+from ..generator import Student, make_generator
 from .common import Data, DistillRun, data_pool, make_optimizer, scale_of
 
 
@@ -115,7 +115,7 @@ class GanTerm:
     so the fake score stays a pure denoiser and the heads alone learn real vs fake (hinge losses above).
     """
 
-    def __init__(self, teacher, gen: Generator, cfg, g: torch.Generator, world=None):
+    def __init__(self, teacher, gen: Student, cfg, g: torch.Generator, world=None):
         self.s, self.ac = cfg.gan, teacher.alphas_cumprod
         self.data = data_pool(teacher, gen, cfg, g, world)
         self.data.x0 = self.data.x0.to(self.data.conds.device)      # pixel teachers: renders come from the CPU
@@ -137,7 +137,7 @@ class GanTerm:
         return hinge_g_loss(self._judge(x0, cond, g)), d_loss.item()
 
 
-def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
+def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Student:
     """ADD: alternate one hinge discriminator step and one student step (adversarial + lambda * distillation)."""
     s = cfg.add
     torch.manual_seed(cfg.seed)             # the discriminator heads' initialisation: seeded, the same on every rank
@@ -146,8 +146,8 @@ def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
     data = data or data_pool(teacher, gen, cfg, g, run.world)
     disc = make_discriminator(teacher, s, data.conds.shape[-1])
     opt_g, opt_d = make_optimizer(gen.params, cfg), make_optimizer(disc.params, cfg, lr=s.lr_disc)
-    gcfg = GuidanceConfig(method="sds", cfg_scale=scale_of(teacher, cfg), weighting=s.weighting, t_min=cfg.t_min,
-                          t_max=cfg.t_max)
+    gcfg = GuidanceConfig(method="sds", cfg_scale=scale_of(teacher, cfg), weighting=s.weighting,
+                          t_min=cfg.guidance.t_min, t_max=cfg.guidance.t_max)
     sched = torch.tensor(gen.timesteps)
     for step in range(1, cfg.steps + 1):
         x_real, cond = data.batch(cfg.batch, g)

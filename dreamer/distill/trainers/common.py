@@ -1,6 +1,6 @@
 """What every distillation trainer shares: prompts, teacher DDIM / denoiser, data pools, weights, the run log.
 
-A trainer is `train(teacher, cfg: DistillConfig, run: DistillRun, data: Data | None = None) -> Generator`; the
+A trainer is `train(teacher, cfg: DistillConfig, run: DistillRun, data: Data | None = None) -> Student`; the
 table of trainers is `dreamer.distill.trainers.TRAINERS`. Every update goes through `DistillRun.step` (the guarded
 optimizer step of dreamer.common.run_folder: a non-finite loss or gradient skips the update and is counted).
 Teachers are used only through their protocol (`eps` via `guidance.teacher_cfg`, `alphas_cumprod`, `encode_prompt`,
@@ -21,7 +21,7 @@ from guidance.fsdp import unsharded_copy
 from ...common.config import ConfigError
 from ...common.run_folder import RunFolder, StepGuard
 from .. import generator as _generator
-from ..generator import Generator, load_generator
+from ..generator import Student, load_generator
 from ..sampling import Denoise, rollout
 
 
@@ -89,7 +89,7 @@ def ddim_sample(teacher, cond: torch.Tensor, uncond: torch.Tensor, cfg: float, s
                        teacher.alphas_cumprod, ddim=True, clip=clip)
 
 
-def regression_pairs(teacher, gen: Generator, conds: torch.Tensor, uncond: torch.Tensor, cfg, scale: float,
+def regression_pairs(teacher, gen: Student, conds: torch.Tensor, uncond: torch.Tensor, cfg, scale: float,
                      g: torch.Generator, chunk: int = 64) -> tuple[torch.Tensor, ...]:
     """Teacher ODE pairs (DMD1 regression, Luhman & Luhman KD, reflow): z [N,C,h,w], x0 [N,C,h,w], prompt idx [N]."""
     from ...common.progress import bar
@@ -111,7 +111,7 @@ class GeneratorTeacher:
     """A distilled generator used as a teacher (e.g. a guidance-distilled model before progressive / consistency
     distillation, Meng et al. 2023 sec. 3.2): CFG is folded in, so default_cfg = 1 and one pass per step."""
 
-    def __init__(self, gen: Generator, base):
+    def __init__(self, gen: Student, base):
         self.gen, self.base = gen, base
         self.unet, self.scheduler, self.vae = gen.unet, base.scheduler, base.vae
         self.prediction_type, self.alphas_cumprod = gen.prediction_type, gen.alphas_cumprod
@@ -164,7 +164,7 @@ class Data:
         return self.x0[j], self.conds[self.idx[j]]
 
 
-def data_pool(teacher, gen: Generator, cfg, g: torch.Generator, world=None) -> Data:
+def data_pool(teacher, gen: Student, cfg, g: torch.Generator, world=None) -> Data:
     """cfg.data = "shapes": the world's training images (World.training_images) encoded by the teacher; "teacher":
     teacher DDIM samples (data-free). world: the run's (DistillRun.world); data: shapes needs one."""
     from ...common.progress import phase
@@ -205,7 +205,8 @@ class _With:
 
 def scale_of(teacher, cfg) -> float:
     """The teacher CFG scale of a recipe (None: the teacher's default)."""
-    return float(teacher.default_cfg if cfg.cfg_scale is None else cfg.cfg_scale)
+    scale = cfg.guidance.cfg_scale
+    return float(teacher.default_cfg if scale is None else scale)
 
 
 # ----------------------------------------------------------------------------------------------- losses, steps
@@ -305,7 +306,7 @@ class DistillRun(RunFolder):
     def kept(self) -> str:
         final = self.out / "generator"
         return (f"the last saved {final} is kept" if final.is_dir() else "no generator had been saved yet") + \
-            "; lower lr_gen or cfg_scale"
+            "; lower lr_gen or guidance.cfg_scale"
 
     def log(self, metrics: dict, last: bool = False) -> None:
         self.step_count += 1
@@ -317,7 +318,7 @@ class DistillRun(RunFolder):
         if self.step_count % max(self.cfg.log_every, 1) == 0 or last:
             self._print(json.dumps(m))
 
-    def save(self, gen: Generator, name: str = "generator") -> Path:
+    def save(self, gen: Student, name: str = "generator") -> Path:
         """OUT/name (rank 0); every rank calls it: FSDP-sharded weights are gathered into a plain UNet first."""
         clock = self.timing()
         gen.meta.update(train_seconds=round(clock["train_seconds"], 1),
@@ -327,6 +328,6 @@ class DistillRun(RunFolder):
             return self.out / name
         return _generator.save_atomic(replace(gen, unet=unet), self.out / name, self.scheduler)
 
-    def maybe_save(self, gen: Generator, step: int) -> None:
+    def maybe_save(self, gen: Student, step: int) -> None:
         if self.cfg.save_every and step % self.cfg.save_every == 0:
             self.save(gen)

@@ -1,6 +1,6 @@
 """Consistency distillation, latent-consistency style (Song et al. 2023, Alg. 2; Luo et al. 2023, LCM, Alg. 1).
 
-f_theta(x_t, t) = c_skip(t) x_t + c_out(t) x0_hat_theta(x_t, t) (Generator with `boundary`), so f(x, 0) = x by
+f_theta(x_t, t) = c_skip(t) x_t + c_out(t) x0_hat_theta(x_t, t) (Student with `boundary`), so f(x, 0) = x by
 construction. Each step: x_{t_n} from noised data, one teacher DDIM step with CFG to t_{n-k} (k = `skip`), and
 f_theta(x_{t_n}, t_n) regresses the EMA target f_ema(x_{t_{n-k}}, t_{n-k}) with a pseudo-Huber distance. Sampling is
 multistep consistency sampling (fresh-noise re-noising, the shared `renoise` sampler). lora_rank > 0 is the
@@ -15,7 +15,7 @@ import torch
 
 from guidance import add_noise, randint_rows, randn_rows, renoise
 
-from ..generator import Generator, make_generator
+from ..generator import Student, make_generator
 from .common import (
     Data,
     DistillRun,
@@ -45,7 +45,7 @@ def pseudo_huber(a: torch.Tensor, b: torch.Tensor, c: float) -> torch.Tensor:
     return ((a - b).pow(2) + c * c).sqrt().sub(c).mean()
 
 
-def consistency_pair(teacher, gen: Generator, target: Generator, x0: torch.Tensor, cond: torch.Tensor,
+def consistency_pair(teacher, gen: Student, target: Student, x0: torch.Tensor, cond: torch.Tensor,
                      uncond: torch.Tensor, t: torch.Tensor, skip: int, scale: float, clip, g: torch.Generator):
     """(f_theta(x_{t_n}, t_n) with grad, f_target(x_{t_{n-k}}, t_{n-k}) without) [B,C,h,w]; t [B] grid times."""
     ac = teacher.alphas_cumprod
@@ -60,7 +60,7 @@ def consistency_pair(teacher, gen: Generator, target: Generator, x0: torch.Tenso
     return gen.x0(x_t, t, cond), y
 
 
-def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
+def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Student:
     """Consistency distillation; returns the consistency generator (renoise sampler, boundary scalings)."""
     s = cfg.consistency
     T, g = len(teacher.alphas_cumprod), torch.Generator().manual_seed(cfg.seed)

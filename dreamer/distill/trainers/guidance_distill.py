@@ -13,7 +13,7 @@ import torch
 
 from guidance import add_noise, cfg_combine, native_weight, randn_rows, rows, sample_timesteps, uniform_timesteps
 
-from ..generator import Generator, make_generator
+from ..generator import Student, make_generator
 from .common import Data, DistillRun, data_pool, make_optimizer, scale_of, weighted_mse
 
 
@@ -27,7 +27,7 @@ class GuidanceDistillSettings:
     sample_steps: int = 4          # timesteps stored for few-step DDIM sampling (1/2/4 are even subsets)
 
 
-def student_and_target(teacher, gen: Generator, x0: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
+def student_and_target(teacher, gen: Student, x0: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
                        t: torch.Tensor, w: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(eps_student(x_t, t, y, w), eps_cfg_teacher(x_t, t, y; w)) [B,C,h,w]; per-sample w [B] (Meng et al. eq. 5)."""
     x_t = add_noise(x0, noise, t, teacher.alphas_cumprod)
@@ -37,7 +37,7 @@ def student_and_target(teacher, gen: Generator, x0: torch.Tensor, cond: torch.Te
     return gen.eps(x_t, t, cond, w), target
 
 
-def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
+def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Student:
     """Stage-one guidance distillation; returns the w-conditioned generator (DDIM sampler, guidance = cfg scale)."""
     s = cfg.guidance_distill
     g = torch.Generator().manual_seed(cfg.seed)
@@ -49,7 +49,8 @@ def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
     ac = teacher.alphas_cumprod
     for step in range(1, cfg.steps + 1):
         x0, cond = data.batch(cfg.batch, g)
-        t = rows(lambda m: sample_timesteps(m, cfg.t_min, cfg.t_max, len(ac), g), cfg.batch)  # data parallel:
+        gc = cfg.guidance
+        t = rows(lambda m: sample_timesteps(m, gc.t_min, gc.t_max, len(ac), g), cfg.batch)  # data parallel:
         w = s.scale_min + (s.scale_max - s.scale_min) * rows(lambda m: torch.rand(m, generator=g), cfg.batch)
         noise = randn_rows(x0.shape, g)                                     # this rank's rows of each draw
         pred, target = student_and_target(teacher, gen, x0, cond, data.uncond.expand(len(x0), -1, -1), t, w, noise)

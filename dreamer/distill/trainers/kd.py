@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from guidance import add_noise, alpha_sigma, map_chunks, randint_rows, rows, sample_timesteps, uniform_timesteps
 
-from ..generator import Generator, make_generator
+from ..generator import Student, make_generator
 from ..sampling import rollout
 from .common import (
     DistillRun,
@@ -39,7 +39,7 @@ class ReflowSettings:
     save_reflow: bool = True       # also write OUT/reflow/ (the reflowed model, DDIM-sampled, 4 trained steps)
 
 
-def fit_pairs(gen: Generator, z, x0, idx, conds, iters: int, cfg, run: DistillRun, g: torch.Generator, tag: str) -> None:
+def fit_pairs(gen: Student, z, x0, idx, conds, iters: int, cfg, run: DistillRun, g: torch.Generator, tag: str) -> None:
     """KD (Luhman & Luhman 2021, eq. 6 with L2): min ||G(z, t*, y) - x0||^2 over the fixed pairs."""
     opt = make_optimizer(gen.params, cfg)
     for it in range(1, iters + 1):
@@ -50,7 +50,7 @@ def fit_pairs(gen: Generator, z, x0, idx, conds, iters: int, cfg, run: DistillRu
         run.log({"phase": tag, "loss": loss.item(), "grad_norm": gnorm}, last=it == iters)
 
 
-def reflow_loss(gen: Generator, x0: torch.Tensor, z: torch.Tensor, cond: torch.Tensor, t: torch.Tensor):
+def reflow_loss(gen: Student, x0: torch.Tensor, z: torch.Tensor, cond: torch.Tensor, t: torch.Tensor):
     """((a + s) / a)^2 ||eps_G(a x0 + s z, t) - z||^2: the rectified-flow velocity loss in DDIM coordinates."""
     x_t = add_noise(x0, z, t, gen.alphas_cumprod)
     a, s = alpha_sigma(t, gen.alphas_cumprod, x0)
@@ -63,19 +63,20 @@ def path_noise(z: torch.Tensor, x0: torch.Tensor, ac: torch.Tensor) -> torch.Ten
     return (z - a * x0) / s
 
 
-def fit_reflow(gen: Generator, z, x0, idx, conds, iters: int, cfg, run: DistillRun, g: torch.Generator) -> None:
+def fit_reflow(gen: Student, z, x0, idx, conds, iters: int, cfg, run: DistillRun, g: torch.Generator) -> None:
     """Stage 2: t ~ U[t_min, t_max] T on the straight paths between the teacher's pairs."""
     opt = make_optimizer(gen.params, cfg)
     z = path_noise(z, x0, gen.alphas_cumprod)
     for it in range(1, iters + 1):
         j = randint_rows(len(z), cfg.batch, g)
-        t = rows(lambda m: sample_timesteps(m, cfg.t_min, cfg.t_max, len(gen.alphas_cumprod), g), cfg.batch)
+        gc = cfg.guidance
+        t = rows(lambda m: sample_timesteps(m, gc.t_min, gc.t_max, len(gen.alphas_cumprod), g), cfg.batch)
         loss = reflow_loss(gen, x0[j], z[j], conds[idx[j]], t)
         gnorm = run.step(loss, opt, cfg.max_grad_norm)
         run.log({"phase": "reflow", "loss": loss.item(), "grad_norm": gnorm}, last=it == iters)
 
 
-def _teacher_pairs(teacher, gen: Generator, cfg, g: torch.Generator, world=None):
+def _teacher_pairs(teacher, gen: Student, cfg, g: torch.Generator, world=None):
     """cfg.regression_pairs DDIM pairs per caption, on at most cfg.data_size captions (pool_captions)."""
     from ..prompts import encode_texts
 
@@ -85,13 +86,13 @@ def _teacher_pairs(teacher, gen: Generator, cfg, g: torch.Generator, world=None)
     return z, x0, idx, conds
 
 
-def run_prompts(cfg, gen: Generator, world=None) -> list[str]:
+def run_prompts(cfg, gen: Student, world=None) -> list[str]:
     from ..prompts import run_captions
 
     return list(run_captions(cfg) or gen.meta.get("prompts") or default_prompts(world))
 
 
-def train_kd(teacher, cfg, run: DistillRun, data=None) -> Generator:
+def train_kd(teacher, cfg, run: DistillRun, data=None) -> Student:
     """One-step KD on teacher DDIM pairs (cfg.regression_pairs per prompt, cfg.regression_ddim_steps steps)."""
     g = torch.Generator().manual_seed(cfg.seed)
     gen = make_generator(teacher, [len(teacher.alphas_cumprod) - 1], cfg.lora_rank, run.meta, sampler="ddim")
@@ -100,7 +101,7 @@ def train_kd(teacher, cfg, run: DistillRun, data=None) -> Generator:
     return gen
 
 
-def train_reflow(teacher, cfg, run: DistillRun, data=None) -> Generator:
+def train_reflow(teacher, cfg, run: DistillRun, data=None) -> Student:
     """Teacher pairs -> one reflow round -> pairs from the reflowed ODE -> one-step KD."""
     s, T = cfg.reflow, len(teacher.alphas_cumprod)
     g = torch.Generator().manual_seed(cfg.seed)

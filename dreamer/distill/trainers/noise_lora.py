@@ -14,7 +14,7 @@ import torch
 from guidance import (Prompts, add_noise, min_snr_weight, randint_rows, randn_rows, rows, sample_timesteps,
                       teacher_cfg)
 
-from ..generator import Generator, make_generator
+from ..generator import Student, make_generator
 from .common import Data, DistillRun, data_pool, make_optimizer, scale_of, weighted_mse
 
 
@@ -26,18 +26,18 @@ class NoiseLoraSettings:
     aligned: bool = True           # t ~ the few-step schedule (`timesteps`); False: t ~ U[t_min, t_max] T
 
 
-def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
+def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Student:
     """Noise-matching LoRA; returns the student (renoise sampler on `timesteps`)."""
     s = cfg.noise_lora
     ac, g = teacher.alphas_cumprod, torch.Generator().manual_seed(cfg.seed)
     gen = make_generator(teacher, cfg.timesteps, cfg.lora_rank, run.meta, sampler="renoise")
     data = data or data_pool(teacher, gen, cfg, g, run.world)
     opt = make_optimizer(gen.params, cfg)
-    scale, sched = scale_of(teacher, cfg), torch.tensor(gen.timesteps)
+    scale, sched, gc = scale_of(teacher, cfg), torch.tensor(gen.timesteps), cfg.guidance
     for step in range(1, cfg.steps + 1):
         x0, cond = data.batch(cfg.batch, g)
         t = (sched[randint_rows(len(sched), cfg.batch, g)] if s.aligned       # data parallel: own rows
-             else rows(lambda m: sample_timesteps(m, cfg.t_min, cfg.t_max, len(ac), g), cfg.batch))
+             else rows(lambda m: sample_timesteps(m, gc.t_min, gc.t_max, len(ac), g), cfg.batch))
         x_t = add_noise(x0, randn_rows(x0.shape, g), t, ac)
         with torch.no_grad():
             eps_cfg, _ = teacher_cfg(teacher, x_t, t, Prompts(cond, data.uncond.expand(len(cond), -1, -1)), scale)

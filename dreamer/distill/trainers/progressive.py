@@ -15,7 +15,7 @@ import torch
 from guidance import (add_noise, alpha_sigma, randint_rows, randn_rows, renoise, truncated_snr_weight,
                       uniform_timesteps)
 
-from ..generator import Generator, make_generator
+from ..generator import Student, make_generator
 from .common import (
     Data,
     DistillRun,
@@ -71,7 +71,7 @@ def two_step_target(denoise, x_t: torch.Tensor, i: torch.Tensor, grid2: list[int
         return ddim_target(x_t, x, t, t_end, ac), t
 
 
-def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Generator:
+def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Student:
     """All halving stages; returns the last student (DDIM sampler, its N-step grid as timesteps)."""
     s = cfg.progressive
     stages = halving(s.teacher_steps, s.end_steps)

@@ -17,7 +17,7 @@ from guidance.fsdp import copy_full_, full_tensors, load_optimizer_state, optimi
 
 from ...common.errors import CheckpointError
 from ...common.run_folder import StepGuard
-from ..generator import Generator, make_generator
+from ..generator import Student, make_generator
 from ..prompts import PromptBank, run_captions
 from ..sampling import rollout
 from .adversarial import GanTerm
@@ -29,13 +29,12 @@ METHODS = {"dmd": ("dmd", True), "diff_instruct": ("diff_instruct", True), "sds"
 
 
 def guidance_config(cfg, default_cfg: float = 1.0) -> GuidanceConfig:
-    """The GuidanceConfig of a distillation method: DMD = normalised gradient, Diff-Instruct = w(t)-weighted."""
-    return GuidanceConfig(method=METHODS[cfg.method][0], cfg_scale=default_cfg if cfg.cfg_scale is None
-                          else cfg.cfg_scale, weighting=cfg.weighting, t_min=cfg.t_min, t_max=cfg.t_max,
-                          t_sampling=cfg.t_sampling, t_lognormal=tuple(cfg.t_lognormal),
-                          grad_clip=cfg.grad_clip, aux_cfg_scale=cfg.fake_cfg_scale, aux_lr=cfg.lr_fake,
-                          aux_updates=0 if cfg.fake_fresh_batches else cfg.fake_updates,
-                          aux_shared_pass=False)  # fake score: own t draws (DMD2)
+    """The GuidanceConfig of a distillation method (cfg.guidance, method and CFG resolved): DMD = normalised
+    gradient, Diff-Instruct = w(t)-weighted; the fake score's updates run inside the step unless aux_fresh_batches."""
+    g = cfg.guidance
+    return replace(g, method=METHODS[cfg.method][0], cfg_scale=default_cfg if g.cfg_scale is None else g.cfg_scale,
+                   t_lognormal=tuple(g.t_lognormal), aux_updates=0 if cfg.aux_fresh_batches else g.aux_updates,
+                   aux_shared_pass=False)  # fake score: own t draws (DMD2)
 
 
 # ----------------------------------------------------------------------------------------------- the loop
@@ -43,7 +42,7 @@ def guidance_config(cfg, default_cfg: float = 1.0) -> GuidanceConfig:
 class DistillState:
     """Everything that changes during training."""
 
-    gen: Generator
+    gen: Student
     fake: object | None                  # FakeScore (or any .eps / .train_step model)
     opt: torch.optim.Optimizer
     conds: PromptBank                    # conds[idx] -> [B,L,D] prompt embeddings
@@ -82,23 +81,23 @@ def dm_loss(out, x0: torch.Tensor, reduction: str) -> torch.Tensor:
     return out.loss if reduction == "per_image" else out.loss / x0[0].numel()
 
 
-def fresh_fake_updates(state: DistillState, cfg) -> None:
-    """cfg.fake_updates fake-score steps, each on its own generator batch (new z, prompts, k), as DMD2."""
-    for _ in range(cfg.fake_updates if state.fake is not None else 0):
+def fresh_aux_updates(state: DistillState, cfg) -> None:
+    """cfg.guidance.aux_updates fake-score steps, each on its own generator batch (new z, prompts, k), as DMD2."""
+    for _ in range(cfg.guidance.aux_updates if state.fake is not None else 0):
         with torch.no_grad():
             x0, cond, _, _ = generator_batch(state, cfg)
         state.fake.train_step(x0, cond, generator=state.rng)
 
 
 def distill_step(state: DistillState, teacher, cfg, gcfg: GuidanceConfig) -> dict:
-    """One generator update, and cfg.fake_updates fake-score updates: inside score_distillation_step on this
-    update's batch, or (cfg.fake_fresh_batches) after it, each on a fresh batch."""
+    """One generator update, and cfg.guidance.aux_updates fake-score updates: inside score_distillation_step on this
+    update's batch, or (cfg.aux_fresh_batches) after it, each on a fresh batch."""
     x0, cond, k, x_t = generator_batch(state, cfg)
     prompts = Prompts(cond, state.uncond.expand(len(cond), -1, -1))
     gk = step_guidance(gcfg, cfg, k)
     out = score_distillation_step(teacher, x0, prompts, gk, state.rng, aux=state.fake)
-    if cfg.fake_fresh_batches:
-        fresh_fake_updates(state, cfg)
+    if cfg.aux_fresh_batches:
+        fresh_aux_updates(state, cfg)
     loss = dm_loss(out, x0, cfg.dm_loss)
     reg, rreg = torch.zeros(()), None
     if cfg.regression_weight > 0 and state.pairs is not None:
@@ -132,7 +131,7 @@ def distill_step(state: DistillState, teacher, cfg, gcfg: GuidanceConfig) -> dic
 
 
 def init_state(teacher, cfg, teacher_ref: str | None = None, world=None) -> DistillState:
-    """Generator (teacher copy), fake score, optimiser, prompt embeddings and (if asked) regression pairs; world:
+    """Student (teacher copy), fake score, optimiser, prompt embeddings and (if asked) regression pairs; world:
     the run's (default: cfg.teacher's, run_world), for captions when cfg gives none and the GAN's data: shapes."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -142,9 +141,10 @@ def init_state(teacher, cfg, teacher_ref: str | None = None, world=None) -> Dist
     if cfg.resolution:
         vae = getattr(teacher, "vae", None)
         gen.size = cfg.resolution // (2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1)
-    fake = (FakeScore(teacher, lr=cfg.lr_fake, betas=tuple(cfg.adam_betas), max_grad_norm=cfg.fake_max_grad_norm,
-                      lora_rank=cfg.fake_lora_rank, gradient_checkpointing=cfg.gradient_checkpointing,
-                      fsdp=cfg.fsdp)
+    gc = cfg.guidance
+    fake = (FakeScore(teacher, lr=gc.aux_lr, betas=tuple(cfg.adam_betas), max_grad_norm=gc.aux_max_grad_norm,
+                      loss_space=gc.aux_target, lora_rank=gc.aux_rank,
+                      gradient_checkpointing=cfg.gradient_checkpointing, fsdp=cfg.fsdp)
             if METHODS[cfg.method][1] else None)
     if cfg.gradient_checkpointing:
         gen.unet.enable_gradient_checkpointing()
@@ -165,7 +165,7 @@ def init_state(teacher, cfg, teacher_ref: str | None = None, world=None) -> Dist
     return state
 
 
-def train_score(teacher, cfg, run: DistillRun, data=None) -> Generator:
+def train_score(teacher, cfg, run: DistillRun, data=None) -> Student:
     """DMD / Diff-Instruct / SDS generator training through guidance.score_distillation_step; resumable: every
     generator save (and the last step) also writes OUT/checkpoint.pt (state_dict), run.resume continues from one."""
     state = init_state(teacher, cfg, run.meta.get("teacher"), run.world)

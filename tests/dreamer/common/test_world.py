@@ -131,15 +131,15 @@ def test_distill_on_a_stub_world_uses_its_captions_and_training_images(tiny_sd_d
     from dreamer.common.config import ConfigError
     from dreamer.distill.generator import load_generator
     from dreamer.distill.loop import distill
-    from dreamer.distill.recipe import DistillConfig
+    from dreamer.distill.recipe import DistillConfig, distill_guidance
     from dreamer.distill.trainers.common import data_pool
     from guidance import DiffusersTeacher
 
     torch.set_num_threads(1)
     teacher = DiffusersTeacher.from_pretrained(tiny_sd_dir)
     world = StubWorld()
-    cfg = DistillConfig(method="noise_lora", teacher=str(tiny_sd_dir), steps=2, batch=2, lr_gen=1e-3, cfg_scale=3.0,
-                        timesteps=[999, 499], data="shapes", data_size=4, threads=1, log_every=1, save_every=0)
+    cfg = DistillConfig(method="noise_lora", teacher=str(tiny_sd_dir), steps=2, batch=2, lr_gen=1e-3,
+                        guidance=distill_guidance(cfg_scale=3.0), timesteps=[999, 499], data="shapes", data_size=4, threads=1, log_every=1, save_every=0)
     distill(cfg, tmp_path / "d", teacher=teacher, world=world, log=lambda s: None)
     res = teacher.unet.config.sample_size * teacher.vae_scale_factor
     assert world.calls == [("training_images", 4, res)]                       # the stub's images fed the pool

@@ -13,7 +13,7 @@ from dreamer.common.config import ConfigError
 from dreamer.common.teacher_source import DEFAULT_TEACHER
 from dreamer.common.world import world_of
 from dreamer.distill.loop import distill
-from dreamer.distill.recipe import DistillConfig, load_distill_config, validate
+from dreamer.distill.recipe import DistillConfig, distill_guidance, load_distill_config, validate
 from dreamer.distill.trainers.common import DistillRun, ddim_sample
 from dreamer.distill.trainers.score import distill_step, guidance_config, init_state
 from dreamer.distill.generator import load_generator
@@ -27,8 +27,9 @@ def teacher(tiny_sd_dir):
     return DiffusersTeacher.from_pretrained(tiny_sd_dir)
 
 
-def _cfg(method, **kw):
-    base = dict(method=method, steps=2, batch=2, fake_updates=2, lr_gen=1e-3, lr_fake=1e-3, cfg_scale=3.0,
+def _cfg(method, g=(), **kw):
+    base = dict(method=method, steps=2, batch=2, lr_gen=1e-3,
+                guidance=distill_guidance(**{**dict(aux_updates=2, aux_lr=1e-3, cfg_scale=3.0), **dict(g)}),
                 prompts=["a red cube", "a blue sphere"], timesteps=[999, 499], threads=1, log_every=1)
     return DistillConfig(**{**base, **kw})
 
@@ -57,7 +58,7 @@ def test_loop_updates_generator_and_fake_not_teacher(teacher, tiny_sd_dir, metho
 
 def test_per_step_cfg(teacher, tiny_sd_dir, monkeypatch):
     """step_cfg_scales[k] is the real score's CFG in the shared guidance step for samples of few-step step k."""
-    cfg = _cfg("dmd", teacher=str(tiny_sd_dir), step_cfg_scales=[3.0, 1.5], fake_updates=0)
+    cfg = _cfg("dmd", teacher=str(tiny_sd_dir), step_cfg_scales=[3.0, 1.5], g=dict(aux_updates=0))
     state = init_state(teacher, cfg, str(tiny_sd_dir))
     gcfg = guidance_config(cfg, teacher.default_cfg)
     seen, real_batch, real_step = [], distill_mod.generator_batch, distill_mod.score_distillation_step
@@ -132,7 +133,7 @@ def test_gan_term(teacher, tiny_sd_dir, monkeypatch):
     import dreamer.distill.trainers.adversarial as adv_mod
 
     w = 7.0
-    cfg = _cfg("dmd", teacher=str(tiny_sd_dir), fake_updates=0, data_size=4, max_grad_norm=0.0,
+    cfg = _cfg("dmd", teacher=str(tiny_sd_dir), g=dict(aux_updates=0), data_size=4, max_grad_norm=0.0,
                gan=GanSettings(weight=w, head_width=8, t_max=0.5))
     before_teacher = copy.deepcopy(teacher.unet.state_dict())
     state = init_state(teacher, cfg, str(tiny_sd_dir), world_of(DEFAULT_TEACHER))   # real data: shapes renders
@@ -176,14 +177,14 @@ def test_rollout_regression(teacher, tiny_sd_dir, monkeypatch):
     """rollout_regression_weight: samples of few-step step k >= 1 are pulled to the teacher's DDIM solution from the
     student's own x_tk: the generator's gradient is that of w * 0.5 ||G(x_tk) - DDIM(x_tk)||^2 (per image, mean)."""
     w = 3.0
-    cfg = _cfg("dmd", teacher=str(tiny_sd_dir), fake_updates=0, max_grad_norm=0.0, rollout_regression_weight=w,
+    cfg = _cfg("dmd", teacher=str(tiny_sd_dir), g=dict(aux_updates=0), max_grad_norm=0.0, rollout_regression_weight=w,
                rollout_regression_ddim_steps=2)
     state = init_state(teacher, cfg, str(tiny_sd_dir))
     seen, real_batch, real_sd = {}, distill_mod.generator_batch, distill_mod.score_distillation_step
 
     def batch(state, cfg):
         x0, cond, k, x_t = real_batch(state, cfg)
-        ref = ddim_sample(teacher, cond, state.uncond.expand(len(cond), -1, -1), cfg.cfg_scale, 2, x_t,
+        ref = ddim_sample(teacher, cond, state.uncond.expand(len(cond), -1, -1), cfg.guidance.cfg_scale, 2, x_t,
                           t_start=state.gen.timesteps[k])
         reg = 0.5 * (x0 - ref).pow(2).sum((1, 2, 3)).mean()
         seen.update(k=k, reg=reg.item(), expect=torch.autograd.grad(w * reg, state.gen.params, retain_graph=True))
@@ -270,23 +271,24 @@ def test_recipes_load_and_validate(name):
     cfg = load_distill_config(name)
     assert cfg.method in distill_mod.METHODS
     if "sd" in name.split("-")[-1]:
-        assert cfg.lr_gen == cfg.lr_fake == 1e-5 and cfg.cfg_scale == 1.75 and cfg.fake_updates >= 5
-        assert (cfg.t_min, cfg.t_max) == (0.02, 0.98) and cfg.resolution in (512, 768)
+        g = cfg.guidance
+        assert cfg.lr_gen == g.aux_lr == 1e-5 and g.cfg_scale == 1.75 and g.aux_updates >= 5
+        assert (g.t_min, g.t_max) == (0.02, 0.98) and cfg.resolution in (512, 768)
     assert load_distill_config(name, ["steps=3"]).steps == 3
 
 
 def test_recipe_dmd_sd21_inherits():
     cfg = load_distill_config("distill-dmd-sd21")
-    assert cfg.resolution == 768 and "2-1" in cfg.teacher and cfg.cfg_scale == 1.75
+    assert cfg.resolution == 768 and "2-1" in cfg.teacher and cfg.guidance.cfg_scale == 1.75
 
 
-@pytest.mark.parametrize("bad", [["method=gan"], ["timesteps=[499, 999]"], ["t_min=0.9", "t_max=0.1"],
+@pytest.mark.parametrize("bad", [["method=gan"], ["timesteps=[499, 999]"], ["guidance.t_min=0.9", "guidance.t_max=0.1"],
                                  ["stepz=3"], ["batch=0"], ["step_cfg_scales=[3, 2]"],
                                  ["ema_decay=1.0"], ["ema_decay=-0.1"], ["gan.weight=-1"], ["gan.t_max=1.5"],
                                  ["rollout_regression_weight=-1"], ["rollout_regression_ddim_steps=0"],
                                  ["timesteps=[999, 1]", "rollout_regression_ddim_steps=3"],
                                  ["method=kd", "gan.weight=1"], ["method=kd", "fsdp=true"],
-                                 ["fsdp=true", "lora_rank=4"], ["fsdp=true", "fake_lora_rank=4"]])
+                                 ["fsdp=true", "lora_rank=4"], ["fsdp=true", "guidance.aux_rank=4"]])
 def test_bad_configs_rejected(bad):
     with pytest.raises(ConfigError):
         load_distill_config("distill-dmd", bad)
@@ -305,3 +307,26 @@ def test_one_gradient_formula():
         assert not re.search(r"eps\w*\s*-\s*\w*eps", code), mod.__name__
         assert "score_distillation_grad" not in code and "target_loss" not in code
         assert not re.search(r"p_real|p_fake|x0_real|x0_fake", code)
+
+
+def test_old_flat_keys_name_their_new_key(tmp_path):
+    """The keys of before `guidance:` was nested (an override or a YAML key) are a one-line ConfigError naming the
+    new key; a partial `guidance:` keeps DistillConfig's defaults (not GuidanceConfig's 3D ones)."""
+    from dreamer.common.config import ConfigError
+    from dreamer.distill.recipe import DISTILL_GUIDANCE, RENAMED_KEYS
+
+    with pytest.raises(ConfigError, match=r"^renamed keys \(from an older dreamer\): 'fake_updates' is now "
+                                          r"'guidance.aux_updates'$"):
+        load_distill_config("distill-dmd", ["fake_updates=3"])
+    old = tmp_path / "old.yaml"
+    old.write_text("base: distill-dmd\nlr_fake: 1.0e-4\nfake_lora_rank: 2\n")
+    with pytest.raises(ConfigError, match="'lr_fake' is now 'guidance.aux_lr', 'fake_lora_rank' is now "
+                                          "'guidance.aux_rank'"):
+        load_distill_config(old)
+    assert all(new.startswith("guidance.") or new == "aux_fresh_batches" for new in RENAMED_KEYS.values())
+    g = load_distill_config("distill-diff-instruct", ["guidance.aux_lr=3e-5"]).guidance
+    assert (g.method, g.aux_lr, g.aux_updates, g.aux_rank, g.cfg_scale) == ("diff_instruct", 3e-5, 1, 0, None)
+    assert validate(DistillConfig()).guidance == distill_guidance()
+    assert {k: getattr(distill_guidance(), k) for k in DISTILL_GUIDANCE} == DISTILL_GUIDANCE
+    with pytest.raises(ConfigError, match="'guidance.method' follows 'method'"):
+        load_distill_config("distill-dmd", ["guidance.method=vsd"])

@@ -11,7 +11,7 @@ from dreamer.common.config import ConfigError
 from dreamer.common.errors import DreamerError
 from dreamer.distill.loop import check_data_sources, distill
 from dreamer.distill.prompts import CaptionFile, PromptBank
-from dreamer.distill.recipe import DistillConfig, load_distill_config
+from dreamer.distill.recipe import DistillConfig, distill_guidance, load_distill_config
 from dreamer.distill.trainers.score import distill_step, dm_loss, guidance_config, init_state
 from guidance import DiffusersTeacher, GuidanceOutput
 
@@ -22,8 +22,9 @@ def teacher(tiny_sd_dir):
     return DiffusersTeacher.from_pretrained(tiny_sd_dir)
 
 
-def _cfg(**kw):
-    base = dict(method="dmd", steps=2, batch=2, fake_updates=3, lr_gen=1e-3, lr_fake=1e-3, cfg_scale=3.0,
+def _cfg(g=(), **kw):
+    base = dict(method="dmd", steps=2, batch=2, lr_gen=1e-3,
+                guidance=distill_guidance(**{**dict(aux_updates=3, aux_lr=1e-3, cfg_scale=3.0), **dict(g)}),
                 prompts=["a red cube", "a blue sphere", "a green cone"], timesteps=[999, 499], threads=1, log_every=1)
     return DistillConfig(**{**base, **kw})
 
@@ -43,15 +44,15 @@ def test_dm_loss_mean_is_dmd2s_reduction():
 
 def test_sd_recipes_mean_dmd2():
     c = load_distill_config("distill-dmd-sd15")
-    assert (c.dm_loss, c.fake_max_grad_norm, c.fake_fresh_batches, c.max_grad_norm) == ("mean", 10.0, True, 10.0)
+    assert (c.dm_loss, c.guidance.aux_max_grad_norm, c.aux_fresh_batches, c.max_grad_norm) == ("mean", 10.0, True, 10.0)
     assert load_distill_config("distill-dmd-sd21").dm_loss == "mean"
     d = load_distill_config("distill-dmd")          # the CPU recipe keeps its measured settings, stated as such
-    assert (d.dm_loss, d.fake_max_grad_norm, d.fake_fresh_batches) == ("per_image", 1.0, False)
+    assert (d.dm_loss, d.guidance.aux_max_grad_norm, d.aux_fresh_batches) == ("per_image", 1.0, False)
 
 
 @pytest.mark.parametrize("fresh", [False, True])
-def test_fake_updates_batches_and_clip(teacher, tiny_sd_dir, monkeypatch, fresh):
-    cfg = _cfg(teacher=str(tiny_sd_dir), fake_fresh_batches=fresh, fake_max_grad_norm=10.0)
+def test_aux_updates_batches_and_clip(teacher, tiny_sd_dir, monkeypatch, fresh):
+    cfg = _cfg(teacher=str(tiny_sd_dir), aux_fresh_batches=fresh, g=dict(aux_max_grad_norm=10.0))
     state = init_state(teacher, cfg, str(tiny_sd_dir))
     seen, norms, gen_x0 = [], [], []
     real_train, real_batch, real_guarded = state.fake.train_step, score_mod.generator_batch, aux_mod.guarded_step

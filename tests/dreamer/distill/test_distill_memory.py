@@ -5,7 +5,7 @@ import pytest
 import torch
 from roundings import CountRoundings, bf16_scale
 
-from dreamer.distill.recipe import DistillConfig, validate
+from dreamer.distill.recipe import DistillConfig, distill_guidance, validate
 from dreamer.distill.trainers.score import autocast, distill_step, guidance_config, init_state
 from guidance import DiffusersTeacher, FakeScore
 
@@ -15,8 +15,9 @@ def teacher(tiny_sd_dir):
     return DiffusersTeacher.from_pretrained(tiny_sd_dir)
 
 
-def _cfg(tiny_sd_dir, **kw):
-    base = dict(method="dmd", steps=2, batch=2, fake_updates=1, lr_gen=1e-3, lr_fake=1e-3, cfg_scale=3.0,
+def _cfg(tiny_sd_dir, g=(), **kw):
+    base = dict(method="dmd", steps=2, batch=2, lr_gen=1e-3,
+                guidance=distill_guidance(**{**dict(aux_updates=1, aux_lr=1e-3, cfg_scale=3.0), **dict(g)}),
                 prompts=["a red cube", "a blue sphere"], timesteps=[999, 499], threads=1, teacher=str(tiny_sd_dir))
     return DistillConfig(**{**base, **kw})
 
@@ -68,7 +69,7 @@ def test_bf16_autocast_agrees_with_fp32(teacher, tiny_sd_dir):
         r = out_tol * float(o32.norm() / (o32 - target).norm())
         assert abs(float(l16 - l32)) / float(l32) < 2 * r + r * r
         assert not torch.equal(o16, o32)                                          # autocast did run in bf16
-    cfg = _cfg(tiny_sd_dir, mixed_precision="bf16", gradient_checkpointing=True, fake_lora_rank=2)
+    cfg = _cfg(tiny_sd_dir, mixed_precision="bf16", gradient_checkpointing=True, g=dict(aux_rank=2))
     state = init_state(teacher, cfg, str(tiny_sd_dir))
     with autocast(cfg):
         m = distill_step(state, teacher, cfg, guidance_config(cfg, teacher.default_cfg))

@@ -17,7 +17,7 @@ from dreamer.common.teacher_source import DEFAULT_TEACHER
 from dreamer.common.world import world_of
 from dreamer.common.config import ConfigError
 from dreamer.distill.loop import distill
-from dreamer.distill.recipe import DistillConfig
+from dreamer.distill.recipe import DistillConfig, distill_guidance
 from guidance import DiffusersTeacher
 from compare import same
 
@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def _cfg(tiny_sd_dir, **kw):
-    base = dict(method="dmd", steps=4, batch=2, fake_updates=2, lr_gen=1e-3, lr_fake=1e-3, cfg_scale=3.0,
+    base = dict(method="dmd", steps=4, batch=2, lr_gen=1e-3, guidance=distill_guidance(aux_updates=2, aux_lr=1e-3,
+                                                                                 cfg_scale=3.0),
                 prompts=["a red cube", "a blue sphere"], timesteps=[999, 499], threads=1, log_every=1, save_every=2,
                 teacher=str(tiny_sd_dir))
     return DistillConfig(**{**base, **kw})
@@ -44,7 +45,7 @@ def _log(out: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("method,extra", [("dmd", dict(ema_decay=0.5, regression_weight=0.25, regression_pairs=1,
-                                                       regression_ddim_steps=2, fake_fresh_batches=True,
+                                                       regression_ddim_steps=2, aux_fresh_batches=True,
                                                        gan={"weight": 1.0}, data_size=8)),
                                           ("diff_instruct", {}), ("sds", {})])
 def test_resume_in_process_is_bit_identical(tiny_sd_dir, tmp_path, method, extra):
@@ -71,9 +72,9 @@ def test_resume_refuses_other_trainers(tiny_sd_dir, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------- SIGKILL, CLI
-ARGS = ["distill", "--config", "distill-dmd", "steps=6", "save_every=2", "batch=2", "fake_updates=2",
+ARGS = ["distill", "--config", "distill-dmd", "steps=6", "save_every=2", "batch=2", "guidance.aux_updates=2",
         "regression_weight=0", "rollout_regression_weight=0", "timesteps=[999,499]", "threads=1", "log_every=1",
-        'prompts=["a red cube","a blue sphere"]', "cfg_scale=3.0", "lr_gen=1e-3", "lr_fake=1e-3"]
+        'prompts=["a red cube","a blue sphere"]', "guidance.cfg_scale=3.0", "lr_gen=1e-3", "guidance.aux_lr=1e-3"]
 # (kill point, checkpoint step left on disk, stale .tmp left): the first kill hits save #2 (step 4) of a fresh
 # run, the second save #1 of the resumed run (step 4 again); then a plain --resume finishes.
 CHAIN = [("mid-tmp@2", 2, True), ("after-rename@1", 4, False)]
@@ -116,3 +117,36 @@ def test_sigkill_during_distill_checkpointing_then_resume_is_bit_identical(tiny_
 def test_cli_resume_needs_a_run(tiny_sd_dir, tmp_path):
     proc = _run(tmp_path / "none", tiny_sd_dir, "--resume")
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "holds no distillation run" in proc.stderr
+
+
+def _older_run(out: Path) -> Path:
+    """A run folder as an older dreamer wrote it: config.yaml with the flat keys DistillConfig.RENAMED_KEYS names."""
+    import yaml
+
+    from dreamer.common.config import to_dict
+    from dreamer.distill.recipe import RENAMED_KEYS, load_distill_config
+
+    data = to_dict(load_distill_config("distill-dmd"))
+    g = data.pop("guidance")
+    for old, new in RENAMED_KEYS.items():
+        data[old] = g[new.split(".", 1)[1]] if new.startswith("guidance.") else data.pop(new)
+    out.mkdir(parents=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    (out / "checkpoint.pt").write_bytes(b"")
+    (out / "log.jsonl").write_text("")
+    return out
+
+
+def test_resume_of_a_run_an_older_dreamer_made_names_the_renamed_keys(tmp_path, capsys):
+    """--resume of a run folder with the flat keys of before `guidance:` was nested: one line naming the run as an
+    older dreamer's and each renamed key, with or without --config; checked before any teacher is loaded."""
+    from dreamer.cli import main
+
+    out = _older_run(tmp_path / "old")
+    for extra in ([], ["--config", "distill-dmd"]):
+        assert main(["distill", "--out", str(out), "--resume", *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--resume: {out} was made by an older dreamer" in err, err
+        assert "'fake_updates' is now 'guidance.aux_updates'" in err and "'lr_fake' is now 'guidance.aux_lr'" in err
+        assert "'fake_fresh_batches' is now 'aux_fresh_batches'" in err
+        assert "'cfg_scale' is now 'guidance.cfg_scale'" in err

@@ -1,4 +1,4 @@
-"""Generator: save -> stock diffusers load -> identical samples; LoRA mode; few-step re-noising math; sample_cli."""
+"""Student: save -> stock diffusers load -> identical samples; LoRA mode; few-step re-noising math; sample_cli."""
 import json
 
 import numpy as np

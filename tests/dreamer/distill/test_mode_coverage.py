@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from dreamer.distill.recipe import DistillConfig
+from dreamer.distill.recipe import DistillConfig, distill_guidance
 from dreamer.distill.trainers.score import DistillState, distill_step, guidance_config
 from guidance import MixtureTeacher, denoise_train_step
 
@@ -56,7 +56,8 @@ class ToyFakeScore:
 def train(method: str, steps: int = 1000, seed: int = 0) -> torch.Tensor:
     """Fraction of 2000 generator samples nearest to each mode [K]."""
     torch.manual_seed(seed)
-    cfg = DistillConfig(method=method, batch=256, steps=steps, lr_gen=1e-3, fake_updates=5, cfg_scale=1.0,
+    cfg = DistillConfig(method=method, batch=256, steps=steps, lr_gen=1e-3,
+                        guidance=distill_guidance(aux_updates=5, cfg_scale=1.0),
                         max_grad_norm=0.0)
     g = torch.Generator().manual_seed(seed)
     gen = ToyGenerator()

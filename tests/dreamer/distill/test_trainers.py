@@ -9,7 +9,7 @@ from toy_models import quiet_run, toy_setup
 from dreamer.common.teacher_source import DEFAULT_TEACHER
 from dreamer.common.world import world_of
 from dreamer.distill.loop import distill
-from dreamer.distill.recipe import DistillConfig, load_distill_config
+from dreamer.distill.recipe import DistillConfig, distill_guidance, load_distill_config
 from dreamer.distill.trainers import TRAINERS
 from guidance import min_snr_weight, renoise
 from dreamer.distill.generator import load_generator, sample_latents
@@ -42,7 +42,7 @@ def _held_out(n=512, seed=1):
 def test_guidance_distillation_equals_cfg_on_held_out_inputs(tmp_path):
     """Meng et al. stage one: eps_student(x_t, t, y, w) == eps_u + w (eps_c - eps_u) for unseen x_t, prompts and w."""
     teacher = toy_setup(guidance_dim=256)
-    cfg = _toy_cfg("guidance", steps=400, t_min=0.5, t_max=0.502,
+    cfg = _toy_cfg("guidance", steps=400, guidance=distill_guidance(t_min=0.5, t_max=0.502),
                    guidance_distill=GuidanceDistillSettings(scale_min=1.0, scale_max=4.0))
     gen = guidance_distill.train(teacher, cfg, quiet_run(tmp_path, cfg))
     x, mu, g = _held_out()
@@ -190,7 +190,7 @@ def test_reflow_makes_the_teacher_paths_straight(tmp_path):
     from dreamer.distill.generator import make_generator
 
     teacher = toy_setup(default_cfg=2.0)
-    cfg = _toy_cfg("reflow", steps=1, regression_pairs=32, t_min=0.499, t_max=0.5,
+    cfg = _toy_cfg("reflow", steps=1, regression_pairs=32, guidance=distill_guidance(t_min=0.499, t_max=0.5),
                    reflow=ReflowSettings(reflow_iters=400, ode_steps=8, distill_iters=400, save_reflow=False))
     run, g = quiet_run(tmp_path, cfg), torch.Generator().manual_seed(0)
     gen = make_generator(teacher, [999])
@@ -203,7 +203,8 @@ def test_reflow_makes_the_teacher_paths_straight(tmp_path):
     with torch.no_grad():
         straight = (gen.x0(x_t, t, mu) - xh).abs().max().item()
         before = make_generator(teacher, [999]).x0(x_t, t, mu) - xh
-    cfg.t_min, cfg.t_max, cfg.reflow.ode_steps = 0.999, 1.0, 1    # the affine toy learns per t: train t = 999 only
+    cfg.guidance.t_min, cfg.guidance.t_max, cfg.reflow.ode_steps = 0.999, 1.0, 1  # the affine toy learns per t:
+    #                                                                                train t = 999 only
     final = kd.train_reflow(teacher, cfg, run)
     with torch.no_grad():
         one_step = (final.x0(zh, torch.full((len(zh),), 999), mu) - xh).abs().max().item()
@@ -296,7 +297,7 @@ def test_guidance_distilled_generator_is_a_teacher_for_the_other_trainers(tiny_s
 
     tiny = ["steps=1", "batch=2", "data_size=4", "threads=1", "log_every=1", "prompts=[a red cube]",
             "data=teacher", "regression_ddim_steps=2"]    # a non-shapes teacher: no shapes-world data
-    cfg = load_distill_config("distill-guidance", [*tiny, f"teacher={tiny_sd_dir}", "cfg_scale=4.0"])
+    cfg = load_distill_config("distill-guidance", [*tiny, f"teacher={tiny_sd_dir}", "guidance.cfg_scale=4.0"])
     distill(cfg, tmp_path / "gd", log=lambda s: None)
     teacher = load_any_teacher(str(tmp_path / "gd" / "generator"))
     assert isinstance(teacher, GeneratorTeacher) and teacher.default_cfg == 1.0 and teacher.guidance == 4.0
