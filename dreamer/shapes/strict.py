@@ -157,14 +157,15 @@ def strict_report(mesh, spec: ShapeSpec, n: int = 20000, seed: int = 0, iou_res:
         return {**rep, "right": False, "reasons": ["empty mesh"], "notes": []}
     p0, _ = sample_surface(mesh, n, seed)                                     # [n,3]
     yaws = {s: best_yaw(p0, s, n, seed) for s in SHAPES}                      # degrees; 0 unless four-fold
+    turned = {y: (q := p0 if y == 0.0 else _turned(p0, y), cKDTree(q)) for y in set(yaws.values())}  # one per yaw
     cham = {}
     for s in SHAPES:
         pb, tree_b = _gt_samples(s, n, seed)
-        ps = _turned(p0, yaws[s])
-        cham[s] = float(0.5 * (tree_b.query(ps)[0].mean() + cKDTree(ps).query(pb)[0].mean()) / _gt_info(s)[0])
+        ps, tree_s = turned[yaws[s]]
+        cham[s] = float(0.5 * (tree_b.query(ps)[0].mean() + tree_s.query(pb)[0].mean()) / _gt_info(s)[0])
     nearest = min(cham, key=cham.get)
     mesh = turned_mesh(mesh, yaws[spec.shape])                               # every check below: the turned mesh
-    pa = _turned(p0, yaws[spec.shape])
+    pa = turned[yaws[spec.shape]][0]
     rep.update(yaw_deg=yaws[spec.shape], chamfer=cham[spec.shape], chamfer_all=cham, nearest_shape=nearest,
                shape_correct=nearest == spec.shape,
                shape_margin=min(v for s, v in cham.items() if s != spec.shape) - cham[spec.shape])
