@@ -105,5 +105,6 @@ def step_cost(cfg, steps: int = 20, warmup: int = 5) -> dict:
             **{f"{k}_s": v for k, v in parts.items()}, "rest_s": step_s - sum(parts.values()),
             "teacher_images_per_step": clock.n.get("teacher_forward", 0) / steps,     # full passes (encoder + decoder)
             "lora_decoder_images_per_step": clock.n.get("teacher_decoder", 0) / steps,  # VSD's LoRA decoder half
-            "floor_s": floor, "floor": "one bare CFG teacher forward (2 x batch images) + one render forward and backward",
+            "floor_s": floor,
+            "floor": "one bare CFG teacher forward (2 x batch images) + one render forward and backward",
             "ratio_to_floor": step_s / floor}

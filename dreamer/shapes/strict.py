@@ -15,14 +15,15 @@ The old test (Chamfer <= 0.05 + right colour) passes perfect WRONG primitives (8
 
 Yaw: the world has no front (every object is shown at uniform azimuth, and the view suffixes' 90-degree buckets match
 the cube's and pyramid's four-fold symmetry), so the yaw of a cube or pyramid about the vertical (+y) axis is not
-something the teacher can know: a perfect cube turned 15 degrees would fail F@2% (0.56), and at 30-45 degrees it reads as
-a sphere (a pyramid at 45 degrees as a cone). Before any check, the mesh is turned about +y by the yaw in
+something the teacher can know: a perfect cube turned 15 degrees would fail F@2% (0.56), and at 30-45 degrees it
+reads as a sphere (a pyramid at 45 degrees as a cone). Before any check, the mesh is turned about +y by the yaw in
 [-45, 45) degrees that best matches the prompted primitive (`best_yaw`, reported as `yaw_deg`), and each four-fold
 candidate of the shape check gets its own best yaw. Rotationally symmetric primitives are not turned.
 
 Thresholds come only from ground-truth cases (`calibration_cases`, reproduced by `calibrate()`), never from a
 recipe's results. Must pass: the six GT meshes, each also turned 30 degrees about +y; "1% vertex jitter" = every
-vertex coordinate + i.i.d. N(0, (0.01 x GT bbox diagonal)^2), seeds 0-2; marching cubes of the GT SDF on export's grid (96^3 over [-1,1]^3).
+vertex coordinate + i.i.d. N(0, (0.01 x GT bbox diagonal)^2), seeds 0-2; marching cubes of the GT SDF on export's
+grid (96^3 over [-1,1]^3).
 Must fail: x1.25 and x0.8 about the centre, the torus with its hole filled by a disc, GT + a detached sphere of
 5% of its volume, every GT mesh scored as each of the 5 other primitives, GT painted in another colour.
 (gt_mesh builds trimesh primitives, not marching cubes, without colour: cases are painted with spec.rgb.)
