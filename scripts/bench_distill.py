@@ -32,7 +32,7 @@ from dreamer.cli import _Parser
 from dreamer.common.errors import DreamerError, one_line
 from dreamer.common.teacher_source import load_teacher
 from dreamer.distill.generator import generator_folder, load_generator, sample_latents
-from dreamer.distill.trainers.common import ddim_sample, teacher_clip
+from dreamer.distill.trainers.toolkit import ddim_sample, teacher_clip
 from dreamer.shapes.benchmark import (benchmark_objects, benchmark_prompts, group_labels, pool_rows, run_files,
                                       saw_gt_renders)
 from dreamer.shapes.evaluator import ShapesEvaluator, diversity, frechet_distance, prompt_correct

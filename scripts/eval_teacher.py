@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from dreamer.distill.trainers.common import ddim_sample, teacher_clip
+    from dreamer.distill.trainers.toolkit import ddim_sample, teacher_clip
     from dreamer.shapes.evaluator import ShapesEvaluator, diversity, frechet_distance
     from dreamer.shapes.render import random_views, render_shapes
     from dreamer.shapes.world import catalogue_prompts

@@ -41,7 +41,7 @@ def main(mode: str, *args: str) -> None:
         _save(gen, result, method, rank)
         return
     from dreamer.distill.trainers import TRAINERS
-    from dreamer.distill.trainers.common import DistillRun
+    from dreamer.distill.trainers.toolkit import DistillRun
 
     out, batch, result = args
     init("cpu")

@@ -30,7 +30,7 @@ def test_the_graph_sees_every_kind_of_import():
     g = import_graph(ROOT)
     assert "guidance" in g["dreamer.text_to_3d.loop"]                                  # from guidance import ...
     assert "dreamer.common.checkpoints" in g["dreamer.text_to_3d.loop"]                 # from ..common.x import
-    assert "dreamer.distill.generator" in g["dreamer.distill.trainers.common"]          # from .. import generator
+    assert "dreamer.distill.generator" in g["dreamer.distill.trainers.toolkit"]          # from .. import generator
     assert "dreamer.shapes.evaluator" in g["dreamer.shapes.world_api"]                  # inside a function
     assert "dreamer.distill.trainers.score" in g["dreamer.distill.trainers"]            # from . import score
 

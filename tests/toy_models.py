@@ -79,6 +79,6 @@ def toy_setup(guidance_dim: int | None = None, std: float = 0.5, default_cfg: fl
 
 
 def quiet_run(tmp_path, cfg):
-    from dreamer.distill.trainers.common import DistillRun
+    from dreamer.distill.trainers.toolkit import DistillRun
 
     return DistillRun(tmp_path, cfg, None, log=lambda s: None, meta={})

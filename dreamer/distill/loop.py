@@ -23,7 +23,7 @@ from .generator import Student
 from .prompts import run_captions
 from .recipe import DistillConfig, validate
 from .trainers import TRAINERS, progressive
-from .trainers.common import DistillRun, base_teacher_ref, load_any_teacher, run_meta, run_world
+from .trainers.toolkit import DistillRun, base_teacher_ref, load_any_teacher, run_meta, run_world
 
 RESUMABLE = ("dmd", "diff_instruct", "sds")          # trainers that write and read OUT/checkpoint.pt
 DATA_METHODS = ("guidance", "progressive", "consistency", "noise_lora", "add")  # trainers that read cfg.data

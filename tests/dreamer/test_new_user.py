@@ -309,6 +309,6 @@ def test_tiny_teacher_does_not_truncate_view_prompts(tiny_sd_dir):
     from dreamer.common.teacher_source import load_teacher
     from dreamer.common.teacher_source import DEFAULT_TEACHER
     from dreamer.common.world import world_of
-    from dreamer.distill.trainers.common import default_prompts
+    from dreamer.distill.trainers.toolkit import default_prompts
 
     assert truncation_message(load_teacher(str(tiny_sd_dir)), default_prompts(world_of(DEFAULT_TEACHER))) is None

@@ -113,7 +113,7 @@ def test_add_distillation_term_is_the_guidance_step(tmp_path, monkeypatch):
     2 lambda: the difference of the gradients at the student's x0 is exactly lambda * grad / (B C H W) of the spied
     guidance step (the adversarial part cancels); float32 rounding of both sums bounds the difference."""
     import dreamer.distill.trainers.adversarial as adv_mod
-    from dreamer.distill.trainers.common import DistillRun
+    from dreamer.distill.trainers.toolkit import DistillRun
 
     torch.set_num_threads(1)
     teacher, seen = _shapes_teacher(), []

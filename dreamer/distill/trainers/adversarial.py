@@ -20,7 +20,7 @@ from guidance import (GuidanceConfig, Prompts, Weighting, add_noise, guarded_ste
                       score_distillation_step, split_cond, time_embedding)
 
 from ..generator import Student, make_generator
-from .common import Data, DistillRun, data_pool, make_optimizer, scale_of
+from .toolkit import Data, DistillRun, data_pool, make_optimizer, scale_of
 
 
 @dataclass

@@ -16,7 +16,7 @@ import torch
 from guidance import add_noise, randint_rows, randn_rows, renoise
 
 from ..generator import Student, make_generator
-from .common import (
+from .toolkit import (
     Data,
     DistillRun,
     data_pool,

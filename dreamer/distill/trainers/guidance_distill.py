@@ -14,7 +14,7 @@ import torch
 from guidance import add_noise, cfg_combine, native_weight, randn_rows, rows, sample_timesteps, uniform_timesteps
 
 from ..generator import Student, make_generator
-from .common import Data, DistillRun, data_pool, make_optimizer, scale_of, weighted_mse
+from .toolkit import Data, DistillRun, data_pool, make_optimizer, scale_of, weighted_mse
 
 
 @dataclass

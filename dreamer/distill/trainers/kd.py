@@ -17,7 +17,7 @@ from guidance import add_noise, alpha_sigma, map_chunks, randint_rows, rows, sam
 
 from ..generator import Student, make_generator
 from ..sampling import rollout
-from .common import (
+from .toolkit import (
     DistillRun,
     default_prompts,
     make_optimizer,

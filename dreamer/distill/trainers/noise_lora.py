@@ -15,7 +15,7 @@ from guidance import (Prompts, add_noise, min_snr_weight, randint_rows, randn_ro
                       teacher_cfg)
 
 from ..generator import Student, make_generator
-from .common import Data, DistillRun, data_pool, make_optimizer, scale_of, weighted_mse
+from .toolkit import Data, DistillRun, data_pool, make_optimizer, scale_of, weighted_mse
 
 
 @dataclass

@@ -16,7 +16,7 @@ from guidance import (add_noise, alpha_sigma, randint_rows, randn_rows, renoise,
                       uniform_timesteps)
 
 from ..generator import Student, make_generator
-from .common import (
+from .toolkit import (
     Data,
     DistillRun,
     data_pool,

@@ -21,7 +21,7 @@ from ..generator import Student, make_generator
 from ..prompts import PromptBank, run_captions
 from ..sampling import rollout
 from .adversarial import GanTerm
-from .common import (DistillRun, ddim_sample, default_prompts, ema_lerp_, make_optimizer, regression_pairs, run_meta,
+from .toolkit import (DistillRun, ddim_sample, default_prompts, ema_lerp_, make_optimizer, regression_pairs, run_meta,
                      run_world, teacher_clip)
 
 # name -> (guidance method, needs a fake score)

@@ -132,7 +132,7 @@ def test_distill_on_a_stub_world_uses_its_captions_and_training_images(tiny_sd_d
     from dreamer.distill.generator import load_generator
     from dreamer.distill.loop import distill
     from dreamer.distill.recipe import DistillConfig, distill_guidance
-    from dreamer.distill.trainers.common import data_pool
+    from dreamer.distill.trainers.toolkit import data_pool
     from guidance import DiffusersTeacher
 
     torch.set_num_threads(1)

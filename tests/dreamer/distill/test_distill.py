@@ -14,7 +14,7 @@ from dreamer.common.teacher_source import DEFAULT_TEACHER
 from dreamer.common.world import world_of
 from dreamer.distill.loop import distill
 from dreamer.distill.recipe import DistillConfig, distill_guidance, load_distill_config, validate
-from dreamer.distill.trainers.common import DistillRun, ddim_sample
+from dreamer.distill.trainers.toolkit import DistillRun, ddim_sample
 from dreamer.distill.trainers.score import distill_step, guidance_config, init_state
 from dreamer.distill.generator import load_generator
 from dreamer.distill.trainers.adversarial import GanSettings
@@ -215,7 +215,7 @@ def test_rollout_regression(teacher, tiny_sd_dir, monkeypatch):
 def test_ddim_from_an_intermediate_step(teacher):
     """ddim_sample(t_start=t): from x_t, trailing steps t -> 0; t_start = T - 1 is the full sampler, and one step
     is the teacher's CFG x0 prediction at t."""
-    from dreamer.distill.trainers.common import teacher_denoiser
+    from dreamer.distill.trainers.toolkit import teacher_denoiser
 
     g = torch.Generator().manual_seed(0)
     cond, uncond = teacher.encode_prompt(["a red cube"] * 2), teacher.encode_prompt([""] * 2)

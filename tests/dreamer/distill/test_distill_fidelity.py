@@ -117,7 +117,7 @@ def test_teacher_sample_pool_reads_only_data_size_captions_of_a_large_file(teach
     """The regression trainers' pool (data: teacher) on a caption file longer than data_size: data_size captions
     drawn without replacement (seeded, in file order), read by index and encoded; not every caption of the file."""
     from dreamer.distill.generator import make_generator
-    from dreamer.distill.trainers.common import data_pool, pool_captions
+    from dreamer.distill.trainers.toolkit import data_pool, pool_captions
 
     caps = tmp_path / "caps.txt"
     caps.write_text("\n".join(f"a red cube number {i}" for i in range(500)))
@@ -136,7 +136,7 @@ def test_teacher_sample_pool_reads_only_data_size_captions_of_a_large_file(teach
 
 
 def test_no_silent_fallback_to_the_shapes_world(tiny_sd_dir, tmp_path):
-    from dreamer.distill.trainers.common import run_world
+    from dreamer.distill.trainers.toolkit import run_world
 
     assert run_world(str(tiny_sd_dir)) is None and run_world(None).name == "shapes-v1"
     with pytest.raises(ConfigError, match="has no world"):

@@ -14,7 +14,7 @@ from dreamer.distill.trainers import TRAINERS
 from guidance import min_snr_weight, renoise
 from dreamer.distill.generator import load_generator, sample_latents
 from dreamer.distill.trainers import adversarial, consistency, guidance_distill, kd, noise_lora, progressive
-from dreamer.distill.trainers.common import ddim_sample, regression_pairs, teacher_denoiser
+from dreamer.distill.trainers.toolkit import ddim_sample, regression_pairs, teacher_denoiser
 from dreamer.distill.trainers.consistency import ConsistencySettings
 from dreamer.distill.trainers.guidance_distill import GuidanceDistillSettings
 from dreamer.distill.trainers.kd import ReflowSettings
@@ -293,7 +293,7 @@ def test_trainer_end_to_end_on_tiny_sd(recipe, tiny_sd_dir, tmp_path):
 
 def test_guidance_distilled_generator_is_a_teacher_for_the_other_trainers(tiny_sd_dir, tmp_path):
     """teacher=<generator folder>: one pass at the stored w (default_cfg 1), and its student keeps the w input."""
-    from dreamer.distill.trainers.common import GeneratorTeacher, load_any_teacher
+    from dreamer.distill.trainers.toolkit import GeneratorTeacher, load_any_teacher
 
     tiny = ["steps=1", "batch=2", "data_size=4", "threads=1", "log_every=1", "prompts=[a red cube]",
             "data=teacher", "regression_ddim_steps=2"]    # a non-shapes teacher: no shapes-world data
