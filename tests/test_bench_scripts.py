@@ -250,3 +250,46 @@ def test_scale_gradient_is_the_derivative_along_a_global_scale():
     (want,) = torch.autograd.grad(loss, s)
     bound = len(terms) * torch.finfo(torch.float32).eps * float(terms.abs().sum())
     assert got != 0 and math.isfinite(got) and abs(got - float(want)) <= bound
+
+
+def test_probe_silhouettes_iou_is_exact_on_constructed_masks():
+    """best_iou: |A & B| / |A | B| maximised over the bank, exactly (small integer counts); an empty pair scores 0."""
+    import torch
+
+    m = _load("probe_silhouettes")
+    a = torch.zeros(2, 4, 4, dtype=torch.bool)
+    a[0, :2, :2] = True                                   # 4 pixels
+    bank = torch.zeros(3, 4, 4, dtype=torch.bool)
+    bank[0, :2, :1] = True                                # 2 of them: IoU 2/4
+    bank[1, :2, :3] = True                                # 6 covering them: IoU 4/6
+    got = m.best_iou(a, bank)
+    assert torch.equal(got, torch.tensor([4.0, 0.0]) / torch.tensor([6.0, 1.0]))
+
+
+def test_probe_silhouettes_names_a_gt_render_by_its_own_primitive():
+    """A GT render whose view is in the bank is its own primitive at IoU 1.  For blue (red channel 0.10 x shade <=
+    0.10) at 2x supersampling the cut 1 - min channel > 0.25 is exactly coverage >= 1/2: a pixel's departure lies in
+    [0.9 a, a) for coverage a in {0, 1/4, ..., 1}.  A blank image has no silhouette."""
+    import torch
+
+    from dreamer.shapes.render import render_shapes
+    from dreamer.shapes.world import SHAPES, ShapeSpec
+
+    m = _load("probe_silhouettes")
+    bank = m.gt_bank("blue", 16, 3, seed=4)
+    v = m.random_views(3, torch.Generator().manual_seed(4))
+    specs = [ShapeSpec(s, "blue") for s in SHAPES]
+    rgb, alpha = render_shapes(specs, v["elev"][1], v["azim"][1], v["dist"][1], v["fov"][1], 16)
+    masks = m.silhouettes(rgb)
+    assert torch.equal(masks, alpha[:, 0] >= 0.5) and masks.any(dim=(1, 2)).all()
+    names, ious = m.nearest(masks, bank)
+    assert names == list(SHAPES) and all(float(ious[s][i]) == 1.0 for i, s in enumerate(SHAPES))
+    assert not m.silhouettes(torch.ones(1, 3, 16, 16)).any()
+
+
+@pytest.mark.parametrize("argv", [["--prompts", "a red teapot"], ["--n", "0"], ["--threshold", "1.5"]])
+def test_probe_silhouettes_bad_input(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        _load("probe_silhouettes").parse_args(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith("dreamer: error:") and "\n" not in err
