@@ -31,15 +31,20 @@ def _free(key: str, free: tuple[str, ...]) -> bool:
     return any(key == f or (f.endswith(".") and key.startswith(f)) for f in free)
 
 
-def config_difference(saved, now, free: tuple[str, ...] = ()) -> str | None:
-    """The first dotted key (sorted, outside `free`) whose value differs, as "'key' (saved X, now Y)"; None if none."""
+def config_difference(saved, now, free: tuple[str, ...] = (), nulls: dict | None = None) -> str | None:
+    """The first dotted key (sorted, outside `free`) whose value differs, as "'key' (saved X, now Y)"; None if none.
+    nulls: {key: value} of keys whose null means that value (e.g. shading.ambient: null = the world's 0.35), so a
+    folder that wrote the value out and a config that leaves it null are the same run."""
     a, b = flatten(to_dict(saved)), flatten(to_dict(now))
+    for d in (a, b):
+        d.update({k: v for k, v in (nulls or {}).items() if k in d and d[k] is None})
     key = next((k for k in sorted(set(a) | set(b)) if not _free(k, free) and a.get(k) != b.get(k)), None)
     return None if key is None else f"'{key}' (saved {a.get(key)!r}, now {b.get(key)!r})"
 
 
-def check_resume(out: str | Path, now, free: tuple[str, ...]) -> None:
-    """--resume: OUT/config.yaml must exist and equal `now` (a config dataclass) up to `free`; else one line."""
+def check_resume(out: str | Path, now, free: tuple[str, ...], nulls: dict | None = None) -> None:
+    """--resume: OUT/config.yaml must exist and equal `now` (a config dataclass) up to `free` (and `nulls`,
+    config_difference); else one line."""
     out = Path(out)
     if not (out / CONFIG).is_file():
         raise CheckpointError(f"--resume: {out} holds no run to continue (no {CONFIG})")
@@ -49,7 +54,7 @@ def check_resume(out: str | Path, now, free: tuple[str, ...]) -> None:
         raise older_run(out, e) from None
     except ConfigError as e:
         raise CheckpointError(f"--resume: cannot read {out / CONFIG}: {e}") from None
-    diff = config_difference(saved, now, free)
+    diff = config_difference(saved, now, free, nulls)
     if diff:
         raise CheckpointError(f"--resume: {out} was made with a different config: {diff}; resume with the same "
                               f"config and overrides or choose another --out")
@@ -62,9 +67,9 @@ def older_run(out: str | Path, e: RenamedKeysError) -> CheckpointError:
 
 
 def resume_checkpoint(out: str | Path, now, free: tuple[str, ...], required: tuple[str, ...] = (),
-                      missing_ok: bool = False) -> dict | None:
+                      missing_ok: bool = False, nulls: dict | None = None) -> dict | None:
     """check_resume, then OUT/checkpoint.pt (weights-only, with the `required` keys); missing_ok: none yet -> None."""
-    check_resume(out, now, free)
+    check_resume(out, now, free, nulls)
     path = Path(out) / CHECKPOINT
     if missing_ok and not path.is_file():
         warnings.warn(f"--resume: no {CHECKPOINT} in {out} yet; starting from step 0", DreamerWarning, stacklevel=3)

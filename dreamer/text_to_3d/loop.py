@@ -198,8 +198,11 @@ def generate(cfg: GenerateConfig, out_dir: str | Path, resume: bool = False, pro
 
     out_dir = Path(out_dir)
     validate_generate(cfg)
-    # before the (slow) teacher load: fail fast (the config must match up to RESUME_FREE_KEYS)
-    sd = resume_checkpoint(out_dir, cfg, RESUME_FREE_KEYS, CKPT_KEYS, missing_ok=True) if resume else None
+    # before the (slow) teacher load: fail fast (the config must match up to RESUME_FREE_KEYS; a null ambient is the
+    # world's, so a folder that wrote the world's value out resumes)
+    world = world if world is not None else teacher_world(cfg.teacher)
+    nulls = {"shading.ambient": (world.shading if world is not None else DEFAULT_SHADING).ambient}
+    sd = resume_checkpoint(out_dir, cfg, RESUME_FREE_KEYS, CKPT_KEYS, missing_ok=True, nulls=nulls) if resume else None
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     run = SceneRun(cfg, teacher, world, out_dir)

@@ -141,3 +141,25 @@ def test_the_log_is_appended_and_cut_back_on_resume(tmp_path):
     assert (tmp_path / LOG).read_text() == '{"step": 1}\n{"step": 2}\n'
     RunFolder(tmp_path, main=False).append_log({"step": 9})
     assert (tmp_path / LOG).read_text().count("\n") == 2
+
+
+@dataclass
+class Lit:
+    ambient: float | None = None        # None: the world's
+
+
+@dataclass
+class LitRecipe:
+    seed: int = 0
+    shading: Lit = field(default_factory=Lit)
+
+
+def test_a_null_that_means_a_value_equals_that_value_written_out(tmp_path):
+    """A folder that wrote the world's ambient out resumes under a config that leaves it null (and the other way
+    round); a different written value is still refused, naming what null stands for."""
+    world = {"shading.ambient": 0.35}
+    check_resume(_folder(tmp_path, LitRecipe(shading=Lit(0.35))), LitRecipe(), (), nulls=world)
+    assert config_difference(LitRecipe(), LitRecipe(shading=Lit(0.35)), (), world) is None
+    assert config_difference(LitRecipe(shading=Lit(0.35)), LitRecipe(), ()) == "'shading.ambient' (saved 0.35, now None)"
+    assert (config_difference(LitRecipe(shading=Lit(0.5)), LitRecipe(), (), world)
+            == "'shading.ambient' (saved 0.5, now 0.35)")

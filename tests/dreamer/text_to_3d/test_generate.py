@@ -53,6 +53,32 @@ def test_resume_gives_the_same_final_parameters(recipe, tiny_sd_dir, tmp_path, o
     assert full.history == resumed.history
 
 
+def test_a_folder_that_wrote_the_worlds_ambient_out_resumes(tiny_sd_dir, tmp_path, one_thread):
+    """A run folder from before `shading.ambient: null` (the world's) wrote 0.35 out: it resumes under today's
+    config; one with another ambient is refused in one line."""
+    import yaml
+
+    from dreamer.common.errors import CheckpointError
+    from dreamer.common.world import DEFAULT_SHADING
+
+    cfg = load_generate_config("gaussians-sds", "a red cube", str(tiny_sd_dir),
+                               CPU + ["train.steps=2", "camera.resolution=16", "gaussians.n_init=200"])
+    assert cfg.shading.ambient is None
+    out = tmp_path / "old"
+    generate(cfg, out, progress=False, stop_after=1, teacher=DiffusersTeacher.from_pretrained(tiny_sd_dir))
+    for ambient, ok in ((DEFAULT_SHADING.ambient, True), (0.5, False)):
+        saved = yaml.safe_load((out / "config.yaml").read_text())
+        saved["shading"]["ambient"] = ambient
+        (out / "config.yaml").write_text(yaml.safe_dump(saved))
+        if ok:
+            run = generate(cfg, out, resume=True, progress=False, stop_after=2,
+                           teacher=DiffusersTeacher.from_pretrained(tiny_sd_dir))
+            assert run.step_i == 2
+        else:
+            with pytest.raises(CheckpointError, match="'shading.ambient' \\(saved 0.5, now 0.35\\)"):
+                generate(cfg, out, resume=True, progress=False, teacher=DiffusersTeacher.from_pretrained(tiny_sd_dir))
+
+
 def test_cli_bad_input_is_one_line_and_nonzero(tmp_path, capsys):
     assert main(["generate", "a red cube", "--out", str(tmp_path / "r"), "guidance.cfg_scal=3"]) == 2
     err = capsys.readouterr().err.strip()
