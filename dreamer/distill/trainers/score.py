@@ -17,8 +17,8 @@ from guidance.fsdp import copy_full_, full_tensors, load_optimizer_state, optimi
 
 from ...common.errors import CheckpointError
 from ...common.run_folder import StepGuard
+from ..captions import PromptBank, run_captions
 from ..generator import Student, make_generator
-from ..prompts import PromptBank, run_captions
 from ..sampling import rollout
 from .adversarial import GanTerm
 from .toolkit import (DistillRun, ddim_sample, default_prompts, ema_lerp_, make_optimizer, regression_pairs, run_meta,
