@@ -15,14 +15,15 @@ import torch.nn.functional as F
 from guidance import FakeScore, GuidanceConfig, Prompts, randint_rows, randn_rows, score_distillation_step
 from guidance.fsdp import copy_full_, full_tensors, load_optimizer_state, optimizer_state, shard_unet
 
+from ...common.ema import ema_lerp_
 from ...common.errors import CheckpointError
 from ...common.run_folder import StepGuard
 from ..captions import PromptBank, run_captions
 from ..generator import Student, make_generator
 from ..sampling import rollout
 from .adversarial import GanTerm
-from .toolkit import (DistillRun, ddim_sample, default_prompts, ema_lerp_, make_optimizer, regression_pairs, run_meta,
-                     run_world, teacher_clip)
+from .toolkit import (DistillRun, ddim_sample, default_prompts, make_optimizer, regression_pairs, run_meta, run_world,
+                     teacher_clip)
 
 # name -> (guidance method, needs a fake score)
 METHODS = {"dmd": ("dmd", True), "diff_instruct": ("diff_instruct", True), "sds": ("sds", False)}
