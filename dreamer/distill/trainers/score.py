@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from guidance import FakeScore, GuidanceConfig, Prompts, randint_rows, randn_rows, score_distillation_step
 from guidance.fsdp import copy_full_, full_tensors, load_optimizer_state, optimizer_state, shard_unet
+from guidance.step import needs_aux
 
 from ...common.ema import ema_lerp_
 from ...common.errors import CheckpointError
@@ -25,15 +26,16 @@ from .adversarial import GanTerm
 from .toolkit import (DistillRun, ddim_sample, default_prompts, make_optimizer, regression_pairs, run_meta, run_world,
                      teacher_clip)
 
-# name -> (guidance method, needs a fake score)
-METHODS = {"dmd": ("dmd", True), "diff_instruct": ("diff_instruct", True), "sds": ("sds", False)}
+# The score-distillation methods: each guides with the guidance method of its own name; a fake (auxiliary) score is
+# trained exactly when guidance.step.needs_aux says so for the resolved GuidanceConfig (guidance_config).
+METHODS = ("dmd", "diff_instruct", "sds")
 
 
 def guidance_config(cfg, default_cfg: float = 1.0) -> GuidanceConfig:
     """The GuidanceConfig of a distillation method (cfg.guidance, method and CFG resolved): DMD = normalised
     gradient, Diff-Instruct = w(t)-weighted; the fake score's updates run inside the step unless aux_fresh_batches."""
     g = cfg.guidance
-    return replace(g, method=METHODS[cfg.method][0], cfg_scale=default_cfg if g.cfg_scale is None else g.cfg_scale,
+    return replace(g, method=cfg.method, cfg_scale=default_cfg if g.cfg_scale is None else g.cfg_scale,
                    t_lognormal=tuple(g.t_lognormal), aux_updates=0 if cfg.aux_fresh_batches else g.aux_updates,
                    aux_shared_pass=False)  # fake score: own t draws (DMD2)
 
@@ -142,11 +144,11 @@ def init_state(teacher, cfg, teacher_ref: str | None = None, world=None) -> Dist
     if cfg.resolution:
         vae = getattr(teacher, "vae", None)
         gen.size = cfg.resolution // (2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1)
-    gc = cfg.guidance
+    gc = guidance_config(cfg, teacher.default_cfg)
     fake = (FakeScore(teacher, lr=gc.aux_lr, betas=tuple(cfg.adam_betas), max_grad_norm=gc.aux_max_grad_norm,
                       loss_space=gc.aux_target, lora_rank=gc.aux_rank,
                       gradient_checkpointing=cfg.gradient_checkpointing, fsdp=cfg.fsdp)
-            if METHODS[cfg.method][1] else None)
+            if needs_aux(gc) else None)
     if cfg.gradient_checkpointing:
         gen.unet.enable_gradient_checkpointing()
     if cfg.fsdp:
@@ -159,8 +161,7 @@ def init_state(teacher, cfg, teacher_ref: str | None = None, world=None) -> Dist
     if cfg.ema_decay > 0:
         state.ema = [p.detach().clone() for p in gen.params]
     if cfg.regression_weight > 0:
-        state.pairs = regression_pairs(teacher, gen, conds, uncond, cfg,
-                                       guidance_config(cfg, teacher.default_cfg).cfg_scale, g)
+        state.pairs = regression_pairs(teacher, gen, conds, uncond, cfg, gc.cfg_scale, g)
     if cfg.gan.weight > 0:
         state.gan = GanTerm(teacher, gen, cfg, g, world)
     return state
