@@ -56,7 +56,7 @@ class GuidanceConfig:
     sdi_inversion_cfg: float = -1.0  # SDI: inversion CFG as a multiple of cfg_scale (authors: -7.5 with 7.5)
     sdi_inv_steps: int = 10        # SDI: DDIM inversion grid (inversion_n_steps)
     sdi_eta: float = 0.3           # SDI: eta * DDIM sigma of fresh noise per inversion step (inversion_eta)
-    perp_neg_weight: float = 2.0   # Perp-Neg view negatives (dreamer.common.prompts.perp_neg_views): |negative_w|,
+    perp_neg_weight: float = 2.0   # Perp-Neg view negatives (dreamer.common.view_prompts.perp_neg_views): |negative_w|,
     perp_neg_front_decay: float = 2.0  # front_decay_factor and
     perp_neg_side_decay: float = 10.0  # side_decay_factor of the authors' Stable-DreamFusion integration
     aux_cfg_scale: float = 1.0     # CFG on the auxiliary (LoRA / fake) score

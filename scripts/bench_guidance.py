@@ -83,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    from dreamer.common.prompts import perp_neg_embeddings
+    from dreamer.common.view_prompts import perp_neg_embeddings
     from dreamer.common.teacher_source import DEFAULT_TEACHER
 
     teacher = DiffusersTeacher.from_pretrained(args.teacher or DEFAULT_TEACHER)

@@ -1,5 +1,5 @@
-"""Reproduce the strict 3D test's calibration table (dreamer.shapes.strict): for each judged metric, the worst value
-over the ground-truth cases that must pass and the best over each group that must fail; prints JSON.
+"""Reproduce the strict 3D test's calibration table (dreamer.shapes.strict_calibration): for each judged metric, the
+worst value over the ground-truth cases that must pass and the best over each group that must fail; prints JSON.
 
     python scripts/calibrate_strict.py [--n 20000] [--threads 1]
 """
@@ -10,7 +10,7 @@ import json
 
 import torch
 
-from dreamer.shapes import strict
+from dreamer.shapes import strict, strict_calibration
 
 
 def main() -> None:
@@ -21,7 +21,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     thresholds = {"F_MIN": strict.F_MIN, "IOU_MIN": strict.IOU_MIN, "SCALE_MAX": strict.SCALE_MAX,
                   "FLOATER_MAX": strict.FLOATER_MAX}
-    table = {k: {g: round(v, 4) for g, v in groups.items()} for k, groups in strict.calibrate(a.n).items()}
+    table = {k: {g: round(v, 4) for g, v in groups.items()} for k, groups in strict_calibration.calibrate(a.n).items()}
     print(json.dumps({"n": a.n, "thresholds": thresholds, "calibration": table}, indent=2))
 
 

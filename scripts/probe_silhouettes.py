@@ -83,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     a = parse_args(argv)
     torch.set_num_threads(a.threads)
-    from dreamer.common.prompts import VIEW_SUFFIXES
+    from dreamer.common.view_prompts import VIEW_SUFFIXES
     from dreamer.common.teacher_source import load_teacher, teacher_name
     from dreamer.distill.trainers.toolkit import ddim_sample, teacher_clip
 

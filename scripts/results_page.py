@@ -157,7 +157,8 @@ def calibration(root: Path) -> list[str]:
         ["metric", "passes when", "worst must-pass (GT, jittered, marching-cubed)",
          *(f"best of {g.replace('_', ' ')}" for g in groups)], rows) + [
         "A must-fail group has to fail only its own check: x1.25 and x0.8 scale, floater the floaters, filled torus "
-        "the topology, wrong colour the colour, wrong shape the shape (`dreamer/shapes/strict.py`, MUST_FAIL).", ""]
+        "the topology, wrong colour the colour, wrong shape the shape (`dreamer/shapes/strict_calibration.py`, "
+        "MUST_FAIL).", ""]
 
 
 def guidance_cost(root: Path) -> list[str]:

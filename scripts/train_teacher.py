@@ -18,8 +18,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tools/ (training-only, not installed)
 
 from dreamer.shapes.render import random_views, render_shapes  # noqa: E402
-from dreamer.common.prompts import VIEW_SUFFIXES, view_prompt  # noqa: E402
-from dreamer.distill.trainers.toolkit import ema_update  # noqa: E402
+from dreamer.common.ema import ema_update  # noqa: E402
+from dreamer.common.view_prompts import VIEW_SUFFIXES, view_prompt  # noqa: E402
 from dreamer.shapes.world import COLOUR_NAMES, SHAPES, catalogue  # noqa: E402
 from guidance import add_noise, prediction_target  # noqa: E402
 from guidance.text import TextEncoder  # noqa: E402

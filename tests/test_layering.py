@@ -45,10 +45,10 @@ def test_a_training_module_reaching_the_evaluator_is_caught(tree):
 def test_an_application_importing_the_shapes_world_is_caught(tree):
     # text_to_3d and distill reach a world only through dreamer.common.world
     _append(tree / "dreamer/text_to_3d/outputs.py", "    from ..shapes.world import parse_prompt  # noqa")
-    _append(tree / "dreamer/distill/prompts.py", "import dreamer.shapes.render  # noqa")
+    _append(tree / "dreamer/distill/captions.py", "import dreamer.shapes.render  # noqa")
     found = violations(tree)
     assert "dreamer.text_to_3d.outputs imports dreamer.shapes.world (forbidden for dreamer.text_to_3d)" in found
-    assert "dreamer.distill.prompts imports dreamer.shapes.render (forbidden for dreamer.distill)" in found
+    assert "dreamer.distill.captions imports dreamer.shapes.render (forbidden for dreamer.distill)" in found
 
 
 def test_training_reaching_evaluation_indirectly_is_caught(tree):

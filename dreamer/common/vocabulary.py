@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DreamerError
-from .prompts import VIEW_SUFFIXES
+from .view_prompts import VIEW_SUFFIXES
 from .world import teacher_meta
 
 ARTICLES = ("a", "an", "the")

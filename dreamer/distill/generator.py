@@ -257,7 +257,7 @@ def sample_images(gen: Student, teacher_or_text, prompts: list[str], steps: int 
 
     None loads the teacher recorded in generator.json (for its text encoder and VAE).
     """
-    from ..common.prompts import warn_if_truncated
+    from ..common.view_prompts import warn_if_truncated
     from ..common.teacher_source import load_teacher
 
     front = teacher_or_text if teacher_or_text is not None else load_teacher(teacher_dir(gen.meta))

@@ -17,10 +17,10 @@ from ..common.distributed import init as dist_init
 from ..common.distributed import shutdown as dist_shutdown
 from ..common.distributed import is_main, rank_world
 from ..common.config import ConfigError, dump_yaml
-from ..common.prompts import warn_if_truncated
 from ..common.run_folder import resume_checkpoint as check_and_load
+from ..common.view_prompts import warn_if_truncated
+from .captions import run_captions
 from .generator import Student
-from .prompts import run_captions
 from .recipe import DistillConfig, validate
 from .trainers import TRAINERS, progressive
 from .trainers.toolkit import DistillRun, base_teacher_ref, load_any_teacher, run_meta, run_world

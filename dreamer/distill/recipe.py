@@ -149,7 +149,7 @@ def validate(cfg: DistillConfig) -> DistillConfig:
                           f"lora_rank {cfg.lora_rank}, guidance.aux_rank {g.aux_rank}")
     if not 0 <= cfg.ema_decay < 1:
         raise ConfigError(f"'ema_decay' must be in [0, 1), got {cfg.ema_decay}")
-    want = METHODS[cfg.method][0] if cfg.method in METHODS else "sds" if cfg.method == "add" else None
+    want = cfg.method if cfg.method in METHODS else "sds" if cfg.method == "add" else None
     if want is not None and g.method not in (want, DISTILL_GUIDANCE["method"]):
         raise ConfigError(f"'guidance.method' follows 'method' in distillation (method {cfg.method!r} guides with "
                           f"{want!r}); leave it out, got {g.method!r}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from ..common.prompts import VIEW_SUFFIXES
+from ..common.view_prompts import VIEW_SUFFIXES
 from .world import COLOUR_NAMES, SHAPES, ShapeSpec, catalogue
 
 # Methods whose trainer draws x0 from the data pool (cfg.data: "shapes" = GT renders, the default; "teacher" = its

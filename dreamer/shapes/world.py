@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..common.prompts import VIEW_SUFFIXES
+from ..common.view_prompts import VIEW_SUFFIXES
 
 SHAPES = ("cube", "sphere", "cylinder", "cone", "torus", "pyramid")
 COLOURS = {

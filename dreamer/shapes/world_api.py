@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from renderers.shading import AMBIENT, camera_key_light
 
-from ..common.prompts import VIEW_SUFFIXES, view_prompt
+from ..common.view_prompts import VIEW_SUFFIXES, view_prompt
 from ..common.world import Shading
 from .render import random_views, render_shapes
 from .world import ShapeSpec, catalogue, parse_prompt

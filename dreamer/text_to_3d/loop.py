@@ -15,9 +15,9 @@ from guidance.step import needs_aux, needs_negative
 from ..common.checkpoints import load_checkpoint
 from ..common.config import dump_yaml
 from ..common.errors import NumericalFault
-from ..common.prompts import VIEW_SUFFIXES, perp_neg_embeddings, view_prompt, warn_if_truncated
 from ..common.run_folder import CHECKPOINT, RunFolder, StepGuard, resume_checkpoint
 from ..common.teacher_source import load_teacher, teacher_world
+from ..common.view_prompts import VIEW_SUFFIXES, perp_neg_embeddings, view_prompt, warn_if_truncated
 from ..common.world import DEFAULT_SHADING
 from .lighting import ambient_of, draw_shading
 from .recipe import RESUME_FREE_KEYS, GenerateConfig, validate_generate

@@ -87,7 +87,7 @@ def test_vocabulary_normalises_or_refuses(prompt, canonical):
 
 def test_embedded_teacher_declares_the_shapes_world():
     """teacher.json's vocabulary is exactly the shapes world's catalogue; loaded teachers expose it."""
-    from dreamer.common.prompts import VIEW_SUFFIXES
+    from dreamer.common.view_prompts import VIEW_SUFFIXES
     from dreamer.common.teacher_source import DEFAULT_TEACHER, load_teacher
     from dreamer.common.vocabulary import vocabulary_of
     from dreamer.shapes.world import COLOUR_NAMES, SHAPES, catalogue
@@ -305,7 +305,7 @@ def test_caption_and_square_grid_helpers():
 
 
 def test_tiny_teacher_does_not_truncate_view_prompts(tiny_sd_dir):
-    from dreamer.common.prompts import truncation_message
+    from dreamer.common.view_prompts import truncation_message
     from dreamer.common.teacher_source import load_teacher
     from dreamer.common.teacher_source import DEFAULT_TEACHER
     from dreamer.common.world import world_of

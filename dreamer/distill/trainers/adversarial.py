@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from guidance import (GuidanceConfig, Prompts, Weighting, add_noise, guarded_step, randint_rows, randn_rows,
-                      score_distillation_step, split_cond, time_embedding)
+from guidance import (GuidanceConfig, Prompts, Weighting, add_noise, randint_rows, randn_rows, score_distillation_step,
+                      split_cond, time_embedding)
 
+from ...common.run_folder import StepGuard
 from ..generator import Student, make_generator
 from .toolkit import Data, DistillRun, data_pool, make_optimizer, scale_of
 
@@ -122,6 +123,8 @@ class GanTerm:
         self.disc = make_discriminator(teacher, AddSettings(head_width=self.s.head_width), self.data.conds.shape[-1])
         self.opt = make_optimizer(self.disc.params, cfg, lr=self.s.lr_disc)
         self.max_norm = cfg.max_grad_norm
+        self.bad = StepGuard(limit=cfg.max_bad_steps, what="discriminator update")  # D updates dropped (NaN / inf)
+        self.updates = 0                                  # D updates attempted: the guard's step index
 
     def _judge(self, x: torch.Tensor, cond: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         if self.s.t_max <= 0:
@@ -129,12 +132,15 @@ class GanTerm:
         t = randint_rows(max(1, int(self.s.t_max * len(self.ac))), x.shape[0], g).to(x.device)  # data parallel:
         return self.disc(add_noise(x, randn_rows(x.shape, g).to(x), t, self.ac), cond, t)         # own rows
 
-    def step(self, x0: torch.Tensor, cond: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, float]:
-        """One D update on a real batch vs x0.detach(); returns the generator's adversarial loss on x0 (with grad)."""
+    def step(self, x0: torch.Tensor, cond: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, float | None]:
+        """One D update on a real batch vs x0.detach(), guarded as the generator's (StepGuard: a non-finite loss or
+        gradient skips it, warns and is counted in self.bad; max_bad_steps in a row raise); returns the generator's
+        adversarial loss on x0 (with grad) and the D loss (None: the D update was skipped)."""
         x_real, c_real = self.data.batch(len(x0), g)
         d_loss = hinge_d_loss(self._judge(x_real, c_real, g), self._judge(x0.detach(), cond, g))
-        guarded_step(d_loss, self.opt, self.max_norm)
-        return hinge_g_loss(self._judge(x0, cond, g)), d_loss.item()
+        self.updates += 1
+        norm = self.bad.step(self.updates, d_loss, self.opt, self.max_norm)
+        return hinge_g_loss(self._judge(x0, cond, g)), None if norm is None else d_loss.item()
 
 
 def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Student:

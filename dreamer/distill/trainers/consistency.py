@@ -15,12 +15,12 @@ import torch
 
 from guidance import add_noise, randint_rows, randn_rows, renoise
 
+from ...common.ema import ema_update
 from ..generator import Student, make_generator
 from .toolkit import (
     Data,
     DistillRun,
     data_pool,
-    ema_update,
     make_optimizer,
     scale_of,
     teacher_clip,

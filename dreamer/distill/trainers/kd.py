@@ -78,7 +78,7 @@ def fit_reflow(gen: Student, z, x0, idx, conds, iters: int, cfg, run: DistillRun
 
 def _teacher_pairs(teacher, gen: Student, cfg, g: torch.Generator, world=None):
     """cfg.regression_pairs DDIM pairs per caption, on at most cfg.data_size captions (pool_captions)."""
-    from ..prompts import encode_texts
+    from ..captions import encode_texts
 
     conds = encode_texts(teacher, pool_captions(run_prompts(cfg, gen, world), cfg.data_size, g))
     uncond = teacher.encode_prompt([cfg.uncond_prompt])
@@ -87,7 +87,7 @@ def _teacher_pairs(teacher, gen: Student, cfg, g: torch.Generator, world=None):
 
 
 def run_prompts(cfg, gen: Student, world=None) -> list[str]:
-    from ..prompts import run_captions
+    from ..captions import run_captions
 
     return list(run_captions(cfg) or gen.meta.get("prompts") or default_prompts(world))
 

@@ -14,25 +14,28 @@ import torch.nn.functional as F
 
 from guidance import FakeScore, GuidanceConfig, Prompts, randint_rows, randn_rows, score_distillation_step
 from guidance.fsdp import copy_full_, full_tensors, load_optimizer_state, optimizer_state, shard_unet
+from guidance.step import needs_aux
 
+from ...common.ema import ema_lerp_
 from ...common.errors import CheckpointError
 from ...common.run_folder import StepGuard
+from ..captions import PromptBank, run_captions
 from ..generator import Student, make_generator
-from ..prompts import PromptBank, run_captions
 from ..sampling import rollout
 from .adversarial import GanTerm
-from .toolkit import (DistillRun, ddim_sample, default_prompts, ema_lerp_, make_optimizer, regression_pairs, run_meta,
-                     run_world, teacher_clip)
+from .toolkit import (DistillRun, ddim_sample, default_prompts, make_optimizer, regression_pairs, run_meta, run_world,
+                     teacher_clip)
 
-# name -> (guidance method, needs a fake score)
-METHODS = {"dmd": ("dmd", True), "diff_instruct": ("diff_instruct", True), "sds": ("sds", False)}
+# The score-distillation methods: each guides with the guidance method of its own name; a fake (auxiliary) score is
+# trained exactly when guidance.step.needs_aux says so for the resolved GuidanceConfig (guidance_config).
+METHODS = ("dmd", "diff_instruct", "sds")
 
 
 def guidance_config(cfg, default_cfg: float = 1.0) -> GuidanceConfig:
     """The GuidanceConfig of a distillation method (cfg.guidance, method and CFG resolved): DMD = normalised
     gradient, Diff-Instruct = w(t)-weighted; the fake score's updates run inside the step unless aux_fresh_batches."""
     g = cfg.guidance
-    return replace(g, method=METHODS[cfg.method][0], cfg_scale=default_cfg if g.cfg_scale is None else g.cfg_scale,
+    return replace(g, method=cfg.method, cfg_scale=default_cfg if g.cfg_scale is None else g.cfg_scale,
                    t_lognormal=tuple(g.t_lognormal), aux_updates=0 if cfg.aux_fresh_batches else g.aux_updates,
                    aux_shared_pass=False)  # fake score: own t draws (DMD2)
 
@@ -50,7 +53,7 @@ class DistillState:
     rng: torch.Generator
     pairs: tuple | None = None           # (z, x0, prompt idx) for the regression loss
     ema: list[torch.Tensor] | None = None  # EMA of gen.params (cfg.ema_decay > 0), same order
-    gan: GanTerm | None = None           # cfg.gan.weight > 0: real renders vs samples, DMD2's GAN term
+    gan: GanTerm | None = None           # cfg.gan.weight > 0: real renders vs samples, DMD2's GAN term (D: gan.bad)
     step: int = 0
     bad: StepGuard = field(default_factory=StepGuard)  # the guarded step: generator updates dropped (NaN / inf)
 
@@ -113,12 +116,13 @@ def distill_step(state: DistillState, teacher, cfg, gcfg: GuidanceConfig) -> dic
         loss = loss + cfg.rollout_regression_weight * rreg
     gan = None
     if state.gan is not None:
-        gan = state.gan.step(x0, cond, state.rng)                    # (adversarial loss, D loss)
+        gan = state.gan.step(x0, cond, state.rng)                    # (adversarial loss, D loss; None: D skipped)
         loss = loss + cfg.gan.weight * gan[0]
+    d_skipped = {"d_skipped": True} if gan is not None and gan[1] is None else {}   # the D update's guard skipped it
     state.step += 1
     gnorm = state.bad.step(state.step, loss, state.opt, cfg.max_grad_norm, guidance=out, params=state.gen.params)
     if gnorm is None:                                  # skipped (and warned): no update, optimizer state untouched
-        return {"step": state.step, "loss": None, "skipped": True}
+        return {"step": state.step, "loss": None, "skipped": True, **d_skipped}
     if state.ema is not None:
         ema_lerp_(state.ema, state.gen.params, cfg.ema_decay)
     m = {"step": state.step, "loss": out.loss.item(), "reg": reg.item(), "grad_norm": gnorm,
@@ -126,7 +130,7 @@ def distill_step(state: DistillState, teacher, cfg, gcfg: GuidanceConfig) -> dic
     if rreg is not None:
         m.update(rollout_reg=rreg.item(), k=k)
     if gan is not None:
-        m.update(g_adv=gan[0].item(), d_loss=gan[1])
+        m.update(g_adv=gan[0].item(), d_loss=gan[1], **d_skipped)
     return m
 
 
@@ -141,11 +145,11 @@ def init_state(teacher, cfg, teacher_ref: str | None = None, world=None) -> Dist
     if cfg.resolution:
         vae = getattr(teacher, "vae", None)
         gen.size = cfg.resolution // (2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1)
-    gc = cfg.guidance
+    gc = guidance_config(cfg, teacher.default_cfg)
     fake = (FakeScore(teacher, lr=gc.aux_lr, betas=tuple(cfg.adam_betas), max_grad_norm=gc.aux_max_grad_norm,
                       loss_space=gc.aux_target, lora_rank=gc.aux_rank,
                       gradient_checkpointing=cfg.gradient_checkpointing, fsdp=cfg.fsdp)
-            if METHODS[cfg.method][1] else None)
+            if needs_aux(gc) else None)
     if cfg.gradient_checkpointing:
         gen.unet.enable_gradient_checkpointing()
     if cfg.fsdp:
@@ -158,8 +162,7 @@ def init_state(teacher, cfg, teacher_ref: str | None = None, world=None) -> Dist
     if cfg.ema_decay > 0:
         state.ema = [p.detach().clone() for p in gen.params]
     if cfg.regression_weight > 0:
-        state.pairs = regression_pairs(teacher, gen, conds, uncond, cfg,
-                                       guidance_config(cfg, teacher.default_cfg).cfg_scale, g)
+        state.pairs = regression_pairs(teacher, gen, conds, uncond, cfg, gc.cfg_scale, g)
     if cfg.gan.weight > 0:
         state.gan = GanTerm(teacher, gen, cfg, g, world)
     return state
@@ -170,6 +173,8 @@ def train_score(teacher, cfg, run: DistillRun, data=None) -> Student:
     generator save (and the last step) also writes OUT/checkpoint.pt (state_dict), run.resume continues from one."""
     state = init_state(teacher, cfg, run.meta.get("teacher"), run.world)
     state.bad.kept = run.kept                     # what a stopped run keeps: the run folder's last generator
+    if state.gan is not None:
+        state.gan.bad.kept = run.kept
     if run.resume is not None:
         load_state_dict(state, run.resume)
     gcfg = guidance_config(cfg, teacher.default_cfg)
@@ -199,8 +204,9 @@ def autocast(cfg) -> torch.autocast:
 
 def state_dict(state: DistillState) -> dict:
     """Everything a resumed run needs (weights-only types): generator, fake score, both optimizers, EMA, GAN heads,
-    the trainer's and torch's global RNG states, the step and the skipped-step record. Sharded (FSDP) weights and
-    moments are saved as full tensors (every rank calls this), so a checkpoint does not depend on `fsdp`."""
+    the trainer's and torch's global RNG states, the step and the skipped-update records (generator, GAN heads).
+    Sharded (FSDP) weights and moments are saved as full tensors (every rank calls this), so a checkpoint does not
+    depend on `fsdp`."""
     sd = {"step": state.step, "gen": full_tensors(state.gen.params), "opt": optimizer_state(state.opt),
           "rng": state.rng.get_state(), "torch_rng": torch.get_rng_state(),
           "bad": {"skipped": list(state.bad.skipped), "streak": state.bad.streak}}
@@ -209,7 +215,9 @@ def state_dict(state: DistillState) -> dict:
     if state.ema is not None:
         sd["ema"] = full_tensors(state.ema)
     if state.gan is not None:
-        sd.update(gan=full_tensors(state.gan.disc.params), gan_opt=optimizer_state(state.gan.opt))
+        sd.update(gan=full_tensors(state.gan.disc.params), gan_opt=optimizer_state(state.gan.opt),
+                  gan_bad={"skipped": list(state.gan.bad.skipped), "streak": state.gan.bad.streak,
+                           "updates": state.gan.updates})
     return sd
 
 
@@ -230,6 +238,9 @@ def load_state_dict(state: DistillState, sd: dict) -> None:
     if state.gan is not None:
         copy(state.gan.disc.params, sd.get("gan"), "GAN heads")
         load_optimizer_state(state.gan.opt, sd["gan_opt"])
+        d_bad = sd.get("gan_bad", {"skipped": [], "streak": 0, "updates": sd["step"]})  # older checkpoints: none
+        state.gan.bad.restore(d_bad["skipped"], d_bad["streak"])
+        state.gan.updates = int(d_bad["updates"])
     state.rng.set_state(sd["rng"])
     torch.set_rng_state(sd["torch_rng"])
     state.step = int(sd["step"])

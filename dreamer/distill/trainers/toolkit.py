@@ -183,7 +183,7 @@ def data_pool(teacher, gen: Student, cfg, g: torch.Generator, world=None) -> Dat
                 x0 = map_chunks(lambda i, j: teacher.encode(rgb[i:j]), len(rgb), 64, uncond.device)
             conds = teacher.encode_prompt(prompts)
         return Data(x0, torch.tensor([pos[p] for p in names]), prompts, conds, uncond)
-    from ..prompts import encode_texts, run_captions
+    from ..captions import encode_texts, run_captions
 
     prompts = pool_captions(run_captions(cfg) or default_prompts(world), cfg.data_size, g)
     conds = encode_texts(teacher, prompts)
@@ -221,25 +221,11 @@ def make_optimizer(params, cfg, lr: float | None = None) -> torch.optim.Optimize
                              weight_decay=cfg.weight_decay)
 
 
-@torch.no_grad()
-def ema_lerp_(ema: list[torch.Tensor], online: list[torch.Tensor], decay: float) -> None:
-    """theta_ema <- decay theta_ema + (1 - decay) theta, in place, pairwise over two tensor lists."""
-    if ema:
-        torch._foreach_lerp_(ema, [p.detach() for p in online], 1 - decay)
-
-
-def ema_update(target: torch.nn.Module, online: torch.nn.Module, decay: float) -> None:
-    """ema_lerp_ over the online model's trainable parameters (matched by name)."""
-    src = dict(online.named_parameters())
-    pairs = [(p, src[n]) for n, p in target.named_parameters() if n in src and src[n].requires_grad]
-    ema_lerp_([p for p, _ in pairs], [q for _, q in pairs], decay)
-
-
 # ----------------------------------------------------------------------------------------------- run folder
 def run_meta(cfg, teacher_ref: str | None, prompts=None, world=None) -> dict:
     """What generator.json records about a run: teacher, its text encoder, the method, the prompts (a caption
     file: its path, count and first 64 captions; none: the world's, default_prompts)."""
-    from ..prompts import run_captions
+    from ..captions import run_captions
 
     prompts = prompts or run_captions(cfg) or default_prompts(world)
     from ...common.teacher_source import teacher_name

@@ -9,8 +9,8 @@ import dreamer.distill.trainers.score as score_mod
 import guidance.aux_scores as aux_mod
 from dreamer.common.config import ConfigError
 from dreamer.common.errors import DreamerError
+from dreamer.distill.captions import CaptionFile, PromptBank
 from dreamer.distill.loop import check_data_sources, distill
-from dreamer.distill.prompts import CaptionFile, PromptBank
 from dreamer.distill.recipe import DistillConfig, distill_guidance, load_distill_config
 from dreamer.distill.trainers.score import distill_step, dm_loss, guidance_config, init_state
 from guidance import DiffusersTeacher, GuidanceOutput

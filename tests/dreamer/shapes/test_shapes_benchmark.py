@@ -5,7 +5,7 @@ import json
 import pytest
 import yaml
 
-from dreamer.common.prompts import VIEW_SUFFIXES
+from dreamer.common.view_prompts import VIEW_SUFFIXES
 from dreamer.shapes.benchmark import (benchmark_objects, benchmark_prompts, group_labels, pool_rows, saw_gt_renders,
                                       success_rate)
 from dreamer.shapes.world import COLOUR_NAMES, SHAPES, catalogue, catalogue_prompts

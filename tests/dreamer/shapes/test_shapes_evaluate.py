@@ -6,7 +6,7 @@ import torch
 
 from dreamer.cli import main
 from dreamer.shapes.evaluate import evaluate_mesh, evaluate_path, gt_views, mesh_views
-from dreamer.shapes.strict import painted
+from dreamer.shapes.strict_calibration import painted
 from dreamer.shapes.world import ShapeSpec, gt_mesh
 
 N = 4000

@@ -9,6 +9,8 @@ import trimesh
 
 from dreamer.shapes import strict
 from dreamer.shapes.metrics import chamfer_distance, winding_number
+from dreamer.shapes.strict_calibration import (filled_torus, jittered, marching_cubes_sdf, painted, scaled,
+                                             with_floater)
 from dreamer.shapes.world import COLOUR_NAMES, COLOURS, SHAPES, ShapeSpec, gt_mesh, sdf
 
 torch.set_num_threads(1)
@@ -20,7 +22,7 @@ def _spec(shape: str) -> ShapeSpec:
 
 
 def _gt(shape: str):
-    return strict.painted(gt_mesh(shape), _spec(shape).rgb)
+    return painted(gt_mesh(shape), _spec(shape).rgb)
 
 
 def _kinds(rep: dict) -> set:
@@ -40,7 +42,7 @@ def test_gt_mesh_is_right(shape):
 
 def test_chamfer_matches_metrics():
     """The cached per-shape Chamfer is the same number metrics.chamfer_distance computes."""
-    mesh = strict.jittered(gt_mesh("cone"), 0.01, seed=3)
+    mesh = jittered(gt_mesh("cone"), 0.01, seed=3)
     rep = strict.strict_report(mesh, _spec("cone"), n=N)
     assert rep["chamfer_all"]["cone"] == pytest.approx(chamfer_distance(mesh, gt_mesh("cone"), n=N), rel=1e-9)
     # a four-fold candidate is scored at its own best yaw: the same number for the mesh turned by that yaw
@@ -76,7 +78,7 @@ def test_perfect_wrong_primitive_fails(a, b):
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_one_percent_jitter_is_right(shape):
-    rep = strict.strict_report(strict.painted(strict.jittered(gt_mesh(shape), 0.01, seed=7), _spec(shape).rgb),
+    rep = strict.strict_report(painted(jittered(gt_mesh(shape), 0.01, seed=7), _spec(shape).rgb),
                                _spec(shape), n=N)
     assert rep["right"], rep["reasons"]
 
@@ -84,29 +86,29 @@ def test_one_percent_jitter_is_right(shape):
 @pytest.mark.parametrize("shape", ["torus", "cone"])
 def test_marching_cubes_export_of_gt_is_right(shape):
     """A mesh as export.extract_mesh would make it from the exact SDF (96^3 over [-1,1]^3) passes."""
-    mesh = strict.marching_cubes_sdf(lambda p: sdf(shape, p))
-    rep = strict.strict_report(strict.painted(mesh, _spec(shape).rgb), _spec(shape), n=N)
+    mesh = marching_cubes_sdf(lambda p: sdf(shape, p))
+    rep = strict.strict_report(painted(mesh, _spec(shape).rgb), _spec(shape), n=N)
     assert rep["right"] and rep["watertight"], rep["reasons"]
 
 
 @pytest.mark.parametrize("shape", SHAPES)
 def test_scaled_by_1_25_fails_on_scale(shape):
-    rep = strict.strict_report(strict.scaled(_gt(shape), 1.25), _spec(shape), n=N)
+    rep = strict.strict_report(scaled(_gt(shape), 1.25), _spec(shape), n=N)
     assert not rep["right"] and "scale" in _kinds(rep), rep["reasons"]
     assert rep["spread_ratio"] == pytest.approx([1.25] * 3, rel=0.02)
 
 
 def test_filled_torus_fails_on_topology():
-    mesh = strict.filled_torus()
+    mesh = filled_torus()
     assert mesh.is_watertight and winding_number(np.zeros((1, 3)), mesh.vertices, mesh.faces)[0] > 0.99  # filled
-    rep = strict.strict_report(strict.painted(mesh, _spec("torus").rgb), _spec("torus"), n=N)
+    rep = strict.strict_report(painted(mesh, _spec("torus").rgb), _spec("torus"), n=N)
     assert rep["genus"] == 0 and rep["gt_genus"] == 1
     assert not rep["right"] and "topology" in _kinds(rep), rep["reasons"]
 
 
 @pytest.mark.parametrize("shape", ["cube", "torus"])
 def test_floater_of_five_percent_volume_fails(shape):
-    mesh = strict.with_floater(_gt(shape), 0.05)
+    mesh = with_floater(_gt(shape), 0.05)
     rep = strict.strict_report(mesh, _spec(shape), n=N)
     assert rep["components"] == 2 and rep["floaters"] == 1 and rep["floater_measure"] == "volume"
     assert rep["floater_share"] == pytest.approx(0.05 / 1.05, rel=0.03)  # icosphere facets: volume ~1% low
@@ -115,7 +117,7 @@ def test_floater_of_five_percent_volume_fails(shape):
 
 def test_wrong_colour_fails_and_uncoloured_is_not_judged():
     spec = ShapeSpec("sphere", "red")
-    rep = strict.strict_report(strict.painted(gt_mesh("sphere"), COLOURS["blue"]), spec, n=N)
+    rep = strict.strict_report(painted(gt_mesh("sphere"), COLOURS["blue"]), spec, n=N)
     assert not rep["right"] and _kinds(rep) == {"colour"} and rep["nearest_colour"] == "blue"
     bare = strict.strict_report(gt_mesh("sphere"), spec, n=N)
     assert bare["right"] and bare["coloured"] is False and bare["colour_correct"] is None
@@ -139,7 +141,7 @@ def test_topology_of_open_meshes():
 
 
 def test_summary_and_empty_mesh():
-    rep = strict.strict_report(strict.scaled(_gt("cube"), 1.25), _spec("cube"), n=N)
+    rep = strict.strict_report(scaled(_gt("cube"), 1.25), _spec("cube"), n=N)
     text = strict.strict_summary(rep)
     assert text.splitlines()[0].endswith("WRONG") and "scale:" in text and "F@2%" in text
     empty = strict.strict_report(trimesh.Trimesh(), _spec("cube"), n=N)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from dreamer.common.prompts import view_prompt, view_suffix
+from dreamer.common.view_prompts import view_prompt, view_suffix
 from dreamer.shapes.render import random_views, render_shapes
 from renderers.shading import camera_key_light
 from dreamer.shapes.world import COLOUR_NAMES, SHAPES, SPHERE_R, ShapeSpec, catalogue, gt_mesh, parse_prompt, sdf

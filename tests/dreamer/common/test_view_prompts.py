@@ -1,10 +1,10 @@
-"""dreamer.common.prompts: Perp-Neg's view prompts (positive interpolation, negative views and their weights)."""
+"""dreamer.common.view_prompts: Perp-Neg's view prompts (positive interpolation, negative views and their weights)."""
 import math
 
 import pytest
 import torch
 
-from dreamer.common.prompts import perp_neg_embeddings, perp_neg_views
+from dreamer.common.view_prompts import perp_neg_embeddings, perp_neg_views
 
 
 @pytest.mark.parametrize("azimuth,expected", [
