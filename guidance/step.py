@@ -130,89 +130,89 @@ class Parts(NamedTuple):
     x_t: torch.Tensor | None = None      # the x_t it used, when not a_t x0 + s_t noise (ISM, SDI)
 
 
-def _sds(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw, aux_fit, ctx):
-    return Parts(teacher_cfg(teacher, x_t, t, prompts, cfg.cfg_scale, mode=cfg.cfg_mode)[0], noise)
+def _sds(teacher, aux, x0, x_t, t, noise, prompts, config, aux_kw, aux_fit, ctx):
+    return Parts(teacher_cfg(teacher, x_t, t, prompts, config.cfg_scale, mode=config.cfg_mode)[0], noise)
 
 
-def _nfsd(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw, aux_fit, ctx):
+def _nfsd(teacher, aux, x0, x_t, t, noise, prompts, config, aux_kw, aux_fit, ctx):
     """Katzir et al. 2024 eq. 8: delta_D + s delta_C = eps_cfg - baseline, baseline = [t >= switch] eps(x_t; y_neg)."""
     if prompts.negative is None:
         raise ValueError("NFSD needs a negative prompt embedding (Prompts.negative)")
-    eps_cfg, (eps_u, eps_neg) = teacher_cfg(teacher, x_t, t, prompts, cfg.cfg_scale, extra_negative=True,
-                                            mode=cfg.cfg_mode)
-    far = (t >= cfg.nfsd_t_switch).view(-1, *[1] * (x_t.dim() - 1))
+    eps_cfg, (eps_u, eps_neg) = teacher_cfg(teacher, x_t, t, prompts, config.cfg_scale, extra_negative=True,
+                                            mode=config.cfg_mode)
+    far = (t >= config.nfsd_t_switch).view(-1, *[1] * (x_t.dim() - 1))
     return Parts(eps_cfg, torch.where(far, eps_neg, torch.zeros_like(eps_neg)))
 
 
-def _csd(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw, aux_fit, ctx):
+def _csd(teacher, aux, x0, x_t, t, noise, prompts, config, aux_kw, aux_fit, ctx):
     """Yu et al. 2024 (CSD): the classifier score only, w [s (eps(y) - eps(null)) - w2 (eps(y_neg) - eps(null))];
     baseline eps(x_t; null), the w2 term (csd_negative_scale) inside eps_cfg."""
-    neg = cfg.csd_negative_scale > 0
+    neg = config.csd_negative_scale > 0
     if neg and prompts.negative is None:
         raise ValueError("CSD with csd_negative_scale > 0 needs a negative prompt embedding (Prompts.negative)")
-    eps_cfg, (eps_u, eps_neg) = teacher_cfg(teacher, x_t, t, prompts, cfg.cfg_scale, extra_negative=neg,
-                                            mode=cfg.cfg_mode, need_uncond=True)
+    eps_cfg, (eps_u, eps_neg) = teacher_cfg(teacher, x_t, t, prompts, config.cfg_scale, extra_negative=neg,
+                                            mode=config.cfg_mode, need_uncond=True)
     if neg:
-        eps_cfg = eps_cfg - cfg.csd_negative_scale * (eps_neg - eps_u)
+        eps_cfg = eps_cfg - config.csd_negative_scale * (eps_neg - eps_u)
     return Parts(eps_cfg, eps_u)
 
 
-def _ism(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw, aux_fit, ctx):
+def _ism(teacher, aux, x0, x_t, t, noise, prompts, config, aux_kw, aux_fit, ctx):
     """Interval score matching (Liang et al. 2024, LucidDreamer): grad = w (eps_cfg(x_t, y, t) - eps(x_s, null, s)),
     s = t - delta_T, x0 -> x_s -> x_t by unconditional DDIM inversion (x0 fresh-noised to the path's start)."""
     ac, uncond = teacher.alphas_cumprod, prompts.uncond
-    s = (t - ism_interval(cfg.ism_delta_t_start, cfg.ism_delta_t, ctx["t_max"], cfg.t_max,
-                          cfg.ism_anneal_t_max)).clamp(min=0)
-    path = ism_path(s, cfg.ism_inv_step, cfg.ism_inv_steps)
+    s = (t - ism_interval(config.ism_delta_t_start, config.ism_delta_t, ctx["t_max"], config.t_max,
+                          config.ism_anneal_t_max)).clamp(min=0)
+    path = ism_path(s, config.ism_inv_step, config.ism_inv_steps)
     x_s = ddim_invert(lambda x, tt: teacher.eps(x, tt, uncond), add_noise(x0, noise, path[0], ac), path, ac)
     eps_s = teacher.eps(x_s, s, uncond)
     x_t = ddim_move(x_s, eps_s, s, t, ac)
-    return Parts(teacher_cfg(teacher, x_t, t, prompts, cfg.cfg_scale, mode=cfg.cfg_mode)[0], eps_s, x_t=x_t)
+    return Parts(teacher_cfg(teacher, x_t, t, prompts, config.cfg_scale, mode=config.cfg_mode)[0], eps_s, x_t=x_t)
 
 
-def _sdi(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw, aux_fit, ctx):
+def _sdi(teacher, aux, x0, x_t, t, noise, prompts, config, aux_kw, aux_fit, ctx):
     """Score distillation via inversion (Lukoianov et al. 2024): SDS with its noise replaced by kappa = (x_t - a_t x0)
     / s_t, x_t from DDIM inversion of x0 to t at CFG sdi_inversion_cfg * s (+ eta noise); w (eps_cfg(x_t) - kappa)."""
-    ac, inv_scale = teacher.alphas_cumprod, cfg.sdi_inversion_cfg * cfg.cfg_scale
-    x_t = ddim_invert(lambda x, tt: teacher_cfg(teacher, x, tt, prompts, inv_scale, mode=cfg.cfg_mode)[0], x0,
-                      sdi_path(t, cfg.sdi_inv_steps, len(ac)), ac, cfg.sdi_eta, ctx["generator"])
+    ac, inv_scale = teacher.alphas_cumprod, config.sdi_inversion_cfg * config.cfg_scale
+    x_t = ddim_invert(lambda x, tt: teacher_cfg(teacher, x, tt, prompts, inv_scale, mode=config.cfg_mode)[0], x0,
+                      sdi_path(t, config.sdi_inv_steps, len(ac)), ac, config.sdi_eta, ctx["generator"])
     a, s_t = alpha_sigma(t, ac, x0)
     kappa = (x_t - a * x0) / s_t
-    return Parts(teacher_cfg(teacher, x_t, t, prompts, cfg.cfg_scale, mode=cfg.cfg_mode)[0], kappa, x_t=x_t)
+    return Parts(teacher_cfg(teacher, x_t, t, prompts, config.cfg_scale, mode=config.cfg_mode)[0], kappa, x_t=x_t)
 
 
-def _auxiliary(teacher, aux, x0, x_t, t, noise, prompts, cfg, aux_kw, aux_fit, ctx):
+def _auxiliary(teacher, aux, x0, x_t, t, noise, prompts, config, aux_kw, aux_fit, ctx):
     """VSD (Wang et al. 2023, eq. 9) and DMD / Diff-Instruct: the baseline is a learned score of the particles.
 
     aux_fit: the same conditional pass also gives the auxiliary's denoising loss (aux.denoise_loss: eps-space or the
     teacher's native space; x_t = a x0 + s noise with x0 detached, Ho et al. 2020 eq. 14 at this step's t), graph kept.
     """
     if aux is None:
-        raise ValueError(f"method {cfg.method!r} needs an auxiliary score model")
-    if (aux_fit and cfg.cfg_mode == "standard" and getattr(aux, "teacher", None) is teacher
+        raise ValueError(f"method {config.method!r} needs an auxiliary score model")
+    if (aux_fit and config.cfg_mode == "standard" and getattr(aux, "teacher", None) is teacher
             and hasattr(aux, "teacher_cfg")):
         # VSD's LoRA adapts the decoder only: the teacher pass's conditional encoder output is the LoRA's too
-        eps_cfg, encoded = aux.teacher_cfg(x_t, t, prompts.cond, prompts.uncond, cfg.cfg_scale)
+        eps_cfg, encoded = aux.teacher_cfg(x_t, t, prompts.cond, prompts.uncond, config.cfg_scale)
         aux_kw = {**aux_kw, "encoded": encoded}
     else:
-        eps_cfg, _ = teacher_cfg(teacher, x_t, t, prompts, cfg.cfg_scale, mode=cfg.cfg_mode)
+        eps_cfg, _ = teacher_cfg(teacher, x_t, t, prompts, config.cfg_scale, mode=config.cfg_mode)
     cond = prompts.cond if prompts.aux is None else prompts.aux
     if not aux_fit:
-        return Parts(eps_cfg, aux_baseline(aux, x_t, t, cond, prompts.uncond, cfg, aux_kw))
+        return Parts(eps_cfg, aux_baseline(aux, x_t, t, cond, prompts.uncond, config, aux_kw))
     with torch.enable_grad():
         eps_aux = aux.eps(x_t, t, cond, **aux_kw)
         loss = aux_denoise_loss(aux, eps_aux, noise, t)
     return Parts(eps_cfg, eps_aux.detach(), loss)
 
 
-def aux_baseline(aux, x_t, t, cond, uncond, cfg: GuidanceConfig, aux_kw: dict) -> torch.Tensor:
-    """The auxiliary's eps with CFG: over the text (cond vs uncond) or, cfg.aux_cfg = camera, over the camera
+def aux_baseline(aux, x_t, t, cond, uncond, config: GuidanceConfig, aux_kw: dict) -> torch.Tensor:
+    """The auxiliary's eps with CFG: over the text (cond vs uncond) or, config.aux_cfg = camera, over the camera
     condition (camera vs dropped; same text), threestudio's eps_u + s (eps_cam - eps_u)."""
-    if cfg.aux_cfg == "camera" and cfg.aux_cfg_scale != 1.0 and aux_kw.get("camera") is not None:
+    if config.aux_cfg == "camera" and config.aux_cfg_scale != 1.0 and aux_kw.get("camera") is not None:
         e_cam = aux.eps(x_t, t, cond, **aux_kw)
         e_u = aux.eps(x_t, t, cond, **{**aux_kw, "camera": None})
-        return cfg_combine(e_u, e_cam, cfg.aux_cfg_scale)
-    return teacher_cfg(aux, x_t, t, Prompts(cond, uncond), cfg.aux_cfg_scale, **aux_kw)[0]
+        return cfg_combine(e_u, e_cam, config.aux_cfg_scale)
+    return teacher_cfg(aux, x_t, t, Prompts(cond, uncond), config.aux_cfg_scale, **aux_kw)[0]
 
 
 def aux_denoise_loss(aux, eps_aux: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -229,90 +229,91 @@ METHODS = {"sds": _sds, "nfsd": _nfsd, "csd": _csd, "ism": _ism, "sdi": _sdi, "v
 CHOICES = {k: get_args(tp) for k, tp in get_type_hints(GuidanceConfig).items()
            if get_origin(tp) is Literal and k != "method"}
 # The methods that read Prompts.negative (given the config); the auxiliary methods are METHODS' _auxiliary entries.
-NEGATIVE = {"nfsd": lambda cfg: True, "csd": lambda cfg: cfg.csd_negative_scale > 0}
+NEGATIVE = {"nfsd": lambda config: True, "csd": lambda config: config.csd_negative_scale > 0}
 
 
-def needs_aux(cfg: GuidanceConfig) -> bool:
-    """cfg's method takes its baseline from an auxiliary score of the samples (`aux`: VSD's LoRA, DMD's fake score)."""
-    return METHODS.get(cfg.method) is _auxiliary
+def needs_aux(config: GuidanceConfig) -> bool:
+    """config's method takes its baseline from an auxiliary score of the samples (`aux`: VSD's LoRA, DMD's fake
+    score)."""
+    return METHODS.get(config.method) is _auxiliary
 
 
-def needs_negative(cfg: GuidanceConfig) -> bool:
-    """cfg's method reads a negative prompt embedding (Prompts.negative: NFSD, CSD with csd_negative_scale > 0)."""
-    return NEGATIVE.get(cfg.method, lambda c: False)(cfg)
+def needs_negative(config: GuidanceConfig) -> bool:
+    """config's method reads a negative prompt embedding (Prompts.negative: NFSD, CSD with csd_negative_scale > 0)."""
+    return NEGATIVE.get(config.method, lambda c: False)(config)
 
 
-def method_weight(cfg: GuidanceConfig, alphas_cumprod, x0, x_t, t, eps_cfg) -> torch.Tensor:
+def method_weight(config: GuidanceConfig, alphas_cumprod, x0, x_t, t, eps_cfg) -> torch.Tensor:
     """w(t) [B]; DMD normalises by mean_CHW |x0 - x0_hat_real| (Yin et al. 2024, eq. 8), i.e. w = (s/a) / that."""
-    if cfg.method != "dmd":
-        return weighting(cfg.weighting, alphas_cumprod, t).to(x0)
+    if config.method != "dmd":
+        return weighting(config.weighting, alphas_cumprod, t).to(x0)
     abar = alphas_cumprod.to(x0.device)[t].to(x0)
     norm = (x0 - x0_from_eps(x_t, eps_cfg, t, alphas_cumprod)).abs().flatten(1).mean(1).clamp(min=1e-6)
     return inv_snr(abar).sqrt() / norm
 
 
-def check_config(cfg: GuidanceConfig) -> None:
+def check_config(config: GuidanceConfig) -> None:
     """A ValueError naming the setting when a name is not one the step knows."""
-    if cfg.method not in METHODS:
-        raise ValueError(f"unknown guidance method {cfg.method!r} (choose from {', '.join(METHODS)})")
+    if config.method not in METHODS:
+        raise ValueError(f"unknown guidance method {config.method!r} (choose from {', '.join(METHODS)})")
     for k, ok in CHOICES.items():
-        if getattr(cfg, k) not in ok:
-            raise ValueError(f"guidance {k} must be one of {', '.join(ok)}, got {getattr(cfg, k)!r}")
+        if getattr(config, k) not in ok:
+            raise ValueError(f"guidance {k} must be one of {', '.join(ok)}, got {getattr(config, k)!r}")
 
 
 def guidance_step(teacher, x0: torch.Tensor, prompts: Prompts, t: torch.Tensor, noise: torch.Tensor,
-                  cfg: GuidanceConfig, aux=None, aux_fit: bool = False, generator: torch.Generator | None = None,
+                  config: GuidanceConfig, aux=None, aux_fit: bool = False, generator: torch.Generator | None = None,
                   t_max: float | None = None, **aux_kw) -> GuidanceOutput:
     """Score-distillation loss on model-space samples x0 [B,C,h,w] at timesteps t [B] with noise [B,C,h,w].
 
     aux_fit (auxiliary methods, aux CFG 1): also return the auxiliary's denoising loss from the baseline pass.
-    generator: SDI's inversion noise; t_max: this step's upper t (default cfg.t_max), ISM anneals delta_T with it.
+    generator: SDI's inversion noise; t_max: this step's upper t (default config.t_max), ISM anneals delta_T with it.
     """
-    check_config(cfg)
-    ctx = {"generator": generator, "t_max": cfg.t_max if t_max is None else t_max}
+    check_config(config)
+    ctx = {"generator": generator, "t_max": config.t_max if t_max is None else t_max}
     with torch.no_grad():
         x_t = add_noise(x0.detach(), noise, t, teacher.alphas_cumprod)
-        parts = METHODS[cfg.method](teacher, aux, x0.detach(), x_t, t, noise, prompts, cfg, aux_kw, aux_fit, ctx)
+        parts = METHODS[config.method](teacher, aux, x0.detach(), x_t, t, noise, prompts, config, aux_kw, aux_fit, ctx)
         x_t = x_t if parts.x_t is None else parts.x_t
-        w = method_weight(cfg, teacher.alphas_cumprod, x0.detach(), x_t, t, parts.eps_cfg)
-        grad = score_distillation_grad(w, parts.eps_cfg, parts.eps_baseline, cfg.grad_clip)
+        w = method_weight(config, teacher.alphas_cumprod, x0.detach(), x_t, t, parts.eps_cfg)
+        grad = score_distillation_grad(w, parts.eps_cfg, parts.eps_baseline, config.grad_clip)
     return GuidanceOutput(target_loss(x0, grad), grad, x_t, parts.eps_cfg, parts.eps_baseline, w, parts.aux_loss)
 
 
-def score_distillation_step(teacher, x0: torch.Tensor, prompts: Prompts, cfg: GuidanceConfig,
+def score_distillation_step(teacher, x0: torch.Tensor, prompts: Prompts, config: GuidanceConfig,
                             generator: torch.Generator | None = None, t_max: float | None = None, aux=None,
                             aux_x0: torch.Tensor | None = None, **aux_kw) -> GuidanceOutput:
     """The step both loops call (3D scenes and generators): sample t and noise, guidance_step, then update aux.
 
-    The auxiliary score (VSD LoRA / DMD fake score) takes `cfg.aux_updates` denoising steps on the detached
+    The auxiliary score (VSD LoRA / DMD fake score) takes `config.aux_updates` denoising steps on the detached
     particles `aux_x0` (default: x0), all on this one batch (ProlificDreamer: 1 step; DMD2's TTUR 5-10 steps draw a
     fresh generator batch each, which dreamer's distillation does outside this function: aux_fresh_batches).
     t ~ U{t_min T, ..., t_max T} (both ends inclusive), EDM's log-normal sigma (t_sampling lognormal) or t_max T for
     every row (anneal; t_max: this step's, e.g. the loop's ramp). With
-    `cfg.aux_shared_pass` the first of them reuses the baseline's own pass (same x_t, t, noise) instead of a
+    `config.aux_shared_pass` the first of them reuses the baseline's own pass (same x_t, t, noise) instead of a
     fresh draw; a step whose camera condition is dropped (VSD) takes the separate, camera-free update instead.
     """
-    check_config(cfg)
-    B, hi = x0.shape[0], cfg.t_max if t_max is None else t_max
-    if cfg.t_sampling == "anneal":          # SDI's t_anneal: every row at this step's t_max (sample_timesteps' top)
+    check_config(config)
+    B, hi = x0.shape[0], config.t_max if t_max is None else t_max
+    if config.t_sampling == "anneal":       # SDI's t_anneal: every row at this step's t_max (sample_timesteps' top)
         T = len(teacher.alphas_cumprod)
-        t = torch.full((B,), max(min(int(round(hi * T)), T - 1), int(round(cfg.t_min * T))), device=x0.device)
-    elif cfg.t_sampling == "lognormal":       # rows(): data parallel, this rank's rows of the global draw
-        t = rows(lambda m: sample_timesteps_lognormal(m, cfg.t_min, hi, teacher.alphas_cumprod, *cfg.t_lognormal,
+        t = torch.full((B,), max(min(int(round(hi * T)), T - 1), int(round(config.t_min * T))), device=x0.device)
+    elif config.t_sampling == "lognormal":    # rows(): data parallel, this rank's rows of the global draw
+        t = rows(lambda m: sample_timesteps_lognormal(m, config.t_min, hi, teacher.alphas_cumprod, *config.t_lognormal,
                                                       generator, x0.device), B)
     else:
-        t = rows(lambda m: sample_timesteps(m, cfg.t_min, hi, len(teacher.alphas_cumprod), generator, x0.device), B)
+        t = rows(lambda m: sample_timesteps(m, config.t_min, hi, len(teacher.alphas_cumprod), generator, x0.device), B)
     noise = randn_rows(x0.shape, generator, x0.dtype).to(x0.device)
     trains = aux is not None and hasattr(aux, "train_step")
-    fit = (trains and cfg.aux_shared_pass and cfg.aux_updates > 0 and aux_x0 is None and cfg.aux_cfg_scale == 1.0
-           and prompts.aux is None and hasattr(aux, "apply_loss"))
+    fit = (trains and config.aux_shared_pass and config.aux_updates > 0 and aux_x0 is None
+           and config.aux_cfg_scale == 1.0 and prompts.aux is None and hasattr(aux, "apply_loss"))
     drop = fit and aux_kw.get("camera") is not None and aux.drops_camera(generator)
-    out = guidance_step(teacher, x0, prompts, t, noise, cfg, aux=aux, aux_fit=fit and not drop,
+    out = guidance_step(teacher, x0, prompts, t, noise, config, aux=aux, aux_fit=fit and not drop,
                         generator=generator, t_max=hi, **aux_kw)
     if trains:
         particles = (x0 if aux_x0 is None else aux_x0).detach()
         cond = prompts.cond if prompts.aux is None else prompts.aux
-        updates = cfg.aux_updates
+        updates = config.aux_updates
         if out.aux_loss is not None:
             aux.apply_loss(out.aux_loss)
             updates -= 1

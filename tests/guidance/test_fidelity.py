@@ -73,26 +73,26 @@ def _setup(**kw):
     teacher = gaussian_teacher(torch.zeros(4, 1, 1), 1.0)
     x0 = torch.zeros(2, 4, 1, 1)
     cond, uncond, base = torch.ones(2, 1, 3), torch.zeros(2, 1, 3), torch.full((2, 1, 3), 2.0)
-    cfg = GuidanceConfig(method="vsd", cfg_scale=1.0, aux_updates=1, **kw)
-    return teacher, x0, cond, uncond, base, cfg
+    config = GuidanceConfig(method="vsd", cfg_scale=1.0, aux_updates=1, **kw)
+    return teacher, x0, cond, uncond, base, config
 
 
 def test_camera_cfg_and_the_view_independent_lora_prompt():
-    teacher, x0, cond, uncond, base, cfg = _setup(aux_cfg="camera", aux_cfg_scale=3.0)
+    teacher, x0, cond, uncond, base, config = _setup(aux_cfg="camera", aux_cfg_scale=3.0)
     aux, cam = _Aux(), torch.ones(2, 16) * 0.1
-    out = score_distillation_step(teacher, x0, Prompts(cond, uncond, aux=base), cfg, torch.Generator(), aux=aux,
+    out = score_distillation_step(teacher, x0, Prompts(cond, uncond, aux=base), config, torch.Generator(), aux=aux,
                                   camera=cam)
     # eps_u + 3 (eps_cam - eps_u) on the LoRA's prompt (sum 6): 6 + 3 * 10 * 1.6
     torch.testing.assert_close(out.eps_baseline, torch.full_like(x0, 6 + 3 * 16.0))
     assert len(aux.trained_on) == 1 and torch.equal(aux.trained_on[0], base)
     # text CFG (the default): the same scale over cond vs uncond, camera on both
-    teacher, x0, cond, uncond, base, cfg = _setup(aux_cfg="text", aux_cfg_scale=3.0)
-    out = score_distillation_step(teacher, x0, Prompts(cond, uncond), cfg, torch.Generator(), aux=_Aux(), camera=cam)
+    teacher, x0, cond, uncond, base, config = _setup(aux_cfg="text", aux_cfg_scale=3.0)
+    out = score_distillation_step(teacher, x0, Prompts(cond, uncond), config, torch.Generator(), aux=_Aux(), camera=cam)
     torch.testing.assert_close(out.eps_baseline, torch.full_like(x0, 16.0 + 3 * 3.0))
 
 
 @pytest.mark.parametrize("bad", [{"aux_cfg": "both"}, {"aux_target": "x0"}, {"t_sampling": "cosine"}])
 def test_bad_guidance_options_are_refused(bad):
-    teacher, x0, cond, uncond, _, cfg = _setup(**bad)
+    teacher, x0, cond, uncond, _, config = _setup(**bad)
     with pytest.raises(ValueError, match=next(iter(bad))):
-        score_distillation_step(teacher, x0, Prompts(cond, uncond), cfg, torch.Generator(), aux=_Aux())
+        score_distillation_step(teacher, x0, Prompts(cond, uncond), config, torch.Generator(), aux=_Aux())

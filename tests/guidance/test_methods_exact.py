@@ -82,8 +82,8 @@ def test_ism_is_the_interval_score_with_unconditional_ddim_inversion(T, t_max, d
     more inversion step. delta_T = 80 + ceil(r * 20), r = (t_max - 0.5) / (0.98 - 0.5) clamped to [0, 1]."""
     x0, noise = _draw(1)
     t = torch.tensor([150, 500, 950])
-    cfg = GuidanceConfig(method="ism", cfg_scale=7.5, weighting="snr_inv")
-    out = guidance_step(T, x0, _prompts(T, 3), t, noise, cfg, t_max=t_max)
+    config = GuidanceConfig(method="ism", cfg_scale=7.5, weighting="snr_inv")
+    out = guidance_step(T, x0, _prompts(T, 3), t, noise, config, t_max=t_max)
     mu_u, mu_y = _mu(T, ""), _mu(T, "y")
     for b, tb in enumerate(t.tolist()):
         s = max(tb - delta, 0)
@@ -109,8 +109,8 @@ def test_csd_is_the_classifier_score_minus_the_negative_one(T, w2):
     """Yu et al.: grad = w(t) [s (eps(x_t; y) - eps(x_t)) - w2 (eps(x_t; y_neg) - eps(x_t))], x_t = a x0 + s eps."""
     x0, noise = _draw(2)
     t = torch.tensor([40, 400, 900])
-    cfg = GuidanceConfig(method="csd", cfg_scale=20.0, weighting="sds", csd_negative_scale=w2)
-    out = guidance_step(T, x0, _prompts(T, 3), t, noise, cfg)
+    config = GuidanceConfig(method="csd", cfg_scale=20.0, weighting="sds", csd_negative_scale=w2)
+    out = guidance_step(T, x0, _prompts(T, 3), t, noise, config)
     for b, tb in enumerate(t.tolist()):
         a, s = _ab(T, tb)
         x_t = a * x0[b] + s * noise[b]
@@ -123,10 +123,10 @@ def test_csd_is_the_classifier_score_minus_the_negative_one(T, w2):
 
 def test_csd_negative_term_needs_a_negative_prompt(T):
     x0, noise = _draw(2)
-    cfg = GuidanceConfig(method="csd", csd_negative_scale=1.0)
+    config = GuidanceConfig(method="csd", csd_negative_scale=1.0)
     with pytest.raises(ValueError, match="needs a negative prompt"):
         guidance_step(T, x0, Prompts(T.encode_prompt(["y"] * 3), T.encode_prompt([""] * 3)), torch.tensor([5, 6, 7]),
-                      noise, cfg)
+                      noise, config)
 
 
 # ----------------------------------------------------------------------------------------------- SDI
@@ -137,8 +137,8 @@ def test_sdi_noise_is_conditional_ddim_inversion_of_x0(T, eta):
     kappa). eta > 0: each inversion step adds eta * sigma_DDIM * z (z: the generator's next N(0, I) draw)."""
     x0, noise = _draw(3)
     t = torch.tensor([150, 520, 999])
-    cfg = GuidanceConfig(method="sdi", cfg_scale=7.5, weighting="snr_inv", sdi_eta=eta)
-    out = guidance_step(T, x0, _prompts(T, 3), t, noise, cfg, generator=torch.Generator().manual_seed(7))
+    config = GuidanceConfig(method="sdi", cfg_scale=7.5, weighting="snr_inv", sdi_eta=eta)
+    out = guidance_step(T, x0, _prompts(T, 3), t, noise, config, generator=torch.Generator().manual_seed(7))
     mu_u, mu_y = _mu(T, ""), _mu(T, "y")
     m_inv, m_fwd = mu_u - 7.5 * (mu_y - mu_u), mu_u + 7.5 * (mu_y - mu_u)
     grid = [round(1000 * (k + 1) / 10) - 1 for k in range(10)]
@@ -165,10 +165,10 @@ def test_sdi_noise_is_conditional_ddim_inversion_of_x0(T, eta):
 
 def test_anneal_puts_every_row_at_the_steps_t_max(T):
     x0, _ = _draw(4)
-    cfg = GuidanceConfig(method="sds", cfg_scale=1.0, t_sampling="anneal", t_min=0.2)
+    config = GuidanceConfig(method="sds", cfg_scale=1.0, t_sampling="anneal", t_min=0.2)
     g = torch.Generator().manual_seed(0)
     for t_max, t in ((0.6, 600), (1.0, 999), (0.1, 200)):        # clamped to [t_min T, T - 1] as sample_timesteps
-        out = score_distillation_step(T, x0, _prompts(T, 3), cfg, g, t_max=t_max)
+        out = score_distillation_step(T, x0, _prompts(T, 3), config, g, t_max=t_max)
         a, s = _ab(T, t)
         assert torch.allclose(out.w, torch.full((3,), 1 - a * a, dtype=torch.float64), rtol=0, atol=4 * U)
 
@@ -186,9 +186,9 @@ def test_perp_neg_is_the_eps_cfg_of_every_method(T, method):
     t = torch.tensor([100, 450, 800])
     views = torch.stack([T.encode_prompt(["front", "side"])] * 3)               # [B,2,1,K]
     weights = torch.tensor([[0.0, 0.0], [1.5, 0.2], [0.3, 2.0]], dtype=torch.float64)
-    cfg = GuidanceConfig(method=method, cfg_scale=7.5, cfg_mode="perp_neg")
+    config = GuidanceConfig(method=method, cfg_scale=7.5, cfg_mode="perp_neg")
     aux = MixtureTeacher(x0.mean(0, keepdim=True), 0.7) if method == "vsd" else None
-    out = guidance_step(T, x0, _prompts(T, 3, views=views, view_weights=weights), t, noise, cfg, aux=aux,
+    out = guidance_step(T, x0, _prompts(T, 3, views=views, view_weights=weights), t, noise, config, aux=aux,
                         generator=torch.Generator().manual_seed(1))
     for b, tb in enumerate(t.tolist()):
         x_t = out.x_t[b]

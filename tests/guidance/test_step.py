@@ -29,14 +29,14 @@ def test_gradient_descent_moves_particles_to_the_data_mean(method):
     T = gaussian_teacher(mu, 0.1)
     g = torch.Generator().manual_seed(1)
     x = (1.5 * torch.randn(8, *D, generator=g, dtype=torch.float64)).requires_grad_(True)
-    cfg = GuidanceConfig(method=method, cfg_scale=7.5)
+    config = GuidanceConfig(method=method, cfg_scale=7.5)
     opt = torch.optim.SGD([x], lr=0.5 * 8)
     d0 = (x - mu).flatten(1).norm(dim=1).mean().item()
     for _ in range(200):
-        t = sample_timesteps(8, cfg.t_min, cfg.t_max, 1000, g)
+        t = sample_timesteps(8, config.t_min, config.t_max, 1000, g)
         noise = torch.randn(x.shape, generator=g, dtype=torch.float64)
         aux = _fitted_gaussian(x) if method == "vsd" else None
-        out = guidance_step(T, x, _prompts(T, 8, ""), t, noise, cfg, aux=aux)
+        out = guidance_step(T, x, _prompts(T, 8, ""), t, noise, config, aux=aux)
         opt.zero_grad()
         out.loss.backward()
         opt.step()
@@ -48,11 +48,12 @@ def test_sds_cfg_pulls_particles_to_the_prompted_mode(method="sds"):
     T = _two_modes()
     g = torch.Generator().manual_seed(1)
     x = (0.3 * torch.randn(8, *D, generator=g, dtype=torch.float64)).requires_grad_(True)
-    cfg = GuidanceConfig(method=method, cfg_scale=7.5)
+    config = GuidanceConfig(method=method, cfg_scale=7.5)
     opt = torch.optim.SGD([x], lr=0.2 * 8)
     for _ in range(100):
-        t = sample_timesteps(8, cfg.t_min, cfg.t_max, 1000, g)
-        out = guidance_step(T, x, _prompts(T, 8, "mode 1"), t, torch.randn(x.shape, generator=g, dtype=torch.float64), cfg)
+        t = sample_timesteps(8, config.t_min, config.t_max, 1000, g)
+        out = guidance_step(T, x, _prompts(T, 8, "mode 1"), t, torch.randn(x.shape, generator=g, dtype=torch.float64),
+                            config)
         opt.zero_grad()
         out.loss.backward()
         opt.step()
@@ -98,13 +99,13 @@ def test_distribution_matching_gradient_has_zero_mean_on_teacher_samples(method)
     mu, std, n = torch.full(D, 0.3, dtype=torch.float64), 0.5, 4096
     T = gaussian_teacher(mu, std)
     g = torch.Generator().manual_seed(3)
-    cfg = GuidanceConfig(method=method, cfg_scale=1.0)
+    config = GuidanceConfig(method=method, cfg_scale=1.0)
 
     def mean_grad(shift):
         x = mu + shift + std * torch.randn(n, *D, generator=g, dtype=torch.float64)
         t = sample_timesteps(n, 0.02, 0.98, 1000, g)
         noise = torch.randn(x.shape, generator=g, dtype=torch.float64)
-        out = guidance_step(T, x, _prompts(T, n, ""), t, noise, cfg, aux=_fitted_gaussian(x))
+        out = guidance_step(T, x, _prompts(T, n, ""), t, noise, config, aux=_fitted_gaussian(x))
         per = out.grad.flatten(1).mean(1)  # [n]
         return per.mean().item(), per.std().item() / n ** 0.5
 
@@ -171,9 +172,9 @@ def test_shared_pass_gives_the_auxiliary_its_denoising_loss_on_the_same_draw():
     T = _two_modes()
     x, t, noise = _draw(3)
     aux = _LinearAux()
-    cfg = GuidanceConfig(method="vsd", cfg_scale=7.5)
-    plain = guidance_step(T, x, _prompts(T, 4), t, noise, cfg, aux=aux)
-    fit = guidance_step(T, x, _prompts(T, 4), t, noise, cfg, aux=aux, aux_fit=True)
+    config = GuidanceConfig(method="vsd", cfg_scale=7.5)
+    plain = guidance_step(T, x, _prompts(T, 4), t, noise, config, aux=aux)
+    fit = guidance_step(T, x, _prompts(T, 4), t, noise, config, aux=aux, aux_fit=True)
     assert plain.aux_loss is None and torch.equal(plain.grad, fit.grad)  # same guidance either way
     expected = ((aux.a * fit.x_t) - noise).pow(2).mean()
     assert fit.aux_loss.requires_grad and torch.allclose(fit.aux_loss, expected, rtol=1e-12)
@@ -194,7 +195,7 @@ def test_score_distillation_step_auxiliary_updates(shared, dropout, updates, exp
     x = torch.randn(2, *D, generator=g, dtype=torch.float64, requires_grad=True)
     aux = _LinearAux(camera_dropout=dropout)
     a0 = aux.a.item()
-    cfg = GuidanceConfig(method="vsd", cfg_scale=7.5, aux_updates=updates, aux_shared_pass=shared)
-    score_distillation_step(T, x, _prompts(T, 2), cfg, g, aux=aux, camera=torch.zeros(2, 16))
+    config = GuidanceConfig(method="vsd", cfg_scale=7.5, aux_updates=updates, aux_shared_pass=shared)
+    score_distillation_step(T, x, _prompts(T, 2), config, g, aux=aux, camera=torch.zeros(2, 16))
     assert aux.calls == expected
     assert (aux.a.item() != a0) == ("shared" in expected)
