@@ -97,20 +97,20 @@ def reset_opacity(p: GaussianParams, optimizer, value: float) -> None:
 
 
 @torch.no_grad()
-def densify_and_prune(p: GaussianParams, optimizer, state: DensifyState, cfg: DensifyConfig, step: int,
+def densify_and_prune(p: GaussianParams, optimizer, state: DensifyState, config: DensifyConfig, step: int,
                       generator: torch.Generator | None = None) -> tuple[DensifyState, dict]:
     """Refine at the scheduled steps; returns (fresh state, stats). Mutates p and optimizer."""
     stats = dict(cloned=0, split=0, pruned=0, n=len(p))
-    in_window = cfg.refine_start <= step < cfg.refine_stop
-    if not in_window or step % cfg.refine_every != 0 or state.grad2d.numel() != len(p):
-        if in_window and step > 0 and step % cfg.reset_every == 0:
-            reset_opacity(p, optimizer, 2 * cfg.prune_opa)
+    in_window = config.refine_start <= step < config.refine_stop
+    if not in_window or step % config.refine_every != 0 or state.grad2d.numel() != len(p):
+        if in_window and step > 0 and step % config.reset_every == 0:
+            reset_opacity(p, optimizer, 2 * config.prune_opa)
         return state, stats
     grads = state.grad2d / state.count.clamp_min(1)
     max_scale = torch.exp(p.log_scales).amax(-1)
-    high = grads > cfg.grow_grad2d
-    room = max(cfg.max_gaussians - len(p), 0)
-    small = max_scale <= cfg.grow_scale3d * cfg.scene_scale
+    high = grads > config.grow_grad2d
+    room = max(config.max_gaussians - len(p), 0)
+    small = max_scale <= config.grow_scale3d * config.scene_scale
     clone = (high & small).nonzero(as_tuple=True)[0][:room]
     split = (high & ~small).nonzero(as_tuple=True)[0][: max(room - clone.numel(), 0)]
     n = len(p)
@@ -123,21 +123,21 @@ def densify_and_prune(p: GaussianParams, optimizer, state: DensifyState, cfg: De
     rep = lambda t: t.repeat(2, *([1] * (t.dim() - 1)))  # noqa: E731
     child = {k: rep(getattr(p, k)[split]) for k in PARAM_NAMES}
     child["means"] = child_means
-    child["log_scales"] = rep(torch.log(s / cfg.split_factor))
+    child["log_scales"] = rep(torch.log(s / config.split_factor))
     new = {k: torch.cat([new[k], child[k]]) for k in PARAM_NAMES}
     keep = torch.ones(n, dtype=torch.bool, device=p.means.device)
     keep[split] = False
     edit_gaussians(p, optimizer, keep, new)
     # prune
     opa = torch.sigmoid(p.opacity_logits)
-    prune = opa < cfg.prune_opa
-    if step > cfg.reset_every:
-        prune |= torch.exp(p.log_scales).amax(-1) > cfg.prune_scale3d * cfg.scene_scale
+    prune = opa < config.prune_opa
+    if step > config.reset_every:
+        prune |= torch.exp(p.log_scales).amax(-1) > config.prune_scale3d * config.scene_scale
     if prune.all():
         prune[opa.argmax()] = False
     if prune.any():
         edit_gaussians(p, optimizer, ~prune)
     stats.update(cloned=clone.numel(), split=split.numel(), pruned=int(prune.sum()), n=len(p))
-    if step > 0 and step % cfg.reset_every == 0:
-        reset_opacity(p, optimizer, 2 * cfg.prune_opa)
+    if step > 0 and step % config.reset_every == 0:
+        reset_opacity(p, optimizer, 2 * config.prune_opa)
     return DensifyState.zeros(len(p), p.means.device), stats

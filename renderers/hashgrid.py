@@ -38,13 +38,13 @@ class HashGridConfig:
 class HashGrid(nn.Module):
     """Pure-torch hash grid: x [P,3] in [0,1]^3 -> features [P, n_levels * n_features]."""
 
-    def __init__(self, cfg: HashGridConfig = HashGridConfig()):
+    def __init__(self, config: HashGridConfig = HashGridConfig()):
         super().__init__()
-        self.cfg = cfg
-        T = 2 ** cfg.log2_table_size
+        self.config = config
+        T = 2 ** config.log2_table_size
         res, sizes, dense = [], [], []
-        for lvl in range(cfg.n_levels):
-            r = int(math.floor(cfg.base_resolution * cfg.per_level_scale ** lvl))
+        for lvl in range(config.n_levels):
+            r = int(math.floor(config.base_resolution * config.per_level_scale ** lvl))
             n_dense = (r + 1) ** 3
             res.append(r)
             dense.append(n_dense <= T)
@@ -54,8 +54,9 @@ class HashGrid(nn.Module):
         for s in sizes:
             offsets.append(offsets[-1] + s)
         self.offsets = offsets
-        self.table = nn.Parameter(torch.empty(offsets[-1], cfg.n_features).uniform_(-cfg.init_scale, cfg.init_scale))
-        self.out_dim = cfg.out_dim
+        init = config.init_scale
+        self.table = nn.Parameter(torch.empty(offsets[-1], config.n_features).uniform_(-init, init))
+        self.out_dim = config.out_dim
 
     def _index(self, lvl: int, cx: torch.Tensor, cy: torch.Tensor, cz: torch.Tensor) -> torch.Tensor:
         """Integer corner coords (broadcastable) -> table rows."""
@@ -87,21 +88,21 @@ class HashGrid(nn.Module):
 
 
 class _TcnnGrid(nn.Module):
-    def __init__(self, cfg: HashGridConfig):
+    def __init__(self, config: HashGridConfig):
         super().__init__()
         import tinycudann as tcnn
-        self.enc = tcnn.Encoding(3, dict(otype="HashGrid", n_levels=cfg.n_levels,
-                                         n_features_per_level=cfg.n_features,
-                                         log2_hashmap_size=cfg.log2_table_size,
-                                         base_resolution=cfg.base_resolution,
-                                         per_level_scale=cfg.per_level_scale))
-        self.out_dim = cfg.out_dim
+        self.enc = tcnn.Encoding(3, dict(otype="HashGrid", n_levels=config.n_levels,
+                                         n_features_per_level=config.n_features,
+                                         log2_hashmap_size=config.log2_table_size,
+                                         base_resolution=config.base_resolution,
+                                         per_level_scale=config.per_level_scale))
+        self.out_dim = config.out_dim
 
     def forward(self, x):
         return self.enc(x).float()
 
 
-def make_hashgrid(cfg: HashGridConfig = HashGridConfig(), backend: str = "auto") -> nn.Module:
+def make_hashgrid(config: HashGridConfig = HashGridConfig(), backend: str = "auto") -> nn.Module:
     """HashGrid ("torch") or tinycudann ("tcnn"; "auto" picks it when CUDA + tinycudann import)."""
     if backend == "auto":
         backend = "torch"
@@ -111,4 +112,4 @@ def make_hashgrid(cfg: HashGridConfig = HashGridConfig(), backend: str = "auto")
                 backend = "tcnn"
             except ImportError:
                 pass
-    return _TcnnGrid(cfg) if backend == "tcnn" else HashGrid(cfg)
+    return _TcnnGrid(config) if backend == "tcnn" else HashGrid(config)

@@ -34,24 +34,24 @@ class NeRFConfig:
 class NeRFField(nn.Module):
     """x [P,3] (world) -> sigma [P], albedo [P,3]."""
 
-    def __init__(self, cfg: NeRFConfig = NeRFConfig()):
+    def __init__(self, config: NeRFConfig = NeRFConfig()):
         super().__init__()
-        self.cfg = cfg
-        self.encoding = make_hashgrid(cfg.grid, cfg.backend)
+        self.config = config
+        self.encoding = make_hashgrid(config.grid, config.backend)
         layers, d = [], self.encoding.out_dim
-        for _ in range(cfg.n_hidden_layers):
-            layers += [nn.Linear(d, cfg.hidden), nn.ReLU()]
-            d = cfg.hidden
+        for _ in range(config.n_hidden_layers):
+            layers += [nn.Linear(d, config.hidden), nn.ReLU()]
+            d = config.hidden
         self.mlp = nn.Sequential(*layers, nn.Linear(d, 4))
 
     def density_bias(self, x: torch.Tensor) -> torch.Tensor:
         """Blob bias [P] = blob_density * (1 - |x| / blob_radius)."""
-        return self.cfg.blob_density * (1 - x.norm(dim=-1) / self.cfg.blob_radius)
+        return self.config.blob_density * (1 - x.norm(dim=-1) / self.config.blob_radius)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.mlp(self.encoding((x / self.cfg.bound + 1) * 0.5))
+        h = self.mlp(self.encoding((x / self.config.bound + 1) * 0.5))
         raw = h[..., 0] + self.density_bias(x)
-        sigma = torch.exp(raw.clamp_max(15)) if self.cfg.density_activation == "exp" else nn.functional.softplus(raw)
+        sigma = torch.exp(raw.clamp_max(15)) if self.config.density_activation == "exp" else nn.functional.softplus(raw)
         return sigma, torch.sigmoid(h[..., 1:])
 
     def density(self, x: torch.Tensor) -> torch.Tensor:
@@ -102,18 +102,18 @@ def _field_with_normals(field_fn, x: torch.Tensor, need_normals: bool):
 
 
 def render_rays(field_fn, origins: torch.Tensor, dirs: torch.Tensor, near: torch.Tensor, far: torch.Tensor,
-                cfg: NeRFRenderConfig = NeRFRenderConfig(), light_dirs: torch.Tensor | None = None,
+                config: NeRFRenderConfig = NeRFRenderConfig(), light_dirs: torch.Tensor | None = None,
                 occupancy: OccupancyGrid | None = None, background=None,
                 generator: torch.Generator | None = None) -> dict:
     """March rays [R,3] in [near,far] [R]; field_fn(x [P,3]) -> (sigma [P], albedo [P,3]).
     Returns rgb [R,3], alpha [R], depth [R], normal [R,3] (if computed), weights [R,S], normals [R,S,3]."""
-    R, S = origins.shape[0], cfg.n_samples
-    ts, deltas = stratified_samples(near, far, S, cfg.jitter, generator)                 # [R,S]
+    R, S = origins.shape[0], config.n_samples
+    ts, deltas = stratified_samples(near, far, S, config.jitter, generator)              # [R,S]
     x = origins[:, None] + dirs[:, None] * ts[..., None]                                 # [R,S,3]
     keep = (far > near)[:, None].expand(R, S)
     if occupancy is not None:
         keep = keep & occupancy.query(x)
-    need_n = cfg.compute_normals or cfg.shading in ("lambertian", "textureless")
+    need_n = config.compute_normals or config.shading in ("lambertian", "textureless")
     sigma_k, albedo_k, n_k = _field_with_normals(field_fn, x[keep], need_n)
     sigmas = x.new_zeros(R, S).masked_scatter(keep, sigma_k)
     albedo = x.new_zeros(R, S, 3).masked_scatter(keep[..., None].expand(R, S, 3), albedo_k)
@@ -121,11 +121,11 @@ def render_rays(field_fn, origins: torch.Tensor, dirs: torch.Tensor, near: torch
     if n_k is not None:
         normals = x.new_zeros(R, S, 3).masked_scatter(keep[..., None].expand(R, S, 3), n_k)
     color = albedo
-    if cfg.shading in ("lambertian", "textureless"):
+    if config.shading in ("lambertian", "textureless"):
         l = light_dirs if light_dirs is not None else -dirs                              # [R,3]
         diffuse = (normals * l[:, None]).sum(-1, keepdim=True).clamp_min(0)
-        shade = cfg.ambient + (1 - cfg.ambient) * diffuse
-        color = shade * (albedo if cfg.shading == "lambertian" else torch.ones_like(albedo))
+        shade = config.ambient + (1 - config.ambient) * diffuse
+        color = shade * (albedo if config.shading == "lambertian" else torch.ones_like(albedo))
     out = composite(sigmas, color, deltas, ts)
     if normals is not None:
         out["normal"] = (out["weights"][..., None] * normals).sum(1)
@@ -138,7 +138,7 @@ def render_rays(field_fn, origins: torch.Tensor, dirs: torch.Tensor, near: torch
     return out
 
 
-def render_nerf(field_fn, cams: Cameras, cfg: NeRFRenderConfig = NeRFRenderConfig(), bound: float = 1.0,
+def render_nerf(field_fn, cams: Cameras, config: NeRFRenderConfig = NeRFRenderConfig(), bound: float = 1.0,
                 background=None, light_dirs: torch.Tensor | None = None, occupancy: OccupancyGrid | None = None,
                 generator: torch.Generator | None = None, chunk: int | None = None) -> dict:
     """Render cameras -> rgb [B,H,W,3], alpha/depth [B,H,W,1], normal [B,H,W,3] (+ per-sample
@@ -146,10 +146,10 @@ def render_nerf(field_fn, cams: Cameras, cfg: NeRFRenderConfig = NeRFRenderConfi
     B, H, W = len(cams), cams.height, cams.width
     o, d = rays_from_cameras(cams)
     o, d = o.reshape(-1, 3), d.reshape(-1, 3)
-    near, far, _ = ray_aabb(o, d, bound, cfg.min_near)
+    near, far, _ = ray_aabb(o, d, bound, config.min_near)
     ld = None if light_dirs is None else light_dirs[:, None].expand(B, H * W, 3).reshape(-1, 3)
     chunk = chunk or o.shape[0]
-    parts = [render_rays(field_fn, o[s:s + chunk], d[s:s + chunk], near[s:s + chunk], far[s:s + chunk], cfg,
+    parts = [render_rays(field_fn, o[s:s + chunk], d[s:s + chunk], near[s:s + chunk], far[s:s + chunk], config,
                          None if ld is None else ld[s:s + chunk], occupancy, background, generator)
              for s in range(0, o.shape[0], chunk)]
     out = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}

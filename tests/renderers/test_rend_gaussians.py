@@ -126,8 +126,8 @@ def test_densify_and_prune_keeps_adam_state_consistent():
     state = update_densify_state(state, out["means2d"], out["radii"], 32, 32)
     opt.step()
     state.grad2d[:] = 1.0                                       # force every visible Gaussian to grow
-    cfg = DensifyConfig(refine_start=0, refine_every=1, reset_every=10**9)
-    state, stats = densify_and_prune(p, opt, state, cfg, step=1, generator=torch.Generator().manual_seed(0))
+    config = DensifyConfig(refine_start=0, refine_every=1, reset_every=10**9)
+    state, stats = densify_and_prune(p, opt, state, config, step=1, generator=torch.Generator().manual_seed(0))
     assert stats["cloned"] == 50 and stats["split"] == 50 and stats["pruned"] >= 10
     assert stats["n"] == len(p) == 100 + 50 + 50 - stats["pruned"]
     for group in opt.param_groups:

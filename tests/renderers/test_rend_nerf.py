@@ -44,13 +44,13 @@ def test_gradcheck_composite_fp64():
 
 
 def test_hashgrid_trilinear_and_shapes():
-    cfg = HashGridConfig(n_levels=4, n_features=2, log2_table_size=10, base_resolution=4, max_resolution=32)
-    grid = HashGrid(cfg)
+    config = HashGridConfig(n_levels=4, n_features=2, log2_table_size=10, base_resolution=4, max_resolution=32)
+    grid = HashGrid(config)
     with torch.no_grad():
         grid.table.normal_()
     x = torch.rand(100, 3)
     y = grid(x)
-    assert y.shape == (100, cfg.out_dim)
+    assert y.shape == (100, config.out_dim)
     # level 0 is a dense 5^3 grid: value at a vertex equals the stored entry
     v = torch.tensor([[0.25, 0.5, 0.75]])               # res 4 -> vertex (1,2,3)
     idx = (1 * 5 + 2) * 5 + 3
@@ -64,8 +64,8 @@ def test_hashgrid_trilinear_and_shapes():
 def test_hashgrid_equals_a_corner_by_corner_reference_in_fp64():
     """Every level (dense and hashed) against the textbook formula, one corner at a time: weight = prod over axes
     of (frac or 1 - frac), row = dense (x (r+1) + y)(r+1) + z or the Instant-NGP hash (x ^ y p1 ^ z p2) mod T."""
-    cfg = HashGridConfig(n_levels=5, n_features=2, log2_table_size=9, base_resolution=4, max_resolution=40)
-    grid = HashGrid(cfg).double()
+    config = HashGridConfig(n_levels=5, n_features=2, log2_table_size=9, base_resolution=4, max_resolution=40)
+    grid = HashGrid(config).double()
     with torch.no_grad():
         grid.table.normal_()
     assert any(grid.dense) and not all(grid.dense)
@@ -93,8 +93,8 @@ def test_hashgrid_equals_a_corner_by_corner_reference_in_fp64():
 
 def test_render_nerf_with_lambertian_normals_and_occupancy():
     torch.manual_seed(0)
-    cfg = NeRFConfig(grid=HashGridConfig(n_levels=4, log2_table_size=12, base_resolution=8, max_resolution=64))
-    field = NeRFField(cfg)
+    config = NeRFConfig(grid=HashGridConfig(n_levels=4, log2_table_size=12, base_resolution=8, max_resolution=64))
+    field = NeRFField(config)
     cams = turntable_cameras(2, width=12, height=10)
     occ = OccupancyGrid(bound=1.0, resolution=16)
     occ.update(field.density)
