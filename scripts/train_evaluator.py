@@ -153,7 +153,7 @@ def main(argv=None) -> dict:
         "mesh_renders_flat_shaded": None if x_mesh is None else gt_report(model, x_mesh, specs_mesh),
         "probes_p_reject": {k: round(v, 4) for k, v in zip(probes, model.reject_prob(torch.stack(list(
             probes.values()))).tolist())},
-        "reject_threshold": model.cfg.reject_threshold,
+        "reject_threshold": model.config.reject_threshold,
         "n_train_positives": len(x_pos), "n_train_relit": args.relit_per_prompt * len(catalogue()),
         "n_train_negatives": len(x_neg), "negatives_per_kind": args.negatives, "epochs": args.epochs,
         "train_seed": args.seed,

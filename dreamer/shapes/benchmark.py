@@ -14,7 +14,7 @@ import yaml
 from ..common.view_prompts import VIEW_SUFFIXES
 from .world import COLOUR_NAMES, SHAPES, ShapeSpec, catalogue
 
-# Methods whose trainer draws x0 from the data pool (cfg.data: "shapes" = GT renders, the default; "teacher" = its
+# Methods whose trainer draws x0 from the data pool (config.data: "shapes" = GT renders, the default; "teacher" = its
 # own DDIM samples): regression targets or student inputs (progressive, consistency, guidance, noise_lora) or the
 # discriminator's real images (add).  The score methods draw real images only for DMD2's GAN term (gan.weight > 0).
 DATA_POOL_METHODS = ("progressive", "consistency", "guidance", "noise_lora", "add")
@@ -63,22 +63,22 @@ def run_files(path: str | Path) -> tuple[dict, dict]:
     meta = json.loads((folder / META).read_text()) if (folder / META).is_file() else {}
     for d in (folder, folder.parent):
         if (d / CONFIG).is_file():
-            cfg = yaml.safe_load((d / CONFIG).read_text()) or {}
-            if isinstance(cfg, dict) and (not meta.get("method") or cfg.get("method") == meta.get("method")):
-                return cfg, meta
+            config = yaml.safe_load((d / CONFIG).read_text()) or {}
+            if isinstance(config, dict) and (not meta.get("method") or config.get("method") == meta.get("method")):
+                return config, meta
     return {}, meta
 
 
 def saw_gt_renders(path: str | Path, _depth: int = 0) -> tuple[bool | None, str]:
     """(whether training this generator used ground-truth shapes-world renders, why); None when unknown.
     A generator distilled from another generator (teacher = a generator folder) inherits that one's answer."""
-    cfg, meta = run_files(path)
-    method = cfg.get("method") or meta.get("method")
+    config, meta = run_files(path)
+    method = config.get("method") or meta.get("method")
     if method is None:
         return None, "no config.yaml and no method in generator.json"
-    data = cfg.get("data", "shapes")
-    gan = float((cfg.get("gan") or {}).get("weight", 0) or 0)
-    src = "config.yaml" if cfg else "generator.json (config.yaml absent: recipe defaults assumed)"
+    data = config.get("data", "shapes")
+    gan = float((config.get("gan") or {}).get("weight", 0) or 0)
+    src = "config.yaml" if config else "generator.json (config.yaml absent: recipe defaults assumed)"
     if method in DATA_POOL_METHODS:
         saw, why = data == "shapes", f"{method} trains on its data pool, data={data} ({src})"
     elif method in GAN_METHODS:
@@ -89,7 +89,7 @@ def saw_gt_renders(path: str | Path, _depth: int = 0) -> tuple[bool | None, str]
         saw, why = False, f"{method}: teacher ODE pairs only ({src})"
     else:
         return None, f"unknown method {method!r}"
-    teacher = cfg.get("teacher") or meta.get("init")
+    teacher = config.get("teacher") or meta.get("init")
     if not saw and teacher and _depth < 4 and (_generator_folder(Path(str(teacher))) / META).is_file():
         up, up_why = saw_gt_renders(teacher, _depth + 1)
         if up:

@@ -56,24 +56,24 @@ def resize_to(images: torch.Tensor, res: int) -> torch.Tensor:
 class ShapesEvaluator(nn.Module):
     """32x32 RGB classifier with shape/colour heads and a penultimate feature vector."""
 
-    def __init__(self, cfg: EvaluatorConfig | None = None):
+    def __init__(self, config: EvaluatorConfig | None = None):
         super().__init__()
-        self.cfg = cfg = cfg or EvaluatorConfig()
-        w1, w2, w3 = cfg.widths
+        self.config = config = config or EvaluatorConfig()
+        w1, w2, w3 = config.widths
         self.body = nn.Sequential(
             _block(3, w1), _block(w1, w1), nn.MaxPool2d(2),   # 16x16
             _block(w1, w2), _block(w2, w2), nn.MaxPool2d(2),  # 8x8
             _block(w2, w3), nn.MaxPool2d(2),                  # 4x4
         )
-        self.fc = nn.Linear(w3 * (cfg.res // 8) ** 2, cfg.feat_dim)
-        self.shape_head = nn.Linear(cfg.feat_dim, cfg.n_shapes)
-        self.colour_head = nn.Linear(cfg.feat_dim, cfg.n_colours)
-        self.reject_head = nn.Linear(cfg.feat_dim, 1) if cfg.reject else None
+        self.fc = nn.Linear(w3 * (config.res // 8) ** 2, config.feat_dim)
+        self.shape_head = nn.Linear(config.feat_dim, config.n_shapes)
+        self.colour_head = nn.Linear(config.feat_dim, config.n_colours)
+        self.reject_head = nn.Linear(config.feat_dim, 1) if config.reject else None
         self.drop = nn.Dropout(0.2)
 
     def _prep(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float().to(self.fc.weight.device)
-        return resize_to(x, self.cfg.res) * 2 - 1  # [0,1] -> [-1,1]
+        return resize_to(x, self.config.res) * 2 - 1  # [0,1] -> [-1,1]
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Penultimate features [B,D] for images [B,3,H,W] in [0,1] (differentiable)."""
@@ -100,7 +100,7 @@ class ShapesEvaluator(nn.Module):
         outs = [self.heads(images[i:i + batch])[:3] for i in range(0, len(images), batch)]
         if not outs:
             e = torch.empty(0)
-            return e.view(0, self.cfg.n_shapes), e.view(0, self.cfg.n_colours), e
+            return e.view(0, self.config.n_shapes), e.view(0, self.config.n_colours), e
         return tuple(torch.cat([o[k] for o in outs]).cpu() for k in range(3))  # type: ignore[return-value]
 
     @torch.no_grad()
@@ -118,7 +118,7 @@ class ShapesEvaluator(nn.Module):
     def predict(self, images: torch.Tensor, batch: int = 512) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(shape_idx [B], colour_idx [B], rejected [B] bool): rejected means no catalogue entry fits."""
         ls, lc, lr = self._logits(images, batch)
-        return ls.argmax(-1), lc.argmax(-1), torch.sigmoid(lr) > self.cfg.reject_threshold
+        return ls.argmax(-1), lc.argmax(-1), torch.sigmoid(lr) > self.config.reject_threshold
 
     @torch.no_grad()
     def reject_rate(self, images: torch.Tensor, batch: int = 512) -> float:
@@ -143,8 +143,8 @@ class ShapesEvaluator(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, path / WEIGHTS_NAME)
-        cfg = asdict(self.cfg) | {"shapes": list(SHAPES), "colours": list(COLOUR_NAMES)}
-        (path / CONFIG_NAME).write_text(json.dumps(cfg, indent=2) + "\n")
+        config = asdict(self.config) | {"shapes": list(SHAPES), "colours": list(COLOUR_NAMES)}
+        (path / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str | torch.device = "cpu") -> "ShapesEvaluator":
@@ -157,10 +157,10 @@ class ShapesEvaluator(nn.Module):
             raise ValueError(f"{path}: class lists do not match dreamer.shapes.world")
         raw.setdefault("reject", False)  # configs written before the reject head
         fields = EvaluatorConfig.__dataclass_fields__
-        cfg = EvaluatorConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in fields})
-        model = cls(cfg)
+        config = EvaluatorConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items() if k in fields})
+        model = cls(config)
         state = load_file(str(path / WEIGHTS_NAME))
-        if cfg.reject and "reject_head.weight" not in state:
+        if config.reject and "reject_head.weight" not in state:
             raise ValueError(f"{path}: config.json asks for a reject head but the weights have none")
         model.load_state_dict(state)
         return model.to(device).eval().requires_grad_(False)

@@ -35,14 +35,14 @@ class Cfg:
 
 
 def test_round_trip_nested():
-    cfg = from_dict(Cfg, {"name": "a", "guidance": {"cfg_scale": 7, "t_range": [0.1, 0.9]},
-                          "train": {"steps": 5, "fp16": "true", "seed": 3, "milestones": [1, 2]}})
-    assert cfg.guidance == Guidance(cfg_scale=7.0, t_range=(0.1, 0.9))
-    assert isinstance(cfg.guidance.cfg_scale, float) and isinstance(cfg.guidance.t_range, tuple)
-    assert cfg.train == Train(steps=5, fp16=True, seed=3, milestones=[1, 2])
-    d = to_dict(cfg)
+    config = from_dict(Cfg, {"name": "a", "guidance": {"cfg_scale": 7, "t_range": [0.1, 0.9]},
+                             "train": {"steps": 5, "fp16": "true", "seed": 3, "milestones": [1, 2]}})
+    assert config.guidance == Guidance(cfg_scale=7.0, t_range=(0.1, 0.9))
+    assert isinstance(config.guidance.cfg_scale, float) and isinstance(config.guidance.t_range, tuple)
+    assert config.train == Train(steps=5, fp16=True, seed=3, milestones=[1, 2])
+    d = to_dict(config)
     assert d["guidance"]["t_range"] == [0.1, 0.9]  # tuples -> lists (YAML-friendly)
-    assert from_dict(Cfg, d) == cfg
+    assert from_dict(Cfg, d) == config
     assert from_dict(Cfg, {}) == Cfg()
 
 
@@ -73,10 +73,10 @@ def test_overrides_dotted_and_coerced():
     d = apply_overrides(base, ["guidance.cfg_scale=7.5", "train.steps=200", "guidance.kind=nfsd",
                                "train.milestones=[1,2]", "train.fp16=true", "name=hello"])
     assert base["train"]["steps"] == 1000  # input untouched
-    cfg = from_dict(Cfg, d)
-    assert cfg.guidance.cfg_scale == 7.5 and cfg.guidance.kind == "nfsd"
-    assert cfg.train.steps == 200 and cfg.train.milestones == [1, 2] and cfg.train.fp16 is True
-    assert cfg.name == "hello"
+    config = from_dict(Cfg, d)
+    assert config.guidance.cfg_scale == 7.5 and config.guidance.kind == "nfsd"
+    assert config.train.steps == 200 and config.train.milestones == [1, 2] and config.train.fp16 is True
+    assert config.name == "hello"
 
 
 def test_override_unknown_key_names_full_dotted_key():
@@ -109,11 +109,11 @@ def test_base_inheritance_and_resolve(tmp_path):
 
 
 def test_yaml_dump_load_round_trip(tmp_path):
-    cfg = Cfg(name="x", guidance=Guidance(7.5, (0.2, 0.8), "vsd"), train=Train(seed=1, milestones=[3]))
-    p = dump_yaml(cfg, tmp_path / "sub" / "cfg.yaml")
+    config = Cfg(name="x", guidance=Guidance(7.5, (0.2, 0.8), "vsd"), train=Train(seed=1, milestones=[3]))
+    p = dump_yaml(config, tmp_path / "sub" / "cfg.yaml")
     raw = yaml.safe_load(p.read_text())
     assert raw["guidance"]["t_range"] == [0.2, 0.8]
-    assert load_yaml(Cfg, p) == cfg
+    assert load_yaml(Cfg, p) == config
     (tmp_path / "bad.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="must be a YAML mapping"):
         load_yaml(Cfg, tmp_path / "bad.yaml")

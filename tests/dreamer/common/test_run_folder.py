@@ -28,8 +28,8 @@ class Recipe:
 FREE = ("train.steps", "export.")
 
 
-def _folder(tmp_path, cfg=None):
-    dump_yaml(cfg or Recipe(), tmp_path / "config.yaml")
+def _folder(tmp_path, config=None):
+    dump_yaml(config or Recipe(), tmp_path / "config.yaml")
     return tmp_path
 
 

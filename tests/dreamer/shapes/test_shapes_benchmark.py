@@ -34,17 +34,17 @@ def test_group_labels():
     assert group_labels(["dmd", "kd", "dmd", "dmd"]) == {"dmd": [0, 2, 3], "kd": [1]}
 
 
-def _run(root, name, cfg=None, method=None, sub="generator"):
+def _run(root, name, config=None, method=None, sub="generator"):
     gen = root / name / sub
     gen.mkdir(parents=True)
-    (gen / "generator.json").write_text(json.dumps({"method": method or (cfg or {}).get("method"),
+    (gen / "generator.json").write_text(json.dumps({"method": method or (config or {}).get("method"),
                                                     "timesteps": [999], "prediction_type": "epsilon"}))
-    if cfg is not None:
-        (root / name / "config.yaml").write_text(yaml.safe_dump(cfg))
+    if config is not None:
+        (root / name / "config.yaml").write_text(yaml.safe_dump(config))
     return root / name
 
 
-@pytest.mark.parametrize("cfg, saw", [
+@pytest.mark.parametrize("config, saw", [
     ({"method": "progressive", "data": "shapes"}, True),
     ({"method": "consistency", "data": "teacher"}, False),
     ({"method": "guidance", "data": "shapes"}, True),
@@ -57,8 +57,8 @@ def _run(root, name, cfg=None, method=None, sub="generator"):
     ({"method": "kd", "data": "shapes"}, False),
     ({"method": "reflow", "data": "shapes"}, False),
 ])
-def test_saw_gt_renders_from_config(tmp_path, cfg, saw):
-    run = _run(tmp_path, "r", cfg)
+def test_saw_gt_renders_from_config(tmp_path, config, saw):
+    run = _run(tmp_path, "r", config)
     assert saw_gt_renders(run)[0] is saw                     # the run folder
     assert saw_gt_renders(run / "generator")[0] is saw       # the generator folder inside it
 

@@ -47,7 +47,7 @@ def test_other_resolution_is_resized(ev):
 
 def test_features_and_frechet(ev, gt_a):
     fa = ev.features(gt_a[0])
-    assert fa.shape == (216, ev.cfg.feat_dim)
+    assert fa.shape == (216, ev.config.feat_dim)
     assert frechet_distance(fa, fa) < 1e-6 * float(fa.var(0).sum())
     fb = ev.features(_gt(SEED_B)[0])
     g = torch.Generator().manual_seed(0)
@@ -99,7 +99,7 @@ def _flat_disc(rgb, radius, res=32):
 
 
 def test_shipped_weights_have_a_reject_head(ev):
-    assert ev.cfg.reject and ev.reject_head is not None
+    assert ev.config.reject and ev.reject_head is not None
 
 
 def test_degenerate_images_are_rejected(ev):
@@ -133,7 +133,7 @@ def test_gt_renders_are_accepted_and_right(ev, gt_a):
 
 def test_prompt_accuracy_counts_a_rejection_as_wrong(ev, gt_a):
     x, specs = gt_a[0][:36], gt_a[1][:36]
-    m = ShapesEvaluator(ev.cfg)
+    m = ShapesEvaluator(ev.config)
     m.load_state_dict(ev.state_dict())
     m.eval()
     s, c = m.classify(x)
@@ -155,7 +155,7 @@ def test_weights_without_reject_head_still_load(tmp_path):
     del raw["reject"], raw["reject_threshold"]  # a config.json written before the reject head existed
     (tmp_path / "config.json").write_text(json.dumps(raw))
     m = ShapesEvaluator.load(tmp_path)
-    assert not m.cfg.reject and m.reject_head is None
+    assert not m.config.reject and m.reject_head is None
     x = torch.rand(3, 3, 32, 32)
     s, c, rej = m.predict(x)
     assert not rej.any() and m.reject_rate(x) == 0.0 and torch.equal(s, m.classify(x)[0])
