@@ -165,13 +165,13 @@ def cmd_generate(a) -> int | None:
     prompt = _vocabulary_prompt(a.prompt, src, a.allow_unknown_prompt)
     from .text_to_3d.recipe import load_generate_config
 
-    cfg = load_generate_config(a.config, prompt, a.teacher, a.overrides)
-    check_teacher_source(cfg.teacher)
+    config = load_generate_config(a.config, prompt, a.teacher, a.overrides)
+    check_teacher_source(config.teacher)
     if a.quiet:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # weight-loading bars
     from .text_to_3d.loop import generate
 
-    run = generate(cfg, out, resume=a.resume, progress=not a.quiet)
+    run = generate(config, out, resume=a.resume, progress=not a.quiet)
     if a.no_export:
         print(f"trained: {out}/checkpoint.pt (step {run.step_i}; export with: dreamer export {out})")
         return
@@ -208,12 +208,12 @@ def cmd_export(a) -> None:
     from .text_to_3d.loop import CKPT, CKPT_KEYS, SceneRun
     from .text_to_3d.recipe import load_generate_config
 
-    cfg = load_generate_config(run_dir / "config.yaml", None, None, a.overrides)
+    config = load_generate_config(run_dir / "config.yaml", None, None, a.overrides)
     sd = load_checkpoint(run_dir / CKPT, CKPT_KEYS)
-    check_teacher_source(cfg.teacher)
+    check_teacher_source(config.teacher)
     from .text_to_3d.outputs import export_run
 
-    run = SceneRun(cfg)
+    run = SceneRun(config)
     run.load_state_dict(sd)
     print("\n".join(export_summary(run_dir, export_run(run, run_dir))))
 
@@ -229,21 +229,21 @@ def cmd_distill(a) -> None:
     from .common.run_folder import older_run
     from .distill.recipe import load_distill_config
 
-    config = a.config or (Path(a.out) / "config.yaml" if a.resume else "distill-dmd")
-    check_recipe_kind(config, "distill")
+    recipe = a.config or (Path(a.out) / "config.yaml" if a.resume else "distill-dmd")
+    check_recipe_kind(recipe, "distill")
     try:
-        cfg = load_distill_config(config, list(a.overrides) + ([f"teacher={a.teacher}"] if a.teacher else []))
+        config = load_distill_config(recipe, list(a.overrides) + ([f"teacher={a.teacher}"] if a.teacher else []))
     except RenamedKeysError as e:
         if a.resume and not a.config:                  # the run's own config.yaml
             raise older_run(a.out, e) from None
         raise
     if a.prompts_file:                                 # set directly: any path, no YAML parsing of it
-        cfg.prompts, cfg.prompts_file = [], a.prompts_file
-    if cfg.teacher and (Path(cfg.teacher) / META).is_file():  # a distilled generator used as the teacher
-        check_teacher_source(teacher_dir(check_generator_folder(cfg.teacher)))
+        config.prompts, config.prompts_file = [], a.prompts_file
+    if config.teacher and (Path(config.teacher) / META).is_file():  # a distilled generator used as the teacher
+        check_teacher_source(teacher_dir(check_generator_folder(config.teacher)))
     else:
-        check_teacher_source(cfg.teacher)
-    distill(cfg, a.out, log=None, resume=a.resume)
+        check_teacher_source(config.teacher)
+    distill(config, a.out, log=None, resume=a.resume)
     if int(os.environ.get("RANK", 0)) == 0:          # torchrun: rank 0 wrote the run folder
         print(f"done: {a.out}/generator (sample with: dreamer sample PROMPT --generator {a.out}/generator --steps 1)")
 

@@ -45,7 +45,7 @@ def load_run(run_dir: Path, overrides: list[str]) -> SceneRun:
 def bench_one(run_dir: Path, overrides: list[str]) -> dict:
     """Export one run into run_dir/bench_export/ and measure it."""
     run = load_run(run_dir, overrides)
-    cfg, scene = run.cfg, run.scene.to("cpu")
+    cfg, scene = run.config, run.scene.to("cpu")
     out = run_dir / "bench_export"
     out.mkdir(exist_ok=True)
     t0, c0 = time.perf_counter(), time.process_time()

@@ -50,13 +50,13 @@ def _timed(clock: _Clock, name: str, fn, count=lambda *a, **k: 1):
 
 def _floor(run: SceneRun, repeats: int) -> float:
     """Median seconds of one bare CFG teacher forward (2B images) + one render forward and backward."""
-    c = run.cfg.camera
+    c = run.config.camera
     g = torch.Generator().manual_seed(0)
     cams = R.sample_orbit_cameras(c.batch, c.elev_range, c.azim_range, c.dist_range, c.fov_range, c.resolution,
-                                  c.resolution, g, device=run.cfg.device)
+                                  c.resolution, g, device=run.config.device)
     unet, size = run.teacher.unet, run.teacher.unet.config.sample_size
     x = torch.randn(2 * c.batch, unet.config.in_channels, size, size, generator=g)
-    emb = torch.cat([run.teacher.encode_prompt([run.cfg.prompt]), run.uncond]).repeat_interleave(c.batch, 0)
+    emb = torch.cat([run.teacher.encode_prompt([run.config.prompt]), run.uncond]).repeat_interleave(c.batch, 0)
     t = torch.full((2 * c.batch,), 500, dtype=torch.long)
     times = []
     for _ in range(repeats):

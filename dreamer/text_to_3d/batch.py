@@ -35,7 +35,7 @@ class BatchItem:
     prompt: str
     overrides: list[str] = field(default_factory=list)
     key: str = ""
-    cfg: GenerateConfig | None = None
+    config: GenerateConfig | None = None
 
 
 def _parse_line(text: str, where: str) -> tuple[str, list[str]]:
@@ -90,28 +90,28 @@ def read_prompts(path: str | Path) -> list[BatchItem]:
     return items
 
 
-def prepare(items: list[BatchItem], path, config: str, teacher: str | None, overrides: list[str],
+def prepare(items: list[BatchItem], path, recipe: str, teacher: str | None, overrides: list[str],
             allow_unknown: bool) -> list[BatchItem]:
     """Resolve and validate every item's config and vocabulary up front (ConfigError / UnknownPrompt name the line)."""
     for it in items:
         where = f"{path}:{it.line}"
         try:
-            cfg = load_generate_config(config, it.prompt, teacher, list(overrides) + it.overrides)
-            src = check_teacher_source(cfg.teacher)
+            config = load_generate_config(recipe, it.prompt, teacher, list(overrides) + it.overrides)
+            src = check_teacher_source(config.teacher)
             vocab = vocabulary_of(src) if isinstance(src, Path) else None
             name = "the embedded teacher" if Path(str(src)) == DEFAULT_TEACHER else f"teacher {src}"
-            cfg.prompt = check_prompt_vocabulary(it.prompt, vocab, name, allow_unknown)
+            config.prompt = check_prompt_vocabulary(it.prompt, vocab, name, allow_unknown)
         except Exception as e:
             raise ValueError(f"{where}: {one_line(e)}") from None
-        it.cfg = cfg
+        it.config = config
     return items
 
 
-def run_item(cfg: GenerateConfig, run_dir: Path, no_export: bool) -> dict:
+def run_item(config: GenerateConfig, run_dir: Path, no_export: bool) -> dict:
     """Train (continuing a checkpoint the folder holds) and export one prompt; -> the metrics dict."""
     from .loop import generate
 
-    run = generate(cfg, run_dir, resume=(run_dir / "config.yaml").is_file(), progress=False)
+    run = generate(config, run_dir, resume=(run_dir / "config.yaml").is_file(), progress=False)
     if no_export:
         return {"train_seconds": run.train_seconds, "steps": run.step_i}
     from .outputs import export_run
@@ -196,7 +196,7 @@ def run_batch(items: list[BatchItem], out: str | Path, no_export: bool = False, 
         t0 = time.time()
         progress.configure(quiet=True)   # the per-prompt phases: the batch line below is the progress
         try:
-            m = run_item(it.cfg, out / it.key, no_export)
+            m = run_item(it.config, out / it.key, no_export)
             q.set_status(claim, "done", prompt=it.prompt, seconds=round(time.time() - t0, 2), metrics=headline(m))
         except KeyboardInterrupt:
             q.set_status(claim, "failed", prompt=it.prompt, error="interrupted; a re-run resumes it")

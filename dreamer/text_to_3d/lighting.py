@@ -39,30 +39,30 @@ class ShadingConfig:
         return (self.albedo, self.lambertian, self.textureless)
 
 
-def ambient_of(cfg: ShadingConfig, shading: Shading = DEFAULT_SHADING) -> float:
-    """The ambient term the training renders are shaded with: cfg.ambient, else the world's."""
-    return shading.ambient if cfg.ambient is None else cfg.ambient
+def ambient_of(config: ShadingConfig, shading: Shading = DEFAULT_SHADING) -> float:
+    """The ambient term the training renders are shaded with: config.ambient, else the world's."""
+    return shading.ambient if config.ambient is None else config.ambient
 
 
-def draw_shading(cfg: ShadingConfig, step: int, cams: R.Cameras, generator: torch.Generator | None = None,
+def draw_shading(config: ShadingConfig, step: int, cams: R.Cameras, generator: torch.Generator | None = None,
                  shading: Shading = DEFAULT_SHADING) -> tuple[str, torch.Tensor | None]:
     """-> (mode, light [B,3] or None for albedo) for this step's cameras; shading: the teacher's world's."""
-    w = cfg.weights
-    if step < cfg.start or w[1] == w[2] == 0:
+    w = config.weights
+    if step < config.start or w[1] == w[2] == 0:
         return "albedo", None
     u = float(rng.rand(1, generator=generator, device=cams.device)[0]) * sum(w)
     mode = MODES[0] if u < w[0] else MODES[1] if u < w[0] + w[1] else MODES[2]
     if mode == "albedo":
         return mode, None
-    return mode, make_light(cfg, cams, generator, shading)
+    return mode, make_light(config, cams, generator, shading)
 
 
-def make_light(cfg: ShadingConfig, cams: R.Cameras, generator: torch.Generator | None = None,
+def make_light(config: ShadingConfig, cams: R.Cameras, generator: torch.Generator | None = None,
                shading: Shading = DEFAULT_SHADING) -> torch.Tensor:
-    """Light directions [B,3] (unit, towards the light) for cameras under cfg.light / cfg.jitter."""
-    if cfg.light == "random":
+    """Light directions [B,3] (unit, towards the light) for cameras under config.light / config.jitter."""
+    if config.light == "random":
         return R.random_light_dirs(cams, generator)
     offset = None
-    if cfg.jitter > 0:
-        offset = rng.randn(len(cams), 2, generator=generator, device=cams.device) * cfg.jitter
+    if config.jitter > 0:
+        offset = rng.randn(len(cams), 2, generator=generator, device=cams.device) * config.jitter
     return shading.key_light(cams.c2w, offset)

@@ -27,9 +27,9 @@ CKPT = CHECKPOINT
 CKPT_KEYS = ("step", "gen", "scene", "history")  # "gen": the run's RNG state (key kept for old checkpoints)
 
 
-def regularisers(cfg: GenerateConfig, out: dict) -> dict[str, torch.Tensor]:
+def regularisers(config: GenerateConfig, out: dict) -> dict[str, torch.Tensor]:
     """Weighted regulariser terms for this render (only the non-zero ones)."""
-    r, terms = cfg.reg, {}
+    r, terms = config.reg, {}
     if r.opacity_entropy > 0:
         terms["opacity_entropy"] = r.opacity_entropy * R.opacity_entropy(out["alpha"])
     if r.orientation > 0 and out.get("normals") is not None:
@@ -41,29 +41,29 @@ def regularisers(cfg: GenerateConfig, out: dict) -> dict[str, torch.Tensor]:
 
 class SceneRun:
     """Everything a generate run owns; `step()` advances it by one iteration (state passed explicitly). world: the
-    teacher's World (dreamer.common.world; default: the one cfg.teacher's teacher.json names, if any), for the
+    teacher's World (dreamer.common.world; default: the one config.teacher's teacher.json names, if any), for the
     training renders' shading and the ground truth of export_run. out_dir: the run folder (checkpoint, timing; None:
     a run in memory); `folder` (dreamer.common.run_folder.RunFolder) holds its clock and the guarded step's record."""
 
-    def __init__(self, cfg: GenerateConfig, teacher=None, world=None, out_dir: str | Path | None = None):
-        self.cfg = validate_generate(cfg)
-        self.world = world if world is not None else teacher_world(cfg.teacher)
-        torch.manual_seed(cfg.train.seed)  # library initialisers (peft LoRA, hash grid) draw from the global RNG
-        self.rng = torch.Generator().manual_seed(cfg.train.seed)
-        self.teacher = teacher or load_teacher(cfg.teacher, dtype=cfg.teacher_dtype, device=cfg.device)
-        self.scene = SCENES[cfg.renderer](getattr(cfg, cfg.renderer), self.rng, cfg.device)
-        g = cfg.guidance
+    def __init__(self, config: GenerateConfig, teacher=None, world=None, out_dir: str | Path | None = None):
+        self.config = validate_generate(config)
+        self.world = world if world is not None else teacher_world(config.teacher)
+        torch.manual_seed(config.train.seed)  # library initialisers (peft LoRA, hash grid) draw from the global RNG
+        self.rng = torch.Generator().manual_seed(config.train.seed)
+        self.teacher = teacher or load_teacher(config.teacher, dtype=config.teacher_dtype, device=config.device)
+        self.scene = SCENES[config.renderer](getattr(config, config.renderer), self.rng, config.device)
+        g = config.guidance
         self.aux = (LoraScore(self.teacher, g.aux_rank, g.aux_lr, g.camera_dropout, loss_space=g.aux_target,
                               max_grad_norm=g.aux_max_grad_norm)
                     if needs_aux(g) else None)
         self.uncond = self.teacher.encode_prompt([""])
-        base = self.aux is not None and g.aux_prompt == "base" and cfg.camera.view_prompts
-        self.aux_cond = self.teacher.encode_prompt([cfg.prompt]) if base else None  # [1,L,D] LoRA's text
+        base = self.aux is not None and g.aux_prompt == "base" and config.camera.view_prompts
+        self.aux_cond = self.teacher.encode_prompt([config.prompt]) if base else None  # [1,L,D] LoRA's text
         self.negative = self.teacher.encode_prompt([g.negative_prompt]) if needs_negative(g) else None
         self.base_lrs = [[pg["lr"] for pg in o.param_groups] for o in self.scene.optimizers]
         self.step_i = 0
         self.history: dict[str, list[float]] = {"loss": []}
-        guard = StepGuard(limit=cfg.train.max_bad_steps, what="step", kept=lambda: _kept(self.folder.out))
+        guard = StepGuard(limit=config.train.max_bad_steps, what="step", kept=lambda: _kept(self.folder.out))
         self.folder = RunFolder(out_dir, guard)
 
     @property
@@ -82,22 +82,23 @@ class SceneRun:
 
     def prompt_texts(self) -> list[str]:
         """Every text this run will encode (the prompt with each reachable view suffix)."""
-        if self.cfg.guidance.cfg_mode == "perp_neg":
-            return [f"{self.cfg.prompt}, {s}" for s in ("front view", "side view", "back view")]
-        if not self.cfg.camera.view_prompts:
-            return [self.cfg.prompt]
-        overhead = self.cfg.camera.elev_range[1] > 60.0
-        return [f"{self.cfg.prompt}, {s}" for s in VIEW_SUFFIXES if overhead or s != "overhead view"]
+        if self.config.guidance.cfg_mode == "perp_neg":
+            return [f"{self.config.prompt}, {s}" for s in ("front view", "side view", "back view")]
+        if not self.config.camera.view_prompts:
+            return [self.config.prompt]
+        overhead = self.config.camera.elev_range[1] > 60.0
+        return [f"{self.config.prompt}, {s}" for s in VIEW_SUFFIXES if overhead or s != "overhead view"]
 
     def prompts_for(self, cams: R.Cameras) -> Prompts:
         B = len(cams)
-        texts = [view_prompt(self.cfg.prompt, float(e), float(a)) if self.cfg.camera.view_prompts else self.cfg.prompt
+        c = self.config
+        texts = [view_prompt(c.prompt, float(e), float(a)) if c.camera.view_prompts else c.prompt
                  for e, a in zip(cams.elevation, cams.azimuth)]
         neg = None if self.negative is None else self.negative.expand(B, -1, -1)
         aux = None if self.aux_cond is None else self.aux_cond.expand(B, -1, -1)
-        g = self.cfg.guidance
+        g = self.config.guidance
         if g.cfg_mode == "perp_neg":         # the positive: interpolated view prompts, plus the weighted negative views
-            cond, views, weights = perp_neg_embeddings(self.teacher.encode_prompt, self.cfg.prompt,
+            cond, views, weights = perp_neg_embeddings(self.teacher.encode_prompt, self.config.prompt,
                                                        cams.azimuth.tolist(), g.perp_neg_weight,
                                                        g.perp_neg_front_decay, g.perp_neg_side_decay)
             return Prompts(cond, self.uncond.expand(B, -1, -1), neg, aux, views, weights)
@@ -111,7 +112,7 @@ class SceneRun:
         return self.teacher.encode(rgb)
 
     def step(self) -> dict:
-        c, i = self.cfg, self.step_i
+        c, i = self.config, self.step_i
         cam = c.camera
         cams = R.sample_orbit_cameras(cam.batch, cam.elev_range, cam.azim_range, cam.dist_range, cam.fov_range,
                                       cam.resolution, cam.resolution, self.rng, device=c.device)
@@ -189,23 +190,24 @@ def _kept(out_dir: Path | None) -> str:
             else "no checkpoint had been written yet; lower the learning rates or guidance.cfg_scale")
 
 
-def generate(cfg: GenerateConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
+def generate(config: GenerateConfig, out_dir: str | Path, resume: bool = False, progress: bool = True,
              teacher=None, stop_after: int | None = None, world=None) -> SceneRun:
     """Run the loop into out_dir (previews, checkpoint, resolved config); exporting is text_to_3d.outputs.export_run.
-    world: the teacher's World (default: cfg.teacher's, SceneRun)."""
+    world: the teacher's World (default: config.teacher's, SceneRun)."""
     from ..common.media import image_grid, save_png
     from ..common.progress import bar as progress_bar
 
     out_dir = Path(out_dir)
-    validate_generate(cfg)
+    validate_generate(config)
     # before the (slow) teacher load: fail fast (the config must match up to RESUME_FREE_KEYS; a null ambient is the
     # world's, so a folder that wrote the world's value out resumes)
-    world = world if world is not None else teacher_world(cfg.teacher)
+    world = world if world is not None else teacher_world(config.teacher)
     nulls = {"shading.ambient": (world.shading if world is not None else DEFAULT_SHADING).ambient}
-    sd = resume_checkpoint(out_dir, cfg, RESUME_FREE_KEYS, CKPT_KEYS, missing_ok=True, nulls=nulls) if resume else None
-    if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
-    run = SceneRun(cfg, teacher, world, out_dir)
+    sd = (resume_checkpoint(out_dir, config, RESUME_FREE_KEYS, CKPT_KEYS, missing_ok=True, nulls=nulls) if resume
+          else None)
+    if config.train.threads > 0:
+        torch.set_num_threads(config.train.threads)
+    run = SceneRun(config, teacher, world, out_dir)
     warn_if_truncated(run.teacher, run.prompt_texts())
     if sd is not None:
         run.load_state_dict(sd)
@@ -213,20 +215,20 @@ def generate(cfg: GenerateConfig, out_dir: str | Path, resume: bool = False, pro
             run.folder.seconds_before = float(json.loads((out_dir / "timing.json").read_text())
                                               .get("train_seconds", 0.0))
     out_dir.mkdir(parents=True, exist_ok=True)
-    dump_yaml(cfg, out_dir / "config.yaml.tmp").replace(out_dir / "config.yaml")  # on resume: same up to free keys
+    dump_yaml(config, out_dir / "config.yaml.tmp").replace(out_dir / "config.yaml")  # on resume: same up to free keys
     run.folder.start_sitting()
-    last = cfg.train.steps if stop_after is None else min(cfg.train.steps, stop_after)
-    bar = progress_bar(range(run.step_i, last), desc="generate", total=cfg.train.steps, unit="step",
+    last = config.train.steps if stop_after is None else min(config.train.steps, stop_after)
+    bar = progress_bar(range(run.step_i, last), desc="generate", total=config.train.steps, unit="step",
                        initial=run.step_i, disable=not progress)
     for i in bar:
         rec = run.step()                 # a skipped step warns (run.bad); max_bad_steps in a row stop the run
         if rec.get("skipped"):
             continue
         bar.set_postfix(loss=f"{rec['loss']:.4f}", n=rec.get("n", ""), skipped=len(run.bad.skipped))
-        if cfg.train.preview_every and (i + 1) % cfg.train.preview_every == 0:
+        if config.train.preview_every and (i + 1) % config.train.preview_every == 0:
             save_png(image_grid(run.last_rgb.clamp(0, 1), nrow=run.last_rgb.shape[0]),
                      out_dir / f"preview_{i + 1:05d}.png")
-        if cfg.train.checkpoint_every and (i + 1) % cfg.train.checkpoint_every == 0:
+        if config.train.checkpoint_every and (i + 1) % config.train.checkpoint_every == 0:
             run.save()
     run.save()
     clock = run.folder.timing()

@@ -44,17 +44,17 @@ def evaluate_against_ground_truth(world, prompt: str, mesh, scene, resolution: i
     return truth.evaluate(mesh, lambda cams: render_views(scene, cams), resolution)
 
 
-def export_grid(cfg, scene) -> tuple[np.ndarray, float]:
+def export_grid(config, scene) -> tuple[np.ndarray, float]:
     """-> (grid [R,R,R], level): the field whose `level` set is the exported surface. fusion: the TSDF of the renders'
     depth and coverage (text_to_3d.fusion); density: the scene's density, at the level matched to the renders'
     silhouettes (threshold_from_renders) or the scene's fixed level, enclosed voxels filled."""
-    res = cfg.export.mesh_resolution
-    ex = cfg.export
+    res = config.export.mesh_resolution
+    ex = config.export
     if ex.surface == "fusion":
-        cams = bake_cameras(res=ex.fusion_resolution or cfg.camera.resolution)
+        cams = bake_cameras(res=ex.fusion_resolution or config.camera.resolution)
         return fuse_renders(scene, res, cams=cams, transmittance=ex.fusion_transmittance)
     grid, level = scene.density_grid(res), scene.export_threshold
-    if cfg.export.threshold_from_renders:
+    if config.export.threshold_from_renders:
         cams = bake_cameras(res=48)
         with torch.no_grad():
             alpha = torch.cat([scene.render(cams[i], FINAL_STEP)["alpha"][:, 0] for i in range(len(cams))])
@@ -62,11 +62,11 @@ def export_grid(cfg, scene) -> tuple[np.ndarray, float]:
     return fill_enclosed(grid, level), level
 
 
-def export_mesh(cfg, scene, grid_level: tuple[np.ndarray, float] | None = None):
+def export_mesh(config, scene, grid_level: tuple[np.ndarray, float] | None = None):
     """-> (vertex-coloured mesh, level, grid): marching cubes of export_grid, colours baked from renders unless
     export.bake_colors is off (then the scene's field colours, which also colour the vertices no bake view sees)."""
-    grid, level = export_grid(cfg, scene) if grid_level is None else grid_level
-    bake = cfg.export.bake_colors
+    grid, level = export_grid(config, scene) if grid_level is None else grid_level
+    bake = config.export.bake_colors
     mesh = extract_mesh(scene.density_fn, None if bake else scene.color_fn, bound=1.0, res=len(grid),
                         threshold=level, grid=grid)
     if bake:
@@ -79,20 +79,20 @@ def export_mesh(cfg, scene, grid_level: tuple[np.ndarray, float] | None = None):
     return mesh, level, grid
 
 
-def export_meshes(cfg, scene, out_dir: Path, world=None) -> tuple:
+def export_meshes(config, scene, out_dir: Path, world=None) -> tuple:
     """Marching cubes, vertex-coloured mesh.ply, then the textured mesh.glb / mesh.obj (texture.export_textured),
     the 24 bake views rendered once for every step (SharedRenders). -> (mesh or None, level, {file key: name},
     metrics incl. export_seconds); an empty field gives files["mesh_error"], not an exception. world: the teacher's
-    (SceneRun.world), whose ground truth for cfg.prompt adds the textured mesh's figures vs GT (export.evaluate)."""
-    truth = world.ground_truth(cfg.prompt) if world is not None and cfg.export.evaluate else None
+    (SceneRun.world), whose ground truth for config.prompt adds the textured mesh's figures vs GT (export.evaluate)."""
+    truth = world.ground_truth(config.prompt) if world is not None and config.export.evaluate else None
     files: dict[str, str] = {}
     mesh, level, metrics = None, None, {}
     shared = SharedRenders(scene)
     t0 = time.perf_counter()
     try:
-        mesh, level, grid = run_phase("exporting mesh", export_mesh, cfg, shared)
+        mesh, level, grid = run_phase("exporting mesh", export_mesh, config, shared)
         files.update({k: str(v.name) for k, v in save_mesh(mesh, out_dir, "mesh").items()})
-        tex_files, metrics = export_textured(shared, mesh, out_dir, cfg.export, level, truth, grid=grid)
+        tex_files, metrics = export_textured(shared, mesh, out_dir, config.export, level, truth, grid=grid)
         files.update(tex_files)  # the textured mesh.glb / mesh.obj replace the vertex-coloured ones
         metrics["export_seconds"] = time.perf_counter() - t0     # marching cubes to the written GLB / OBJ / PLY
     except Exception as e:  # an empty field must not lose the rest of the outputs
@@ -105,12 +105,12 @@ def export_run(run, out_dir: str | Path) -> dict:
     from ..common.media import image_grid, save_png
 
     out_dir = Path(out_dir)
-    cfg, scene = run.cfg, run.scene.to("cpu")  # export (marching cubes, bake, video, metrics) runs on the CPU
-    mesh, level, files, tex_metrics = export_meshes(cfg, scene, out_dir, run.world)
+    config, scene = run.config, run.scene.to("cpu")  # export (marching cubes, bake, video, metrics) runs on the CPU
+    mesh, level, files, tex_metrics = export_meshes(config, scene, out_dir, run.world)
     if scene.kind == "gaussians":
         R.save_3dgs_ply(out_dir / "gaussians.ply", scene.params.detach())
         files["gaussians_ply"] = "gaussians.ply"
-    ex = cfg.export
+    ex = config.export
     cams = R.turntable_cameras(ex.turntable_frames, ex.turntable_elevation, 2.1, 42.0, ex.turntable_resolution,
                                ex.turntable_resolution)
     frames = run_phase("rendering turntable", render_views, scene, cams)
@@ -124,19 +124,19 @@ def export_run(run, out_dir: str | Path) -> dict:
     save_png(image_grid(torch.from_numpy(frames[:: max(1, len(frames) // 8)][:8]).permute(0, 3, 1, 2) / 255.0, nrow=8),
              out_dir / "views.png")
     timing = json.loads((out_dir / "timing.json").read_text()) if (out_dir / "timing.json").exists() else {}
-    metrics = {"prompt": cfg.prompt, "renderer": cfg.renderer, "method": cfg.guidance.method, **timing,
+    metrics = {"prompt": config.prompt, "renderer": config.renderer, "method": config.guidance.method, **timing,
                "final_loss": run.history["loss"][-1] if run.history["loss"] else None}
     if mesh is not None:
         metrics.update(vertices=len(mesh.vertices), faces=len(mesh.faces), export_threshold=level, **tex_metrics)
     if ex.evaluate:
         metrics.update(run_phase("evaluating against ground truth", evaluate_against_ground_truth, run.world,
-                                 cfg.prompt, mesh, scene, teacher=cfg.teacher))
+                                 config.prompt, mesh, scene, teacher=config.teacher))
     else:
         metrics["evaluation_skipped"] = "export.evaluate is false"
     metrics["files"] = files
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     previews = sorted(out_dir.glob("preview_*.png"))[-6:] + [out_dir / "views.png"]
-    run_phase("writing report", write_report, out_dir, f"dreamer: {cfg.prompt}",
+    run_phase("writing report", write_report, out_dir, f"dreamer: {config.prompt}",
               {k: v for k, v in metrics.items() if k != "files"}, {k: v for k, v in run.history.items() if v},
               previews, out_dir / "turntable.gif", out_dir / "mesh.glb" if "glb" in files else None)
     return metrics

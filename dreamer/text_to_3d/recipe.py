@@ -142,25 +142,25 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def validate_generate(cfg: GenerateConfig) -> GenerateConfig:
+def validate_generate(config: GenerateConfig) -> GenerateConfig:
     """Raise a one-line ConfigError on values the dataclass types cannot catch (ranges, NaN, multiples) and on choice
     (Literal) fields of a config built in code."""
-    check_choices(cfg)
-    check_finite(cfg)
-    g = cfg.guidance
+    check_choices(config)
+    check_finite(config)
+    g = config.guidance
     if not 0 <= g.t_min < g.t_max <= 1:
         raise ConfigError(f"need 0 <= guidance.t_min < guidance.t_max <= 1, got {g.t_min}, {g.t_max}")
     for key, (ok, need) in RULES.items():
-        value = cfg
+        value = config
         for part in key.split("."):
             value = getattr(value, part)
         if not ok(value):
             raise ConfigError(f"'{key}' {need}, got {value!r}")
-    lrs = {k: v for k, v in flatten(to_dict(cfg)).items() if k.rsplit(".", 1)[-1].startswith("lr")}
+    lrs = {k: v for k, v in flatten(to_dict(config)).items() if k.rsplit(".", 1)[-1].startswith("lr")}
     bad = next((k for k, v in lrs.items() if v < 0), None)
     if bad:
         raise ConfigError(f"'{bad}' must be >= 0, got {lrs[bad]}")
-    return cfg
+    return config
 
 
 def load_generate_config(name_or_path, prompt: str | None = None, teacher: str | None = None,

@@ -65,18 +65,18 @@ class GaussianScene:
     kind = "gaussians"
     depth_kind = "z"                 # rendered depth is the camera z of the splats
 
-    def __init__(self, cfg: GaussianSceneConfig, generator: torch.Generator, device="cpu"):
-        self.cfg = cfg
-        self.params = R.init_gaussians_ball(cfg.n_init, cfg.init_radius, generator, opacity=cfg.init_opacity,
+    def __init__(self, config: GaussianSceneConfig, generator: torch.Generator, device="cpu"):
+        self.config = config
+        self.params = R.init_gaussians_ball(config.n_init, config.init_radius, generator, opacity=config.init_opacity,
                                             device=device).requires_grad_(True)
-        self.opt = R.make_optimizer(self.params, {"means": cfg.lr_means, "log_scales": cfg.lr_scales,
-                                                  "quats": cfg.lr_quats, "opacity_logits": cfg.lr_opacity,
-                                                  "sh0": cfg.lr_colors, "shN": cfg.lr_colors / 20})
-        self.densify_cfg = R.DensifyConfig(grow_grad2d=cfg.grow_grad2d, prune_opa=cfg.prune_opacity,
-                                           scene_scale=cfg.init_radius, refine_start=cfg.densify_from,
-                                           refine_stop=cfg.densify_until, refine_every=cfg.densify_every,
+        self.opt = R.make_optimizer(self.params, {"means": config.lr_means, "log_scales": config.lr_scales,
+                                                  "quats": config.lr_quats, "opacity_logits": config.lr_opacity,
+                                                  "sh0": config.lr_colors, "shN": config.lr_colors / 20})
+        self.densify_cfg = R.DensifyConfig(grow_grad2d=config.grow_grad2d, prune_opa=config.prune_opacity,
+                                           scene_scale=config.init_radius, refine_start=config.densify_from,
+                                           refine_stop=config.densify_until, refine_every=config.densify_every,
                                            reset_every=10 ** 9,     # never reset opacities
-                                           max_gaussians=cfg.max_gaussians)
+                                           max_gaussians=config.max_gaussians)
         self.densify_state = R.DensifyState.zeros(len(self.params), device)
         self._last = None
 
@@ -90,7 +90,7 @@ class GaussianScene:
         from the rendered depth's normals under light [B,3] (renderers.shading)."""
         means, quats, scales, opac, colors = R.activate(self.params)
         bg = torch.ones(3, device=means.device)
-        out = R.rasterize(means, quats, scales, opac, colors, cams, background=bg, backend=self.cfg.backend)
+        out = R.rasterize(means, quats, scales, opac, colors, cams, background=bg, backend=self.config.backend)
         self._last = out
         res = dict(rgb=out["rgb"].permute(0, 3, 1, 2), alpha=out["alpha"].permute(0, 3, 1, 2),
                    depth=out["depth"].permute(0, 3, 1, 2), scales=scales, opacities=opac)
@@ -125,13 +125,13 @@ class GaussianScene:
         from scipy.ndimage import gaussian_filter
 
         grid = R.gaussians_density_grid(self.params.detach(), res, bound).numpy()
-        if self.cfg.export_smooth > 0:  # in voxels of a 64^3 grid
-            grid = gaussian_filter(grid, self.cfg.export_smooth * res / 64)
+        if self.config.export_smooth > 0:  # in voxels of a 64^3 grid
+            grid = gaussian_filter(grid, self.config.export_smooth * res / 64)
         return grid
 
     @property
     def export_threshold(self) -> float:
-        return self.cfg.export_threshold
+        return self.config.export_threshold
 
     def state_dict(self) -> dict:
         return {"params": {k: v.detach().clone() for k, v in self.params.as_dict().items()},
@@ -158,14 +158,14 @@ class NeRFScene:
     kind = "nerf"
     depth_kind = "ray"               # rendered depth is the distance along the (unit) ray
 
-    def __init__(self, cfg: NeRFSceneConfig, generator: torch.Generator, device="cpu"):
-        self.cfg = cfg
-        grid = R.HashGridConfig(n_levels=cfg.levels, n_features=2, log2_table_size=cfg.log2_table_size,
-                                base_resolution=16, max_resolution=cfg.max_resolution)
-        self.field = R.NeRFField(R.NeRFConfig(grid=grid, hidden=cfg.hidden, blob_density=cfg.blob_density,
-                                              blob_radius=cfg.blob_radius)).to(device)
+    def __init__(self, config: NeRFSceneConfig, generator: torch.Generator, device="cpu"):
+        self.config = config
+        grid = R.HashGridConfig(n_levels=config.levels, n_features=2, log2_table_size=config.log2_table_size,
+                                base_resolution=16, max_resolution=config.max_resolution)
+        self.field = R.NeRFField(R.NeRFConfig(grid=grid, hidden=config.hidden, blob_density=config.blob_density,
+                                              blob_radius=config.blob_radius)).to(device)
         self.occupancy = R.OccupancyGrid(bound=1.0, resolution=32).to(device)
-        self.opt = torch.optim.Adam(self.field.parameters(), lr=cfg.lr, betas=(0.9, 0.99), eps=1e-15)
+        self.opt = torch.optim.Adam(self.field.parameters(), lr=config.lr, betas=(0.9, 0.99), eps=1e-15)
 
     @property
     def optimizers(self) -> list[torch.optim.Optimizer]:
@@ -176,7 +176,7 @@ class NeRFScene:
         """-> dict(rgb [B,3,H,W], alpha, depth [B,1,H,W], weights / normals / dirs per sample for regularisers);
         shading other than albedo relights rgb from the rendered depth's normals (renderers.shading), and then the
         per-sample normals are computed too (the orientation regulariser's input)."""
-        rc = R.NeRFRenderConfig(n_samples=self.cfg.n_samples, compute_normals=shading != "albedo")
+        rc = R.NeRFRenderConfig(n_samples=self.config.n_samples, compute_normals=shading != "albedo")
         bg = torch.ones(3, device=cams.device)
         out = R.render_nerf(self.field, cams, rc, background=bg, occupancy=self.occupancy, generator=generator)
         res = dict(rgb=out["rgb"].permute(0, 3, 1, 2), alpha=out["alpha"].permute(0, 3, 1, 2),
@@ -187,14 +187,14 @@ class NeRFScene:
         return res
 
     def post_step(self, step: int, cams: R.Cameras, generator: torch.Generator | None = None) -> dict:
-        if (step + 1) % self.cfg.occupancy_every == 0:
+        if (step + 1) % self.config.occupancy_every == 0:
             self.occupancy.update(self.field.density, generator)
         return {"occupied": float(self.occupancy.occupied.float().mean())}
 
     @torch.no_grad()
     def surface_depth(self, cams: R.Cameras, transmittance: float = 0.95) -> torch.Tensor:
         """Ray distance [B,1,H,W] where the render's transmittance falls to `transmittance`; 0 where it never does."""
-        rc = R.NeRFRenderConfig(n_samples=self.cfg.n_samples, shading="albedo", jitter=False)
+        rc = R.NeRFRenderConfig(n_samples=self.config.n_samples, shading="albedo", jitter=False)
         o, d = R.rays_from_cameras(cams)
         o, d = o.reshape(-1, 3), d.reshape(-1, 3)
         near, far, _ = R.ray_aabb(o, d, 1.0, rc.min_near)
@@ -217,7 +217,7 @@ class NeRFScene:
 
     @property
     def export_threshold(self) -> float:
-        return self.cfg.export_threshold
+        return self.config.export_threshold
 
     def state_dict(self) -> dict:
         return {"field": self.field.state_dict(), "occupancy": self.occupancy.state_dict(),

@@ -110,8 +110,8 @@ def test_generate_on_a_stub_world_uses_its_shading_and_ground_truth(tiny_sd_dir,
     world, seen = StubWorld(), []
     real_draw = loop_mod.draw_shading
     monkeypatch.setattr(loop_mod, "draw_shading", lambda *a: seen.append(a[-1]) or real_draw(*a))
-    cfg = load_generate_config("gaussians-sds", "a thing", str(tiny_sd_dir), TINY)
-    run = loop_mod.generate(cfg, tmp_path / "stub", progress=False, teacher=teacher, world=world)
+    config = load_generate_config("gaussians-sds", "a thing", str(tiny_sd_dir), TINY)
+    run = loop_mod.generate(config, tmp_path / "stub", progress=False, teacher=teacher, world=world)
     assert run.world is world and seen == [world.shading] * 2
     m = export_run(run, tmp_path / "stub")
     assert m["stub_right"] is True and m["stub_scene_views"] == [2, 3, 8, 8] and "evaluation_skipped" not in m
@@ -123,7 +123,7 @@ def test_generate_on_a_stub_world_uses_its_shading_and_ground_truth(tiny_sd_dir,
     assert m["evaluation_skipped"] == f"teacher {tiny_sd_dir} has no world: no ground truth"
     assert "textured_psnr_vs_gt" not in m and "stub_right" not in m
     run.world = world
-    run.cfg.prompt = "something else"                          # a prompt the world has no ground truth for
+    run.config.prompt = "something else"                       # a prompt the world has no ground truth for
     assert export_run(run, tmp_path / "stub")["evaluation_skipped"] == "prompt is not a stub prompt ('a thing')"
 
 
@@ -138,12 +138,13 @@ def test_distill_on_a_stub_world_uses_its_captions_and_training_images(tiny_sd_d
     torch.set_num_threads(1)
     teacher = DiffusersTeacher.from_pretrained(tiny_sd_dir)
     world = StubWorld()
-    cfg = DistillConfig(method="noise_lora", teacher=str(tiny_sd_dir), steps=2, batch=2, lr_gen=1e-3,
-                        guidance=distill_guidance(cfg_scale=3.0), timesteps=[999, 499], data="shapes", data_size=4, threads=1, log_every=1, save_every=0)
-    distill(cfg, tmp_path / "d", teacher=teacher, world=world, log=lambda s: None)
+    config = DistillConfig(method="noise_lora", teacher=str(tiny_sd_dir), steps=2, batch=2, lr_gen=1e-3,
+                           guidance=distill_guidance(cfg_scale=3.0), timesteps=[999, 499], data="shapes", data_size=4,
+                           threads=1, log_every=1, save_every=0)
+    distill(config, tmp_path / "d", teacher=teacher, world=world, log=lambda s: None)
     res = teacher.unet.config.sample_size * teacher.vae_scale_factor
     assert world.calls == [("training_images", 4, res)]                       # the stub's images fed the pool
     assert load_generator(tmp_path / "d" / "generator").meta["prompts"] == world.captions()
     assert len((tmp_path / "d" / "log.jsonl").read_text().splitlines()) == 2
     with pytest.raises(ConfigError, match="needs a teacher with a world"):    # no world: no data: shapes
-        data_pool(teacher, None, cfg, torch.Generator(), None)
+        data_pool(teacher, None, config, torch.Generator(), None)

@@ -135,9 +135,9 @@ def test_export_renders_each_bake_view_once_and_writes_what_the_unshared_pipelin
     from dreamer.text_to_3d.texture import export_textured
 
     torch.set_num_threads(1)
-    cfg = load_generate_config("gaussians-sds", "a red cube", None, ["export.mesh_resolution=32",
-                                                                     "export.texture_size=64", "export.faces=1500"])
-    scene = SCENES["gaussians"](cfg.gaussians, torch.Generator().manual_seed(0))   # the initial splat cloud
+    config = load_generate_config("gaussians-sds", "a red cube", None, ["export.mesh_resolution=32",
+                                                                        "export.texture_size=64", "export.faces=1500"])
+    scene = SCENES["gaussians"](config.gaussians, torch.Generator().manual_seed(0))  # the initial splat cloud
     calls, render = Counter(), scene.render
 
     def counted(cams, step, generator=None):
@@ -146,13 +146,13 @@ def test_export_renders_each_bake_view_once_and_writes_what_the_unshared_pipelin
 
     scene.render = counted
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    mesh, level, files, m = export_meshes(cfg, scene, tmp_path / "a")
+    mesh, level, files, m = export_meshes(config, scene, tmp_path / "a")
     shared_calls, calls = calls, Counter()
     assert "mesh_error" not in files and "texture_error" not in files and m["export_seconds"] > 0
     assert max(shared_calls.values()) == 1                                 # bake views 24 at 48 and 96 px,
     assert Counter(w for w, _ in shared_calls) == {48: 24, 96: 24, 64: 8}  # the export-gap views 8 at 64 px
-    mesh_b, level_b, grid_b = export_mesh(cfg, scene)                      # the steps rendering for themselves
-    export_textured(scene, mesh_b, tmp_path / "b", cfg.export, level_b, grid=grid_b)
+    mesh_b, level_b, grid_b = export_mesh(config, scene)                   # the steps rendering for themselves
+    export_textured(scene, mesh_b, tmp_path / "b", config.export, level_b, grid=grid_b)
     assert max(calls.values()) == 2 and set(calls) >= set(shared_calls)   # each view twice without sharing
     assert level == level_b and np.array_equal(mesh.vertices, mesh_b.vertices)
     assert np.array_equal(mesh.visual.vertex_colors, mesh_b.visual.vertex_colors)

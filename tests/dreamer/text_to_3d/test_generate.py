@@ -15,10 +15,10 @@ CPU = ["device=cpu", "teacher_dtype=float32", "train.preview_every=0", "train.ch
 def test_sd_recipes_validate_and_run_on_the_tiny_pipeline(recipe, tiny_sd_dir, tmp_path):
     tiny = CPU + ["train.steps=2", "camera.resolution=16", "camera.batch=1", "nerf.n_samples=8",
                   "nerf.levels=4", "nerf.log2_table_size=10", "gaussians.n_init=200", "export.evaluate=false"]
-    cfg = load_generate_config(recipe, "a red cube", str(tiny_sd_dir), tiny)
+    config = load_generate_config(recipe, "a red cube", str(tiny_sd_dir), tiny)
     full = load_generate_config(recipe, "a red cube", None, [])
     assert full.teacher == "stabilityai/stable-diffusion-2-1-base" and full.train.steps >= 1200
-    run = generate(cfg, tmp_path / recipe, progress=False)
+    run = generate(config, tmp_path / recipe, progress=False)
     assert run.step_i == 2 and all(torch.isfinite(torch.tensor(v)).all() for v in run.history["loss"])
 
 
@@ -42,11 +42,11 @@ def test_resume_gives_the_same_final_parameters(recipe, tiny_sd_dir, tmp_path, o
     over = CPU + ["train.steps=6", "train.checkpoint_every=3", "camera.resolution=16", "gaussians.n_init=300",
                   "gaussians.densify_from=2", "gaussians.densify_every=2", "gaussians.grow_grad2d=0.0",
                   "nerf.n_samples=8", "nerf.levels=4", "nerf.log2_table_size=10", "nerf.occupancy_every=2"]
-    cfg = load_generate_config(recipe, "a red cube", str(tiny_sd_dir), over)
-    full = generate(cfg, tmp_path / "full", progress=False, teacher=DiffusersTeacher.from_pretrained(tiny_sd_dir))
-    generate(cfg, tmp_path / "split", progress=False, stop_after=3,
+    config = load_generate_config(recipe, "a red cube", str(tiny_sd_dir), over)
+    full = generate(config, tmp_path / "full", progress=False, teacher=DiffusersTeacher.from_pretrained(tiny_sd_dir))
+    generate(config, tmp_path / "split", progress=False, stop_after=3,
              teacher=DiffusersTeacher.from_pretrained(tiny_sd_dir))
-    resumed = generate(cfg, tmp_path / "split", resume=True, progress=False,
+    resumed = generate(config, tmp_path / "split", resume=True, progress=False,
                        teacher=DiffusersTeacher.from_pretrained(tiny_sd_dir))
     a, b = _params(full), _params(resumed)
     assert len(a) == len(b) and all(x.shape == y.shape and torch.equal(x, y) for x, y in zip(a, b))
@@ -61,22 +61,23 @@ def test_a_folder_that_wrote_the_worlds_ambient_out_resumes(tiny_sd_dir, tmp_pat
     from dreamer.common.errors import CheckpointError
     from dreamer.common.world import DEFAULT_SHADING
 
-    cfg = load_generate_config("gaussians-sds", "a red cube", str(tiny_sd_dir),
-                               CPU + ["train.steps=2", "camera.resolution=16", "gaussians.n_init=200"])
-    assert cfg.shading.ambient is None
+    config = load_generate_config("gaussians-sds", "a red cube", str(tiny_sd_dir),
+                                  CPU + ["train.steps=2", "camera.resolution=16", "gaussians.n_init=200"])
+    assert config.shading.ambient is None
     out = tmp_path / "old"
-    generate(cfg, out, progress=False, stop_after=1, teacher=DiffusersTeacher.from_pretrained(tiny_sd_dir))
+    generate(config, out, progress=False, stop_after=1, teacher=DiffusersTeacher.from_pretrained(tiny_sd_dir))
     for ambient, ok in ((DEFAULT_SHADING.ambient, True), (0.5, False)):
         saved = yaml.safe_load((out / "config.yaml").read_text())
         saved["shading"]["ambient"] = ambient
         (out / "config.yaml").write_text(yaml.safe_dump(saved))
         if ok:
-            run = generate(cfg, out, resume=True, progress=False, stop_after=2,
+            run = generate(config, out, resume=True, progress=False, stop_after=2,
                            teacher=DiffusersTeacher.from_pretrained(tiny_sd_dir))
             assert run.step_i == 2
         else:
             with pytest.raises(CheckpointError, match="'shading.ambient' \\(saved 0.5, now 0.35\\)"):
-                generate(cfg, out, resume=True, progress=False, teacher=DiffusersTeacher.from_pretrained(tiny_sd_dir))
+                generate(config, out, resume=True, progress=False,
+                         teacher=DiffusersTeacher.from_pretrained(tiny_sd_dir))
 
 
 def test_cli_bad_input_is_one_line_and_nonzero(tmp_path, capsys):
@@ -107,9 +108,9 @@ def test_cfg_mult_ramp_scales_the_guidance_scale_per_step(tiny_sd_dir, tmp_path,
     seen = []
     real = G.score_distillation_step
 
-    def spy(teacher, x0, prompts, cfg, *a, **kw):
-        seen.append(cfg.cfg_scale)
-        return real(teacher, x0, prompts, cfg, *a, **kw)
+    def spy(teacher, x0, prompts, config, *a, **kw):
+        seen.append(config.cfg_scale)
+        return real(teacher, x0, prompts, config, *a, **kw)
 
     monkeypatch.setattr(G, "score_distillation_step", spy)
     over = CPU + ["train.steps=5", "camera.resolution=16", "camera.batch=1", "gaussians.n_init=100",

@@ -17,18 +17,18 @@ def _cams(b=3):
 
 def test_albedo_only_or_before_start_draws_nothing():
     cams = _cams()
-    for cfg, step in ((ShadingConfig(), 500), (ShadingConfig(start=100, albedo=0, lambertian=1), 99)):
+    for config, step in ((ShadingConfig(), 500), (ShadingConfig(start=100, albedo=0, lambertian=1), 99)):
         g = torch.Generator().manual_seed(3)
-        assert draw_shading(cfg, step, cams, g) == ("albedo", None)
+        assert draw_shading(config, step, cams, g) == ("albedo", None)
         assert torch.equal(torch.rand(4, generator=g), torch.rand(4, generator=torch.Generator().manual_seed(3)))
 
 
 def test_mix_proportions_and_lights():
     cams = _cams()
-    cfg = ShadingConfig(albedo=1, lambertian=2, textureless=1)
+    config = ShadingConfig(albedo=1, lambertian=2, textureless=1)
     g = torch.Generator().manual_seed(0)
     n = 4000
-    modes = [draw_shading(cfg, 0, cams, g)[0] for _ in range(n)]
+    modes = [draw_shading(config, 0, cams, g)[0] for _ in range(n)]
     for mode, p in (("albedo", 0.25), ("lambertian", 0.5), ("textureless", 0.25)):
         k = modes.count(mode)
         assert abs(k / n - p) < 5 * (p * (1 - p) / n) ** 0.5, (mode, k)          # 5 binomial standard errors
