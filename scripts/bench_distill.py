@@ -105,11 +105,11 @@ def generator_runs(args):
     for path, label in zip(args.generator, labels):
         folder, default = generator_dir(path)
         gen = load_generator(folder, device=args.device)
-        cfg, _ = run_files(folder)
+        config, _ = run_files(folder)
         saw, why = saw_gt_renders(folder)
         loaded.append((label or default, gen, {
             "trainer": gen.meta.get("method"), "sampler": gen.sampler, "train_seconds": gen.meta.get("train_seconds"),
-            "generator": str(folder), "train_seed": cfg.get("seed"), "saw_gt_renders": saw, "saw_gt_why": why}))
+            "generator": str(folder), "train_seed": config.get("seed"), "saw_gt_renders": saw, "saw_gt_why": why}))
     return [(label, [loaded[i][1:] for i in idx]) for label, idx in group_labels([x[0] for x in loaded]).items()]
 
 

@@ -36,8 +36,8 @@ KEYS = ("export_gap_psnr", "export_gap_db", "textured_psnr_vs_gt", "scene_psnr_v
 
 def load_run(run_dir: Path, overrides: list[str]) -> SceneRun:
     """A finished run folder -> SceneRun with its weights (config.yaml + checkpoint.pt; export.* may be overridden)."""
-    cfg = load_generate_config(run_dir / "config.yaml", None, None, overrides)
-    run = SceneRun(cfg)
+    config = load_generate_config(run_dir / "config.yaml", None, None, overrides)
+    run = SceneRun(config)
     run.load_state_dict(load_checkpoint(run_dir / CKPT, CKPT_KEYS))
     return run
 
@@ -45,16 +45,16 @@ def load_run(run_dir: Path, overrides: list[str]) -> SceneRun:
 def bench_one(run_dir: Path, overrides: list[str]) -> dict:
     """Export one run into run_dir/bench_export/ and measure it."""
     run = load_run(run_dir, overrides)
-    cfg, scene = run.config, run.scene.to("cpu")
+    config, scene = run.config, run.scene.to("cpu")
     out = run_dir / "bench_export"
     out.mkdir(exist_ok=True)
     t0, c0 = time.perf_counter(), time.process_time()
-    mesh, level, files, m = export_meshes(cfg, scene, out, run.world)  # what `dreamer generate` / `export` run
+    mesh, level, files, m = export_meshes(config, scene, out, run.world)  # what `dreamer generate` / `export` run
     t1, c1 = time.perf_counter(), time.process_time()
     if "texture_error" in files or "mesh_error" in files:
         raise RuntimeError(f"{run_dir}: {files.get('texture_error') or files['mesh_error']}")
     raw = topology(mesh)
-    return {"run": str(run_dir), "renderer": cfg.renderer, "prompt": cfg.prompt, "raw_faces": len(mesh.faces),
+    return {"run": str(run_dir), "renderer": config.renderer, "prompt": config.prompt, "raw_faces": len(mesh.faces),
             "raw_genus": raw["genus"], "raw_watertight": raw["watertight"], **m,
             "vertex_color_export_seconds": round(m["export_seconds"] - m["textured_export_seconds"], 2),
             "export_seconds": round(t1 - t0, 2), "export_cpu_seconds": round(c1 - c0, 2)}

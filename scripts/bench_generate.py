@@ -93,31 +93,31 @@ def plan(args) -> list[tuple[str, str, object, Path, object]]:
         for prompt in args.prompts:
             for seed in args.seed_values:
                 extra = [] if seed is None else [f"train.seed={seed}"]
-                cfg = load_generate_config(recipe, prompt, None, ["train.preview_every=0"] + args.overrides + extra)
+                config = load_generate_config(recipe, prompt, None, ["train.preview_every=0"] + args.overrides + extra)
                 out = Path(args.out) / recipe / slug(prompt) / ("" if seed is None else f"seed-{seed}")
                 if (out / "metrics.json").is_file() and not (args.resume or args.report_only):
                     raise DreamerError(f"{out} already holds results; pass --resume to keep them (runs with a "
                                        f"metrics.json are skipped) or choose another --out")
-                jobs.append((recipe, prompt, seed, out, cfg))
+                jobs.append((recipe, prompt, seed, out, config))
     return jobs
 
 
-def make_row(recipe: str, prompt: str, cfg, m: dict, total: float | None, how: str) -> dict:
+def make_row(recipe: str, prompt: str, config, m: dict, total: float | None, how: str) -> dict:
     """One run's row: what it was, its times, and every metric of its metrics.json (not the file list)."""
-    return {"recipe": recipe, "prompt": prompt, "seed": cfg.train.seed, "steps": m.get("steps"),
+    return {"recipe": recipe, "prompt": prompt, "seed": config.train.seed, "steps": m.get("steps"),
             "total_seconds": total, "run": how, **{k: v for k, v in m.items() if k not in ("files", "prompt")}}
 
 
-def run_one(recipe, prompt, seed, out: Path, cfg, resume: bool) -> dict:
+def run_one(recipe, prompt, seed, out: Path, config, resume: bool) -> dict:
     if resume and (out / "metrics.json").is_file():  # metrics.json may be newer (`dreamer export`) than ROW
         total = json.loads((out / ROW).read_text()).get("total_seconds") if (out / ROW).is_file() else None
-        return make_row(recipe, prompt, cfg, json.loads((out / "metrics.json").read_text()), total,
+        return make_row(recipe, prompt, config, json.loads((out / "metrics.json").read_text()), total,
                         "skipped (done before)")
     cont = resume and (out / "checkpoint.pt").is_file()
     t0 = time.time()
-    run = generate(cfg, out, resume=cont, progress=False)
+    run = generate(config, out, resume=cont, progress=False)
     m = export_run(run, out)
-    row = make_row(recipe, prompt, cfg, m, round(time.time() - t0, 1), "continued" if cont else "ran")
+    row = make_row(recipe, prompt, config, m, round(time.time() - t0, 1), "continued" if cont else "ran")
     (out / ROW).write_text(json.dumps(row, indent=2))
     return row
 
@@ -162,11 +162,11 @@ def main(argv=None) -> int:
     try:
         jobs = plan(args)
         rows, missing = [], []
-        for recipe, prompt, seed, out, cfg in jobs:
+        for recipe, prompt, seed, out, config in jobs:
             if args.report_only and not (out / "metrics.json").is_file():
                 missing.append({"recipe": recipe, "prompt": prompt, "seed": seed})
                 continue
-            rows.append(run_one(recipe, prompt, seed, out, cfg, args.resume or args.report_only))
+            rows.append(run_one(recipe, prompt, seed, out, config, args.resume or args.report_only))
             if args.judge_glb:
                 rows[-1].update(judge_glb(out / "mesh.glb", prompt))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -178,8 +178,8 @@ def main(argv=None) -> int:
     if args.cost_steps:
         from step_cost import step_cost
         for recipe in args.recipes:
-            cfg = next(c for r, _, _, _, c in jobs if r == recipe)
-            summary.setdefault(recipe, {})["step_cost"] = step_cost(cfg, args.cost_steps)
+            config = next(c for r, _, _, _, c in jobs if r == recipe)
+            summary.setdefault(recipe, {})["step_cost"] = step_cost(config, args.cost_steps)
     print(json.dumps({"threads": args.threads, "overrides": args.overrides, "prompts": args.prompts,
                       "seeds": args.seed_values, "interval": "95 % Wilson score", "summary": summary,
                       **({"missing": missing} if args.report_only else {}), "runs": rows}, indent=2))

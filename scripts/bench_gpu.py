@@ -92,7 +92,7 @@ def guidance_case(teacher, method: str, res: int, device: str, bf16: bool):
     img = torch.rand(1, 3, res, res, device=device, requires_grad=True)
     cond = teacher.encode_prompt(["a"])
     prompts = Prompts(cond, teacher.encode_prompt([""]))
-    cfg = GuidanceConfig(method=method, cfg_scale=7.5 if method == "vsd" else 100.0)
+    config = GuidanceConfig(method=method, cfg_scale=7.5 if method == "vsd" else 100.0)
     aux = LoraScore(teacher, rank=4) if method == "vsd" else None
     g = torch.Generator().manual_seed(0)
     cam = torch.eye(4, device=device).flatten()[None] if aux is not None else None
@@ -100,7 +100,7 @@ def guidance_case(teacher, method: str, res: int, device: str, bf16: bool):
     def step():
         with torch.autocast(torch.device(device).type, torch.bfloat16, enabled=bf16):
             x0 = teacher.encode(img)
-            out = score_distillation_step(teacher, x0, prompts, cfg, g, aux=aux,
+            out = score_distillation_step(teacher, x0, prompts, config, g, aux=aux,
                                           **({"camera": cam} if aux is not None else {}))
         out.loss.backward()
         img.grad = None
@@ -112,15 +112,15 @@ def dmd_case(teacher, batch: int, device: str, bf16: bool, ckpt: bool):
     from dreamer.distill.recipe import DistillConfig, distill_guidance
     from dreamer.distill.trainers.score import autocast, distill_step, guidance_config, init_state
 
-    cfg = DistillConfig(method="dmd", batch=batch, guidance=distill_guidance(aux_updates=1, cfg_scale=1.75),
-                        prompts=["a", "b"], device=device,
-                        mixed_precision="bf16" if bf16 else "no", gradient_checkpointing=ckpt, dm_loss="mean")
-    state = init_state(teacher, cfg)
-    gcfg = guidance_config(cfg, teacher.default_cfg)
+    config = DistillConfig(method="dmd", batch=batch, guidance=distill_guidance(aux_updates=1, cfg_scale=1.75),
+                           prompts=["a", "b"], device=device,
+                           mixed_precision="bf16" if bf16 else "no", gradient_checkpointing=ckpt, dm_loss="mean")
+    state = init_state(teacher, config)
+    gcfg = guidance_config(config, teacher.default_cfg)
 
     def step():
-        with autocast(cfg):
-            distill_step(state, teacher, cfg, gcfg)
+        with autocast(config):
+            distill_step(state, teacher, config, gcfg)
     return step
 
 

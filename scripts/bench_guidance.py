@@ -108,11 +108,11 @@ def main(argv=None) -> dict:
     def step(name, tch=teacher):
         # the step both loops run (t, noise, teacher pass(es), grad, LoRA update for VSD), at one fixed t
         method, scale, extra = ROWS[name]
-        cfg = GuidanceConfig(method=method, cfg_scale=scale, t_min=t_frac, t_max=t_frac, **extra)
+        config = GuidanceConfig(method=method, cfg_scale=scale, t_min=t_frac, t_max=t_frac, **extra)
 
         def run():
             x = x0.clone().requires_grad_(True)
-            out = score_distillation_step(tch, x, prompts, cfg, g, aux=lora if method == "vsd" else None,
+            out = score_distillation_step(tch, x, prompts, config, g, aux=lora if method == "vsd" else None,
                                           **({"camera": cam} if method == "vsd" else {}))
             out.loss.backward()
         return run

@@ -56,12 +56,12 @@ def gt_target(spec, cams: R.Cameras, shaded: bool) -> tuple[torch.Tensor, torch.
     return rgb, alpha
 
 
-def fit(cfg, spec, steps: int, shaded: bool) -> tuple[object, float]:
+def fit(config, spec, steps: int, shaded: bool) -> tuple[object, float]:
     """Optimise the recipe's scene on the photometric loss -> (scene, seconds)."""
-    torch.manual_seed(cfg.train.seed)
-    g = torch.Generator().manual_seed(cfg.train.seed)
-    scene = SCENES[cfg.renderer](getattr(cfg, cfg.renderer), g, "cpu")
-    cam = cfg.camera
+    torch.manual_seed(config.train.seed)
+    g = torch.Generator().manual_seed(config.train.seed)
+    scene = SCENES[config.renderer](getattr(config, config.renderer), g, "cpu")
+    cam = config.camera
     t0 = time.perf_counter()
     for i in range(steps):
         cams = R.sample_orbit_cameras(cam.batch, cam.elev_range, cam.azim_range, cam.dist_range, cam.fov_range,
@@ -81,12 +81,12 @@ def fit(cfg, spec, steps: int, shaded: bool) -> tuple[object, float]:
     return scene, time.perf_counter() - t0
 
 
-def judge(cfg, scene, spec, out: Path) -> dict:
-    """Export the fitted scene with cfg's export into out and judge mesh.ply (and mesh.glb) strictly."""
+def judge(config, scene, spec, out: Path) -> dict:
+    """Export the fitted scene with config's export into out and judge mesh.ply (and mesh.glb) strictly."""
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    mesh, level, files, _ = export_meshes(cfg, scene, out)
-    row = {"surface": cfg.export.surface, "export_seconds": round(time.perf_counter() - t0, 2), "level": level}
+    mesh, level, files, _ = export_meshes(config, scene, out)
+    row = {"surface": config.export.surface, "export_seconds": round(time.perf_counter() - t0, 2), "level": level}
     if mesh is None:
         row.update(right=False, reasons=[files.get("mesh_error", "no mesh")])
         return row
@@ -99,9 +99,9 @@ def judge(cfg, scene, spec, out: Path) -> dict:
     return row
 
 
-def guide(cfg, scene, steps: int) -> tuple[object, float]:
-    """Run cfg's guided loop for `steps` steps from `scene` (its optimizer state kept) -> (scene, seconds)."""
-    run = SceneRun(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps)))
+def guide(config, scene, steps: int) -> tuple[object, float]:
+    """Run config's guided loop for `steps` steps from `scene` (its optimizer state kept) -> (scene, seconds)."""
+    run = SceneRun(dataclasses.replace(config, train=dataclasses.replace(config.train, steps=steps)))
     run.scene = scene
     run.base_lrs = [[pg["lr"] for pg in o.param_groups] for o in scene.optimizers]
     t0 = time.perf_counter()
@@ -122,21 +122,21 @@ def one_run(recipe: str, prompt: str, args, overrides: list[str]) -> dict[str, d
         done = all(s in rows for s in args.surfaces or rows)
         if done and all(r.get("guide_steps", 0) == args.guide_steps for r in rows.values()):
             return rows
-    cfg = load_generate_config(recipe, prompt=prompt, overrides=overrides)
+    config = load_generate_config(recipe, prompt=prompt, overrides=overrides)
     spec = parse_prompt(prompt)
-    steps = args.steps or cfg.train.steps
+    steps = args.steps or config.train.steps
     torch.set_num_threads(args.threads)
-    scene, fit_s = fit(cfg, spec, steps, args.target == "shaded")
+    scene, fit_s = fit(config, spec, steps, args.target == "shaded")
     rows = {}
-    for surface in args.surfaces or [cfg.export.surface]:
-        c = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, surface=surface))
+    for surface in args.surfaces or [config.export.surface]:
+        c = dataclasses.replace(config, export=dataclasses.replace(config.export, surface=surface))
         row = {"recipe": recipe, "prompt": prompt, "steps": steps, "fit_seconds": round(fit_s, 2),
                **judge(c, scene, spec, out / surface)}
         rows[surface] = row
     if args.guide_steps:
-        scene, guide_s = guide(cfg, scene, args.guide_steps)
+        scene, guide_s = guide(config, scene, args.guide_steps)
         for surface, row in rows.items():
-            c = dataclasses.replace(cfg, export=dataclasses.replace(cfg.export, surface=surface))
+            c = dataclasses.replace(config, export=dataclasses.replace(config.export, surface=surface))
             g = judge(c, scene, spec, out / f"{surface}-guided")
             row.update(guide_steps=args.guide_steps, guide_seconds=round(guide_s, 2),
                        **{f"guided_{k}": g.get(k) for k in GUIDED_KEYS})

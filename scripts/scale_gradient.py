@@ -44,17 +44,17 @@ def scale_derivative(run: SceneRun, cams: R.Cameras, gcfg, g: torch.Generator, s
 
 
 def probe(recipe: str, prompt: str, draws: int, cfgs, t_maxes, shaded: bool) -> dict:
-    cfg = load_generate_config(recipe, prompt, None, [])
-    if cfg.renderer != "gaussians":
-        raise SystemExit(f"dreamer: error: {recipe} renders {cfg.renderer}; the scale probe needs Gaussian splats")
-    run = SceneRun(cfg)
-    run.scene = fit(cfg, parse_prompt(prompt), cfg.train.steps, shaded)[0]
+    config = load_generate_config(recipe, prompt, None, [])
+    if config.renderer != "gaussians":
+        raise SystemExit(f"dreamer: error: {recipe} renders {config.renderer}; the scale probe needs Gaussian splats")
+    run = SceneRun(config)
+    run.scene = fit(config, parse_prompt(prompt), config.train.steps, shaded)[0]
     row = {"recipe": recipe, "prompt": prompt, "draws": draws, "target": "shaded" if shaded else "albedo"}
-    c = cfg.camera
+    c = config.camera
     for s in cfgs:
         for t_max in t_maxes:
             g = torch.Generator().manual_seed(1)
-            gcfg = replace(cfg.guidance, cfg_scale=s, t_max=t_max)
+            gcfg = replace(config.guidance, cfg_scale=s, t_max=t_max)
             vals = [scale_derivative(run, R.sample_orbit_cameras(c.batch, c.elev_range, c.azim_range, c.dist_range,
                                                                   c.fov_range, c.resolution, c.resolution, g),
                                      gcfg, g, shaded) for _ in range(draws)]

@@ -70,9 +70,9 @@ def main() -> int:
     rss, t0, leaked = [], time.time(), []
     for i in range(args.runs):
         extra = [f"train.seed={i}", f"export.evaluate={str(i % 5 == 0).lower()}"]
-        cfg = load_generate_config("gaussians-sds", PROMPTS[i % len(PROMPTS)], None, over + extra)
+        config = load_generate_config("gaussians-sds", PROMPTS[i % len(PROMPTS)], None, over + extra)
         with tempfile.TemporaryDirectory(prefix="soak-") as out:
-            run = generate(cfg, out, progress=False, teacher=teacher)
+            run = generate(config, out, progress=False, teacher=teacher)
             if not args.no_export:
                 export_run(run, out)
         leaked.append(torch.ones(int(args.leak_mb * 2 ** 18)))  # float32: 2^18 per MiB

@@ -71,10 +71,10 @@ def _floor(run: SceneRun, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def step_cost(cfg, steps: int = 20, warmup: int = 5) -> dict:
-    """The breakdown of `steps` loop steps of recipe `cfg` (after `warmup` untimed ones): seconds per step of each
+def step_cost(config, steps: int = 20, warmup: int = 5) -> dict:
+    """The breakdown of `steps` loop steps of recipe `config` (after `warmup` untimed ones): seconds per step of each
     part, teacher UNet images per step, the floor and the ratio to it."""
-    run = SceneRun(cfg)
+    run = SceneRun(config)
     for _ in range(warmup):
         run.step()
     clock = _Clock()
@@ -101,7 +101,7 @@ def step_cost(cfg, steps: int = 20, warmup: int = 5) -> dict:
     parts = {k: clock.s.get(k, 0.0) / steps for k in ("teacher_forward", "render_forward", "backward")}
     step_s = total / steps
     floor = _floor(run, repeats=max(3, min(steps, 11)))
-    return {"steps_timed": steps, "warmup_steps": warmup, "batch": cfg.camera.batch, "step_s": step_s,
+    return {"steps_timed": steps, "warmup_steps": warmup, "batch": config.camera.batch, "step_s": step_s,
             **{f"{k}_s": v for k, v in parts.items()}, "rest_s": step_s - sum(parts.values()),
             "teacher_images_per_step": clock.n.get("teacher_forward", 0) / steps,     # full passes (encoder + decoder)
             "lora_decoder_images_per_step": clock.n.get("teacher_decoder", 0) / steps,  # VSD's LoRA decoder half

@@ -27,22 +27,22 @@ from tools.shapes_training.teacher_spec import (MAX_TOKENS, TEXT_ENCODER, Teache
                                                 scheduler_config, unet_config)
 
 
-def build_dataset(cfg: TeacherTrainConfig, g: torch.Generator):
+def build_dataset(config: TeacherTrainConfig, g: torch.Generator):
     """Render views_per_prompt random views of every catalogue entry: uint8 images [N,3,R,R] and prompt strings."""
     cat = catalogue()
-    specs = [s for s in cat for _ in range(cfg.views_per_prompt)]
+    specs = [s for s in cat for _ in range(config.views_per_prompt)]
     v = random_views(len(specs), g)
     imgs, prompts = [], []
     for i in range(0, len(specs), 512):
         sl = slice(i, i + 512)
-        rgb, _ = render_shapes(specs[sl], v["elev"][sl], v["azim"][sl], v["dist"][sl], v["fov"][sl], cfg.resolution)
+        rgb, _ = render_shapes(specs[sl], v["elev"][sl], v["azim"][sl], v["dist"][sl], v["fov"][sl], config.resolution)
         imgs.append((rgb * 255).round().to(torch.uint8))
     for s, e, a in zip(specs, v["elev"].tolist(), v["azim"].tolist()):
         prompts.append(view_prompt(s.prompt, e, a))
     return torch.cat(imgs), prompts, [s.prompt for s in specs]
 
 
-def save_teacher(out: Path, unet, cfg: TeacherTrainConfig, card: dict) -> None:
+def save_teacher(out: Path, unet, config: TeacherTrainConfig, card: dict) -> None:
     from diffusers import DDPMScheduler
 
     out.mkdir(parents=True, exist_ok=True)
@@ -51,7 +51,7 @@ def save_teacher(out: Path, unet, cfg: TeacherTrainConfig, card: dict) -> None:
     DDPMScheduler(**scheduler_config()).save_pretrained(out / "scheduler")
     (out / "teacher.json").write_text(json.dumps({
         "text_encoder": TEXT_ENCODER, "max_length": MAX_TOKENS, "use_attention_mask": True,
-        "default_cfg": cfg.default_cfg, "resolution": cfg.resolution,
+        "default_cfg": config.default_cfg, "resolution": config.resolution,
         "vocabulary": {"template": "a {colour} {shape}", "shapes": list(SHAPES), "colours": list(COLOUR_NAMES),
                        "views": list(VIEW_SUFFIXES)},
         "world": "shapes-v1"}, indent=2) + "\n")
@@ -67,15 +67,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = TeacherTrainConfig()
+    config = TeacherTrainConfig()
     if args.steps:
-        cfg.steps = args.steps
+        config.steps = args.steps
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
     t_start = time.time()
-    g = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    images, prompts, bare = build_dataset(cfg, g)
+    g = torch.Generator().manual_seed(config.seed)
+    torch.manual_seed(config.seed)
+    images, prompts, bare = build_dataset(config, g)
     print(f"dataset {tuple(images.shape)} in {time.time() - t_start:.0f}s", flush=True)
     enc = TextEncoder.load(TEXT_ENCODER, max_length=MAX_TOKENS, use_attention_mask=True)
     uniq = sorted(set(prompts) | set(bare))
@@ -85,19 +85,20 @@ def main() -> None:
     pid_bare = torch.tensor([index[p] for p in bare])     # "a red cube"
     del enc
 
-    unet = UNet2DConditionModel(**unet_config(cfg.resolution))
+    unet = UNet2DConditionModel(**unet_config(config.resolution))
     ema = copy.deepcopy(unet).requires_grad_(False)
     sched = DDPMScheduler(**scheduler_config())
     abar = sched.alphas_cumprod
-    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
-    lr_at = lambda s: cfg.lr * min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * s / cfg.steps))  # noqa: E731
+    opt = torch.optim.AdamW(unet.parameters(), lr=config.lr, weight_decay=0.0)
+    lr_at = lambda s: (config.lr * min(1.0, (s + 1) / config.warmup)  # noqa: E731
+                       * 0.5 * (1 + math.cos(math.pi * s / config.steps)))
     losses = []
-    for step in range(min(cfg.steps, args.stop_at or cfg.steps)):
-        idx = torch.randint(0, len(images), (cfg.batch_size,), generator=g)
+    for step in range(min(config.steps, args.stop_at or config.steps)):
+        idx = torch.randint(0, len(images), (config.batch_size,), generator=g)
         x0 = images[idx].float() / 127.5 - 1.0
-        cond_id = torch.where(torch.rand(cfg.batch_size, generator=g) < cfg.bare_prompt, pid_bare[idx], pid[idx])
-        cond_id = torch.where(torch.rand(cfg.batch_size, generator=g) < cfg.cfg_dropout, len(uniq), cond_id)
-        t = torch.randint(0, 1000, (cfg.batch_size,), generator=g)
+        cond_id = torch.where(torch.rand(config.batch_size, generator=g) < config.bare_prompt, pid_bare[idx], pid[idx])
+        cond_id = torch.where(torch.rand(config.batch_size, generator=g) < config.cfg_dropout, len(uniq), cond_id)
+        t = torch.randint(0, 1000, (config.batch_size,), generator=g)
         eps = torch.randn(x0.shape, generator=g)
         pred = unet(add_noise(x0, eps, t, abar), t, table[cond_id]).sample
         loss = F.mse_loss(pred, prediction_target(sched.config.prediction_type, x0, eps, t, abar))
@@ -107,20 +108,20 @@ def main() -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
-        ema_update(ema, unet, min(cfg.ema_decay, (1 + step) / (10 + step)))  # EMA with warm-up
+        ema_update(ema, unet, min(config.ema_decay, (1 + step) / (10 + step)))  # EMA with warm-up
         losses.append(loss.item())
-        if step % 50 == 0 or step == cfg.steps - 1:
+        if step % 50 == 0 or step == config.steps - 1:
             avg = sum(losses[-50:]) / len(losses[-50:])
             print(f"step {step} loss {avg:.4f} lr {lr_at(step):.2e} elapsed {time.time() - t_start:.0f}s", flush=True)
-        if (step + 1) % 250 == 0 or step == cfg.steps - 1 or step + 1 == args.stop_at:
-            card = {"command": f"python scripts/train_teacher.py --out {args.out} --steps {cfg.steps}"
+        if (step + 1) % 250 == 0 or step == config.steps - 1 or step + 1 == args.stop_at:
+            card = {"command": f"python scripts/train_teacher.py --out {args.out} --steps {config.steps}"
                                + (f" --stop-at {args.stop_at}" if args.stop_at else ""),
-                    "config": cfg.to_dict(), "steps_done": step + 1,
+                    "config": config.to_dict(), "steps_done": step + 1,
                     "final_loss_avg_last_100": sum(losses[-100:]) / len(losses[-100:]),
                     "wall_seconds": round(time.time() - t_start, 1), "threads": args.threads,
                     "loss_curve_every_50": [round(sum(losses[i:i + 50]) / len(losses[i:i + 50]), 5)
                                             for i in range(0, len(losses), 50)]}
-            save_teacher(Path(args.out), ema, cfg, card)
+            save_teacher(Path(args.out), ema, config, card)
     print(f"done in {time.time() - t_start:.0f}s", flush=True)
 
 

@@ -189,10 +189,10 @@ def test_step_cost_parts_fit_inside_the_step_and_count_the_teacher(method, image
     from dreamer.text_to_3d.recipe import load_generate_config
 
     m = _load("step_cost")
-    cfg = load_generate_config("gaussians-sds", "a red cube", None,
-                               [f"guidance.method={method}", "guidance.t_min=0.5", "camera.resolution=16",
-                                "camera.batch=2", "gaussians.n_init=200", "train.threads=1"])
-    c = m.step_cost(cfg, steps=3, warmup=1)
+    config = load_generate_config("gaussians-sds", "a red cube", None,
+                                  [f"guidance.method={method}", "guidance.t_min=0.5", "camera.resolution=16",
+                                   "camera.batch=2", "gaussians.n_init=200", "train.threads=1"])
+    c = m.step_cost(config, steps=3, warmup=1)
     parts = ("teacher_forward_s", "render_forward_s", "backward_s")
     assert all(c[k] > 0 for k in parts) and c["rest_s"] >= 0
     assert c["step_s"] == pytest.approx(sum(c[k] for k in parts) + c["rest_s"], rel=1e-12)
@@ -210,9 +210,9 @@ def test_step_cost_sees_vsds_split_unet_passes():
     from dreamer.text_to_3d.recipe import load_generate_config
 
     m = _load("step_cost")
-    cfg = load_generate_config("gaussians-vsd", "a red cube", None,
-                               ["camera.resolution=16", "camera.batch=2", "gaussians.n_init=200", "train.threads=1"])
-    c = m.step_cost(cfg, steps=3, warmup=1)
+    config = load_generate_config("gaussians-vsd", "a red cube", None,
+                                  ["camera.resolution=16", "camera.batch=2", "gaussians.n_init=200", "train.threads=1"])
+    c = m.step_cost(config, steps=3, warmup=1)
     assert c["teacher_images_per_step"] >= 4 and c["lora_decoder_images_per_step"] >= 2 and c["rest_s"] >= 0
 
 
@@ -231,13 +231,13 @@ def test_scale_gradient_is_the_derivative_along_a_global_scale():
     import renderers as R
 
     m = _load("scale_gradient")
-    cfg = load_generate_config("gaussians-sds", "a red cube", None,
-                               ["camera.resolution=16", "camera.batch=2", "gaussians.n_init=200"])
-    run = SceneRun(cfg)
-    c = cfg.camera
+    config = load_generate_config("gaussians-sds", "a red cube", None,
+                                  ["camera.resolution=16", "camera.batch=2", "gaussians.n_init=200"])
+    run = SceneRun(config)
+    c = config.camera
     cams = R.sample_orbit_cameras(2, c.elev_range, c.azim_range, c.dist_range, c.fov_range, 16, 16,
                                   torch.Generator().manual_seed(3))
-    got = m.scale_derivative(run, cams, cfg.guidance, torch.Generator().manual_seed(5), shaded=False)
+    got = m.scale_derivative(run, cams, config.guidance, torch.Generator().manual_seed(5), shaded=False)
     p = run.scene.params
     terms = torch.cat([(p.means.grad * p.means.detach()).flatten(), p.log_scales.grad.flatten()])
     m0, ls0 = p.means.detach().clone(), p.log_scales.detach().clone()
@@ -246,7 +246,7 @@ def test_scale_gradient_is_the_derivative_along_a_global_scale():
     g = torch.Generator().manual_seed(5)
     out = run.scene.render(cams, m.FINAL_STEP, g)
     loss = m.score_distillation_step(run.teacher, run.to_teacher(out["rgb"]), run.prompts_for(cams),
-                                     cfg.guidance, g).loss
+                                     config.guidance, g).loss
     (want,) = torch.autograd.grad(loss, s)
     bound = len(terms) * torch.finfo(torch.float32).eps * float(terms.abs().sum())
     assert got != 0 and math.isfinite(got) and abs(got - float(want)) <= bound
