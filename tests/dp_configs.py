@@ -23,14 +23,14 @@ def distill_cfg(name: str, teacher_dir: str, batch: int) -> DistillConfig:
 
     if name.endswith("_fsdp"):                     # the same sharded (FSDP), with an EMA
         return dataclasses.replace(distill_cfg(name[:-5], teacher_dir, batch), fsdp=True, ema_decay=0.5)
-    cfg = dmd_cfg(teacher_dir, batch)
+    config = dmd_cfg(teacher_dir, batch)
     if name == "dmd64":
-        return dataclasses.replace(cfg, dtype="float64")
+        return dataclasses.replace(config, dtype="float64")
     if name == "add":
-        return dataclasses.replace(cfg, method="add", data="teacher", data_size=8)
+        return dataclasses.replace(config, method="add", data="teacher", data_size=8)
     if name == "dmd_gan":
-        return dataclasses.replace(cfg, data="teacher", data_size=8, gan=GanSettings(weight=0.1))
-    return cfg
+        return dataclasses.replace(config, data="teacher", data_size=8, gan=GanSettings(weight=0.1))
+    return config
 
 
 def noise_lora_cfg(batch: int) -> DistillConfig:

@@ -31,11 +31,11 @@ def main(mode: str, *args: str) -> None:
         import dataclasses
 
         method, teacher_dir, out, batch, result, *more = args
-        cfg = distill_cfg(method, teacher_dir, int(batch))
+        config = distill_cfg(method, teacher_dir, int(batch))
         if more:                                         # STEPS [resume]: a split run
-            cfg = dataclasses.replace(cfg, steps=int(more[0]))
+            config = dataclasses.replace(config, steps=int(more[0]))
         firsts = record_first_gradients()
-        gen = distill(cfg, out, log=lambda s: None, resume=more[1:] == ["resume"])
+        gen = distill(config, out, log=lambda s: None, resume=more[1:] == ["resume"])
         rank = int(__import__("os").environ["RANK"])
         torch.save(firsts, f"{result}.grads{rank}.pt")
         _save(gen, result, method, rank)
@@ -51,9 +51,9 @@ def main(mode: str, *args: str) -> None:
 
         torch.save(map_chunks(lambda i, j: torch.arange(i, j) * 1.5, 10, 3), f"{result}.map_chunks.rank{rank}.pt")
         for method in TOY_METHODS:
-            cfg = toy_cfg(method, int(batch))
-            run = DistillRun(Path(out) / method, cfg, None, log=lambda s: None)
-            _save(TRAINERS[method](toy_teacher(method), cfg, run), result, method, rank)
+            config = toy_cfg(method, int(batch))
+            run = DistillRun(Path(out) / method, config, None, log=lambda s: None)
+            _save(TRAINERS[method](toy_teacher(method), config, run), result, method, rank)
     finally:
         shutdown()
 

@@ -78,7 +78,7 @@ def toy_setup(guidance_dim: int | None = None, std: float = 0.5, default_cfg: fl
     return GaussianPromptTeacher(vectors, std, AffineEpsNet(guidance_dim=guidance_dim), default_cfg)
 
 
-def quiet_run(tmp_path, cfg):
+def quiet_run(tmp_path, config):
     from dreamer.distill.trainers.toolkit import DistillRun
 
-    return DistillRun(tmp_path, cfg, None, log=lambda s: None, meta={})
+    return DistillRun(tmp_path, config, None, log=lambda s: None, meta={})

@@ -69,11 +69,11 @@ def _caption(line: str, path: Path, n: int | None) -> str:
 _SCANNED: dict[tuple, CaptionFile] = {}
 
 
-def run_captions(cfg) -> Sequence[str] | None:
+def run_captions(config) -> Sequence[str] | None:
     """The recipe's captions: prompts_file (CaptionFile; a file is scanned once while unchanged), prompts (list) or
     None (neither given)."""
-    if cfg.prompts_file:
-        path = Path(cfg.prompts_file).expanduser()
+    if config.prompts_file:
+        path = Path(config.prompts_file).expanduser()
         st = path.stat() if path.is_file() else None
         key = (str(path.resolve()), st.st_mtime_ns, st.st_size) if st else None
         if key not in _SCANNED:
@@ -81,7 +81,7 @@ def run_captions(cfg) -> Sequence[str] | None:
             _SCANNED.clear()
             _SCANNED[key] = found
         return _SCANNED[key]
-    return list(cfg.prompts) or None
+    return list(config.prompts) or None
 
 
 def encode_texts(teacher, texts, chunk: int = 256) -> torch.Tensor:

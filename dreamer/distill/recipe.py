@@ -109,49 +109,49 @@ class DistillConfig:
         self.teacher = teacher_ref(self.teacher)     # the embedded teacher's names -> None
 
 
-def validate(cfg: DistillConfig) -> DistillConfig:
+def validate(config: DistillConfig) -> DistillConfig:
     """Raise ConfigError on values the dataclass types cannot catch."""
-    if cfg.method not in TRAINERS:
-        raise ConfigError(f"'method' must be one of {', '.join(TRAINERS)}, got {cfg.method!r}")
-    check_choices(cfg)                                   # the Literal fields of a config built in code
-    if cfg.mixed_precision == "no":                      # the older spelling (YAML reads a bare no as false)
-        cfg.mixed_precision = "fp32"
-    if cfg.prompts and cfg.prompts_file:
+    if config.method not in TRAINERS:
+        raise ConfigError(f"'method' must be one of {', '.join(TRAINERS)}, got {config.method!r}")
+    check_choices(config)                                # the Literal fields of a config built in code
+    if config.mixed_precision == "no":                   # the older spelling (YAML reads a bare no as false)
+        config.mixed_precision = "fp32"
+    if config.prompts and config.prompts_file:
         raise ConfigError("give either 'prompts' or 'prompts_file', not both")
-    if cfg.data_size < 1:
-        raise ConfigError(f"'data_size' must be >= 1, got {cfg.data_size}")
+    if config.data_size < 1:
+        raise ConfigError(f"'data_size' must be >= 1, got {config.data_size}")
     try:
-        check_timesteps(cfg.timesteps)
+        check_timesteps(config.timesteps)
     except ValueError as e:
         raise ConfigError(f"'timesteps': {e}") from None
     try:
-        progressive.halving(cfg.progressive.teacher_steps, cfg.progressive.end_steps)
+        progressive.halving(config.progressive.teacher_steps, config.progressive.end_steps)
     except ValueError as e:
-        if cfg.method == "progressive":
+        if config.method == "progressive":
             raise ConfigError(f"'progressive': {e}") from None
-    c = cfg.consistency
-    if cfg.method == "consistency" and not (0 < c.skip < 1000 and 1000 % c.skip == 0 and 0 <= c.ema < 1):
+    c = config.consistency
+    if config.method == "consistency" and not (0 < c.skip < 1000 and 1000 % c.skip == 0 and 0 <= c.ema < 1):
         raise ConfigError(f"'consistency': skip must divide 1000 and 0 <= ema < 1, got {c.skip}, {c.ema}")
-    if cfg.method == "add" and cfg.add.features != "unet":
+    if config.method == "add" and config.add.features != "unet":
         raise ConfigError(f"'add.features' must be unet (the shapes evaluator judges the benchmark and is not a "
-                          f"training signal), got {cfg.add.features!r}")
-    if cfg.step_cfg_scales and len(cfg.step_cfg_scales) != len(cfg.timesteps):
-        raise ConfigError(f"'step_cfg_scales' needs one CFG scale per timestep ({len(cfg.timesteps)}), "
-                          f"got {len(cfg.step_cfg_scales)}")
-    if min(cfg.gan.weight, cfg.gan.lr_disc) < 0 or not 0 <= cfg.gan.t_max <= 1 or cfg.gan.head_width < 1:
-        raise ConfigError(f"'gan': need weight, lr_disc >= 0, 0 <= t_max <= 1, head_width >= 1, got {cfg.gan}")
-    if cfg.gan.weight > 0 and cfg.method not in METHODS:
-        raise ConfigError(f"'gan.weight' applies to the score methods ({', '.join(METHODS)}), not {cfg.method!r}")
-    g = cfg.guidance
-    if cfg.fsdp and (cfg.method not in METHODS or cfg.lora_rank or g.aux_rank):
+                          f"training signal), got {config.add.features!r}")
+    if config.step_cfg_scales and len(config.step_cfg_scales) != len(config.timesteps):
+        raise ConfigError(f"'step_cfg_scales' needs one CFG scale per timestep ({len(config.timesteps)}), "
+                          f"got {len(config.step_cfg_scales)}")
+    if min(config.gan.weight, config.gan.lr_disc) < 0 or not 0 <= config.gan.t_max <= 1 or config.gan.head_width < 1:
+        raise ConfigError(f"'gan': need weight, lr_disc >= 0, 0 <= t_max <= 1, head_width >= 1, got {config.gan}")
+    if config.gan.weight > 0 and config.method not in METHODS:
+        raise ConfigError(f"'gan.weight' applies to the score methods ({', '.join(METHODS)}), not {config.method!r}")
+    g = config.guidance
+    if config.fsdp and (config.method not in METHODS or config.lora_rank or g.aux_rank):
         raise ConfigError(f"'fsdp' shards the full generator and fake-score copies of the score methods "
-                          f"({', '.join(METHODS)}) with lora_rank = guidance.aux_rank = 0; got method {cfg.method!r}, "
-                          f"lora_rank {cfg.lora_rank}, guidance.aux_rank {g.aux_rank}")
-    if not 0 <= cfg.ema_decay < 1:
-        raise ConfigError(f"'ema_decay' must be in [0, 1), got {cfg.ema_decay}")
-    want = cfg.method if cfg.method in METHODS else "sds" if cfg.method == "add" else None
+                          f"({', '.join(METHODS)}) with lora_rank = guidance.aux_rank = 0; got method "
+                          f"{config.method!r}, lora_rank {config.lora_rank}, guidance.aux_rank {g.aux_rank}")
+    if not 0 <= config.ema_decay < 1:
+        raise ConfigError(f"'ema_decay' must be in [0, 1), got {config.ema_decay}")
+    want = config.method if config.method in METHODS else "sds" if config.method == "add" else None
     if want is not None and g.method not in (want, DISTILL_GUIDANCE["method"]):
-        raise ConfigError(f"'guidance.method' follows 'method' in distillation (method {cfg.method!r} guides with "
+        raise ConfigError(f"'guidance.method' follows 'method' in distillation (method {config.method!r} guides with "
                           f"{want!r}); leave it out, got {g.method!r}")
     if want is not None:
         g.method = want                                  # what the run used, in its config.yaml
@@ -163,29 +163,29 @@ def validate(cfg: DistillConfig) -> DistillConfig:
                           "t, as DMD2)")
     if not 0 <= g.t_min < g.t_max <= 1:
         raise ConfigError(f"need 0 <= guidance.t_min < guidance.t_max <= 1, got {g.t_min}, {g.t_max}")
-    check_finite(cfg)
+    check_finite(config)
     for k in ("steps", "batch", "guidance.aux_updates", "regression_pairs", "regression_ddim_steps", "threads",
               "rollout_regression_ddim_steps", "log_every", "max_bad_steps", "save_every"):
-        v = getattr(g, k.split(".")[1]) if k.startswith("guidance.") else getattr(cfg, k)
+        v = getattr(g, k.split(".")[1]) if k.startswith("guidance.") else getattr(config, k)
         if v < (0 if k in ("guidance.aux_updates", "save_every") else 1):
             raise ConfigError(f"'{k}' must be {'>= 0' if k in ('guidance.aux_updates', 'save_every') else 'positive'}, "
                               f"got {v}")
     if g.cfg_scale is not None and g.cfg_scale < 0:
         raise ConfigError(f"'guidance.cfg_scale' must be >= 0 (or null: the teacher's default), got {g.cfg_scale}")
-    if min(g.aux_max_grad_norm, g.t_lognormal[1], g.aux_rank, g.grad_clip) < 0 or cfg.prompt_cache < 1:
+    if min(g.aux_max_grad_norm, g.t_lognormal[1], g.aux_rank, g.grad_clip) < 0 or config.prompt_cache < 1:
         raise ConfigError("guidance.aux_max_grad_norm, guidance.aux_rank, guidance.grad_clip and "
                           "guidance.t_lognormal's std must be >= 0, prompt_cache >= 1")
-    if min(cfg.lr_gen, g.aux_lr, cfg.regression_weight, cfg.rollout_regression_weight, cfg.lora_rank) < 0:
+    if min(config.lr_gen, g.aux_lr, config.regression_weight, config.rollout_regression_weight, config.lora_rank) < 0:
         raise ConfigError("learning rates, regression_weight, rollout_regression_weight and lora_rank must be >= 0")
-    if cfg.rollout_regression_weight > 0 and min(cfg.timesteps) + 1 < cfg.rollout_regression_ddim_steps:
-        raise ConfigError(f"'rollout_regression_ddim_steps' ({cfg.rollout_regression_ddim_steps}) must not exceed "
-                          f"the last few-step timestep + 1 ({min(cfg.timesteps) + 1})")
-    if cfg.resolution is not None and (cfg.resolution < 8 or cfg.resolution % 8):
+    if config.rollout_regression_weight > 0 and min(config.timesteps) + 1 < config.rollout_regression_ddim_steps:
+        raise ConfigError(f"'rollout_regression_ddim_steps' ({config.rollout_regression_ddim_steps}) must not exceed "
+                          f"the last few-step timestep + 1 ({min(config.timesteps) + 1})")
+    if config.resolution is not None and (config.resolution < 8 or config.resolution % 8):
         raise ConfigError(f"'resolution' must be a positive multiple of 8 (the UNet downsamples by 2s), "
-                          f"got {cfg.resolution}")
-    if any(not p.strip() for p in cfg.prompts):
+                          f"got {config.resolution}")
+    if any(not p.strip() for p in config.prompts):
         raise ConfigError("'prompts' must not contain empty prompts")
-    return cfg
+    return config
 
 
 def load_distill_config(name_or_path: str | Path, overrides: list[str] = ()) -> DistillConfig:

@@ -62,9 +62,9 @@ def test_nan_step_is_skipped_without_touching_parameters_or_optimizer(teacher):
 
 
 def test_isolated_nan_steps_are_counted_and_the_run_finishes(teacher, tmp_path):
-    cfg = _cfg("train.steps=6", "train.checkpoint_every=2", "train.max_bad_steps=2")
+    config = _cfg("train.steps=6", "train.checkpoint_every=2", "train.max_bad_steps=2")
     with pytest.warns(DreamerWarning, match="non-finite loss or gradient, step skipped") as rec:
-        run = generate(cfg, tmp_path, progress=False, teacher=NaNTeacher(teacher, lambda i: i in (1, 3)))
+        run = generate(config, tmp_path, progress=False, teacher=NaNTeacher(teacher, lambda i: i in (1, 3)))
     assert run.bad.skipped == [1, 3] and run.step_i == 6
     assert len([w for w in rec if issubclass(w.category, DreamerWarning)]) == 2
     sd = torch.load(tmp_path / CKPT, weights_only=True)
@@ -72,9 +72,9 @@ def test_isolated_nan_steps_are_counted_and_the_run_finishes(teacher, tmp_path):
 
 
 def test_k_consecutive_nan_steps_stop_and_keep_the_last_good_checkpoint(teacher, tmp_path):
-    cfg = _cfg("train.steps=20", "train.checkpoint_every=2", "train.max_bad_steps=3")
+    config = _cfg("train.steps=20", "train.checkpoint_every=2", "train.max_bad_steps=3")
     with pytest.warns(DreamerWarning), pytest.raises(NumericalFault) as err:
-        generate(cfg, tmp_path, progress=False, teacher=NaNTeacher(teacher, lambda i: i >= 5))
+        generate(config, tmp_path, progress=False, teacher=NaNTeacher(teacher, lambda i: i >= 5))
     msg = str(err.value)
     assert "\n" not in msg and "stopped at step 8: 3 consecutive" in msg and "(step 4) is kept" in msg
     sd = torch.load(tmp_path / CKPT, weights_only=True)
@@ -101,25 +101,25 @@ def _dcfg(**kw):
 
 
 def test_distill_skips_a_nan_update_without_touching_the_generator(teacher):
-    cfg = _dcfg()
+    config = _dcfg()
     nan_teacher = NaNTeacher(teacher, lambda i: i == 0)
-    state = init_state(nan_teacher, cfg)
+    state = init_state(nan_teacher, config)
     before = [p.detach().clone() for p in state.gen.params]
     opt_before = copy.deepcopy(state.opt.state_dict())
     with pytest.warns(DreamerWarning, match="step 1: non-finite loss or gradient, generator update skipped"):
-        m = distill_step(state, nan_teacher, cfg, guidance_config(cfg, teacher.default_cfg))
+        m = distill_step(state, nan_teacher, config, guidance_config(config, teacher.default_cfg))
     assert m["skipped"] and state.bad.skipped == [1] and state.bad.streak == 1 and state.step == 1
     assert all(torch.equal(a, p) for a, p in zip(before, state.gen.params))
     assert same(opt_before, state.opt.state_dict())
-    m = distill_step(state, nan_teacher, cfg, guidance_config(cfg, teacher.default_cfg))
+    m = distill_step(state, nan_teacher, config, guidance_config(config, teacher.default_cfg))
     assert not m.get("skipped") and state.bad.streak == 0
     assert any(not torch.equal(a, p) for a, p in zip(before, state.gen.params))
 
 
 def test_distill_stops_after_k_bad_updates_keeping_the_saved_generator(teacher, tmp_path):
-    cfg = _dcfg(steps=10, save_every=2, max_bad_steps=2)
+    config = _dcfg(steps=10, save_every=2, max_bad_steps=2)
     with pytest.warns(DreamerWarning), pytest.raises(NumericalFault, match="2 consecutive") as err:
-        distill(cfg, tmp_path, teacher=NaNTeacher(teacher, lambda i: i >= 3), log=lambda s: None)
+        distill(config, tmp_path, teacher=NaNTeacher(teacher, lambda i: i >= 3), log=lambda s: None)
     assert "is kept" in str(err.value)
     assert (tmp_path / "generator" / "generator.json").is_file()
     assert not (tmp_path / "generator.tmp").exists()
@@ -132,11 +132,11 @@ def test_a_regression_trainer_skips_and_counts_a_nan_update(tmp_path):
 
     from dreamer.distill.trainers import noise_lora
 
-    cfg = DistillConfig(method="noise_lora", steps=4, batch=8, lr_gen=0.05, max_grad_norm=0.0, data="teacher",
-                        data_size=8, regression_ddim_steps=2, prompts=["a", "b"], timesteps=[999, 499], seed=0)
+    config = DistillConfig(method="noise_lora", steps=4, batch=8, lr_gen=0.05, max_grad_norm=0.0, data="teacher",
+                           data_size=8, regression_ddim_steps=2, prompts=["a", "b"], timesteps=[999, 499], seed=0)
     armed = {"on": False}
     teacher = NaNTeacher(toy_setup(), lambda i: armed.pop("on", False))   # NaN on the first call once armed
-    run, seen = quiet_run(tmp_path, cfg), []
+    run, seen = quiet_run(tmp_path, config), []
     real_step = run.step
 
     def step(loss, opt, max_norm, params=None):
@@ -147,7 +147,7 @@ def test_a_regression_trainer_skips_and_counts_a_nan_update(tmp_path):
         return norm
     run.step = step
     with pytest.warns(DreamerWarning, match="step 2: non-finite loss or gradient, update skipped"):
-        noise_lora.train(teacher, cfg, run)
+        noise_lora.train(teacher, config, run)
     assert run.bad.skipped == [2] and run.bad.streak == 0 and run.updates == 4
     assert [n is None for n, _, _ in seen] == [False, True, False, False]
     assert all(torch.equal(a, b) for a, b in zip(seen[1][1], seen[1][2]))     # the skipped update changed nothing
@@ -160,12 +160,12 @@ def test_a_regression_trainer_stops_after_k_bad_updates(tmp_path):
 
     from dreamer.distill.trainers import noise_lora
 
-    cfg = DistillConfig(method="noise_lora", steps=10, batch=8, data="teacher", data_size=8, regression_ddim_steps=2,
-                        prompts=["a", "b"], timesteps=[999], max_bad_steps=3, seed=0)
+    config = DistillConfig(method="noise_lora", steps=10, batch=8, data="teacher", data_size=8, regression_ddim_steps=2,
+                           prompts=["a", "b"], timesteps=[999], max_bad_steps=3, seed=0)
     armed = {"on": False}
-    run = quiet_run(tmp_path, cfg)
+    run = quiet_run(tmp_path, config)
     run.log = lambda metrics, last=False: armed.update(on=True)          # every pass after update 1 is NaN
     with pytest.warns(DreamerWarning), pytest.raises(NumericalFault) as err:
-        noise_lora.train(NaNTeacher(toy_setup(), lambda i: armed["on"]), cfg, run)
+        noise_lora.train(NaNTeacher(toy_setup(), lambda i: armed["on"]), config, run)
     assert "stopped at step 4: 3 consecutive" in str(err.value) and "\n" not in str(err.value)
     assert run.bad.skipped == [2, 3, 4]

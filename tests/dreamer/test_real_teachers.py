@@ -30,8 +30,8 @@ def tiny(request, tiny_sdxl_dir, tiny_sd21_dir):
 @pytest.mark.parametrize("recipe", ["sdxl-gaussians-sds", "sdxl-nerf-vsd"])  # on both tiny architectures
 def test_generate_sds_and_vsd(tiny, recipe, tmp_path):
     kind, folder, teacher = tiny
-    cfg = load_generate_config(recipe, "a red cube", str(folder), CPU + ["train.steps=2"])
-    run = generate(cfg, tmp_path / recipe, progress=False, teacher=teacher)
+    config = load_generate_config(recipe, "a red cube", str(folder), CPU + ["train.steps=2"])
+    run = generate(config, tmp_path / recipe, progress=False, teacher=teacher)
     assert run.step_i == 2 and all(torch.isfinite(torch.tensor(v)).all() for v in run.history["loss"])
     if "vsd" in recipe:   # threestudio's LoRA settings: own (view-independent) prompt, native target
         assert run.aux_cond is not None and run.aux.loss_space == "native"
@@ -39,12 +39,12 @@ def test_generate_sds_and_vsd(tiny, recipe, tmp_path):
 
 def test_generate_vsd_resume_is_exact(tiny, tmp_path):
     _, folder, teacher = tiny
-    cfg = load_generate_config("gaussians-vsd", "a red cube", str(folder),
-                               CPU + ["train.steps=4", "train.checkpoint_every=2", "guidance.aux_target=native",
-                                      "guidance.aux_prompt=base"])
-    full = generate(cfg, tmp_path / "full", progress=False, teacher=teacher)
-    generate(cfg, tmp_path / "split", progress=False, stop_after=2, teacher=teacher)
-    resumed = generate(cfg, tmp_path / "split", resume=True, progress=False, teacher=teacher)
+    config = load_generate_config("gaussians-vsd", "a red cube", str(folder),
+                                  CPU + ["train.steps=4", "train.checkpoint_every=2", "guidance.aux_target=native",
+                                         "guidance.aux_prompt=base"])
+    full = generate(config, tmp_path / "full", progress=False, teacher=teacher)
+    generate(config, tmp_path / "split", progress=False, stop_after=2, teacher=teacher)
+    resumed = generate(config, tmp_path / "split", resume=True, progress=False, teacher=teacher)
     a = [p.detach() for p in full.scene.params.parameters()]
     b = [p.detach() for p in resumed.scene.params.parameters()]
     assert all(torch.equal(x, y) for x, y in zip(a, b)) and full.history == resumed.history
@@ -57,11 +57,11 @@ def test_distill_dmd_from_captions_and_resume(tiny, tmp_path):
     recipe = "distill-dmd-sdxl" if kind == "sdxl" else "distill-dmd-sd21"
     over = ["device=cpu", "dtype=float32", "resolution=null", "steps=4", "batch=2", "guidance.aux_updates=2",
             "save_every=2", "threads=1", "log_every=1", f"teacher={folder}", f"prompts_file={caps}", "lr_gen=1e-4"]
-    cfg = load_distill_config(recipe, over)
-    assert cfg.dm_loss == "mean" and cfg.aux_fresh_batches
-    gen = distill(cfg, tmp_path / "full", teacher=teacher, log=lambda s: None)
+    config = load_distill_config(recipe, over)
+    assert config.dm_loss == "mean" and config.aux_fresh_batches
+    gen = distill(config, tmp_path / "full", teacher=teacher, log=lambda s: None)
     distill(load_distill_config(recipe, over + ["steps=2"]), tmp_path / "split", teacher=teacher, log=lambda s: None)
-    resumed = distill(cfg, tmp_path / "split", teacher=teacher, log=lambda s: None, resume=True)
+    resumed = distill(config, tmp_path / "split", teacher=teacher, log=lambda s: None, resume=True)
     assert all(torch.equal(a, b) for a, b in zip(gen.params, resumed.params))
     a, b = load_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_checkpoint(tmp_path / "split" / "checkpoint.pt")
     assert all(torch.equal(x, y) for x, y in zip(a["fake"], b["fake"])) and a["step"] == b["step"] == 4
@@ -72,8 +72,8 @@ def test_distill_dmd_from_captions_and_resume(tiny, tmp_path):
 
 def test_sdxl_recipes_validate_as_shipped():
     for name in ("sdxl-gaussians-sds", "sdxl-nerf-vsd"):
-        cfg = load_generate_config(name, "a red cube", None, [])
-        assert cfg.teacher == "stabilityai/stable-diffusion-xl-base-1.0" and cfg.device == "cuda"
+        config = load_generate_config(name, "a red cube", None, [])
+        assert config.teacher == "stabilityai/stable-diffusion-xl-base-1.0" and config.device == "cuda"
     vsd = load_generate_config("sdxl-nerf-vsd", "a red cube", None, []).guidance
     assert (vsd.method, vsd.aux_target, vsd.aux_prompt, vsd.aux_cfg) == ("vsd", "native", "base", "camera")
     d = load_distill_config("distill-dmd-sdxl")
@@ -94,9 +94,9 @@ def test_3d_bf16_autocast_agrees_with_fp32(recipe, tiny_sd_dir):
     torch.set_num_threads(1)
     teacher, grads, count = DiffusersTeacher.from_pretrained(tiny_sd_dir), {}, CountRoundings()
     for mp in ("fp32", "bf16"):
-        cfg = load_generate_config(recipe, "a red cube", str(tiny_sd_dir), CPU + ["camera.batch=2",
-                                                                                  f"mixed_precision={mp}"])
-        run = SceneRun(cfg, teacher=teacher)
+        config = load_generate_config(recipe, "a red cube", str(tiny_sd_dir), CPU + ["camera.batch=2",
+                                                                                     f"mixed_precision={mp}"])
+        run = SceneRun(config, teacher=teacher)
         with count:
             run.step()
         grads[mp] = torch.cat([p.grad.flatten() for o in run.scene.optimizers for g in o.param_groups
@@ -116,12 +116,12 @@ def test_gan_heads_train_on_the_sdxl_encoder(method, tiny_sdxl_dir, tmp_path):
 
     torch.set_num_threads(1)
     lines = []
-    cfg = DistillConfig(method=method, teacher=str(tiny_sdxl_dir), steps=2, batch=2, lr_gen=1e-3,
-                        guidance=distill_guidance(aux_updates=1, aux_lr=1e-3, cfg_scale=3.0),
-                        prompts=["a red cube", "a blue sphere"], timesteps=[999, 499],
-                        threads=1, log_every=1, seed=0, data="teacher", data_size=4,
-                        **({"gan": GanSettings(weight=0.1)} if method == "dmd" else {}))
-    distill(cfg, tmp_path / method, log=lines.append)
+    config = DistillConfig(method=method, teacher=str(tiny_sdxl_dir), steps=2, batch=2, lr_gen=1e-3,
+                           guidance=distill_guidance(aux_updates=1, aux_lr=1e-3, cfg_scale=3.0),
+                           prompts=["a red cube", "a blue sphere"], timesteps=[999, 499],
+                           threads=1, log_every=1, seed=0, data="teacher", data_size=4,
+                           **({"gan": GanSettings(weight=0.1)} if method == "dmd" else {}))
+    distill(config, tmp_path / method, log=lines.append)
     logs = [json.loads(s) for s in lines]
     d = [m["d_loss"] for m in logs]
     assert len(d) == 2 and all(torch.isfinite(torch.tensor(v)) for m in logs for v in m.values()

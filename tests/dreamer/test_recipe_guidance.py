@@ -30,17 +30,17 @@ class Spy:
     def __init__(self):
         self.calls, self.x0_grads = [], []
 
-    def __call__(self, teacher, x0, prompts, cfg, *args, **kw):
-        out = real_step(teacher, x0, prompts, cfg, *args, **kw)
-        self.calls.append((cfg, x0, out))
+    def __call__(self, teacher, x0, prompts, config, *args, **kw):
+        out = real_step(teacher, x0, prompts, config, *args, **kw)
+        self.calls.append((config, x0, out))
         x0.register_hook(lambda g: self.x0_grads.append(g.detach().clone()))
         return out
 
     def check(self, per_image: float):
         """One call, through a METHODS entry, and d loss / d x0 = grad * per_image up to float32 rounding."""
         assert len(self.calls) == 1 and len(self.x0_grads) == 1
-        cfg, x0, out = self.calls[0]
-        assert cfg.method in METHODS
+        config, x0, out = self.calls[0]
+        assert config.method in METHODS
         got, expected = self.x0_grads[0], out.grad * per_image
         bound = 8 * F32_U * (x0.abs().max() + out.grad.abs().max()).item() * per_image   # x0 - sg(x0 - grad)
         assert out.grad.abs().max() > 0 and (got - expected).abs().max().item() <= bound
@@ -60,13 +60,13 @@ def test_generate_recipe_gradient_comes_from_the_guidance_step(name, tiny_sd_dir
     torch.set_num_threads(1)
     folder = _teacher_for(name, tiny_sd_dir, tiny_sdxl_dir)
     over = CPU + (["camera.resolution=16"] if folder else [])
-    cfg = load_generate_config(name, "a red cube", folder, over)
+    config = load_generate_config(name, "a red cube", folder, over)
     spy = Spy()
     monkeypatch.setattr(loop_mod, "score_distillation_step", spy)
-    run = loop_mod.SceneRun(cfg, teacher=DiffusersTeacher.from_pretrained(folder) if folder else None)
+    run = loop_mod.SceneRun(config, teacher=DiffusersTeacher.from_pretrained(folder) if folder else None)
     run.step()
-    spy.check(1.0 / cfg.camera.batch)
-    assert spy.calls[0][0].method == cfg.guidance.method
+    spy.check(1.0 / config.camera.batch)
+    assert spy.calls[0][0].method == config.guidance.method
 
 
 SCORE_TRAINERS = (score_mod.train_score,)
@@ -87,15 +87,15 @@ def test_distill_recipe_gradient_comes_from_the_guidance_step(name, tiny_sd_dir,
         return
     folder = _teacher_for(name, tiny_sd_dir, tiny_sdxl_dir)
     over = DISTILL_TINY + ([f"teacher={folder}", "resolution=null"] if folder else [])
-    cfg = load_distill_config(name, over)
+    config = load_distill_config(name, over)
     teacher = DiffusersTeacher.from_pretrained(folder) if folder else _shapes_teacher()
-    state = score_mod.init_state(teacher, cfg, folder)
-    gcfg = score_mod.guidance_config(cfg, teacher.default_cfg)
+    state = score_mod.init_state(teacher, config, folder)
+    gcfg = score_mod.guidance_config(config, teacher.default_cfg)
     spy = Spy()
     monkeypatch.setattr(score_mod, "score_distillation_step", spy)
-    score_mod.distill_step(state, teacher, cfg, gcfg)
-    B = cfg.batch
-    spy.check(1.0 / B if cfg.dm_loss == "per_image" else 1.0 / (B * spy.calls[0][1][0].numel()))
+    score_mod.distill_step(state, teacher, config, gcfg)
+    B = config.batch
+    spy.check(1.0 / B if config.dm_loss == "per_image" else 1.0 / (B * spy.calls[0][1][0].numel()))
     assert spy.calls[0][0].method == method                  # a score method guides with its own name
 
 
@@ -115,11 +115,11 @@ def test_add_distillation_term_is_the_guidance_step(tmp_path, monkeypatch):
     torch.set_num_threads(1)
     teacher, seen = _shapes_teacher(), []
     for lam in (1.0, 2.0):
-        cfg = load_distill_config("distill-add", ["steps=1", "batch=2", "data_size=4", "device=cpu", "save_every=0",
+        config = load_distill_config("distill-add", ["steps=1", "batch=2", "data_size=4", "device=cpu", "save_every=0",
                                                  f"add.distill_weight={lam}"])
         spy = Spy()
         monkeypatch.setattr(adv_mod, "score_distillation_step", spy)
-        adv_mod.train(teacher, cfg, DistillRun(tmp_path / str(lam), cfg, log=lambda line: None))
+        adv_mod.train(teacher, config, DistillRun(tmp_path / str(lam), config, log=lambda line: None))
         assert len(spy.calls) == 1 and spy.calls[0][0].method == "sds" and len(spy.x0_grads) == 1
         seen.append((spy.x0_grads[0], spy.calls[0][2].grad, spy.calls[0][1]))
     (g1, grad1, x0), (g2, grad2, _) = seen

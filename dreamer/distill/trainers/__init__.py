@@ -1,5 +1,5 @@
 """Trainers of the Student (the distilled model): score distillation (DMD, Diff-Instruct, SDS) and the regression /
-adversarial methods of the seed documents. The one table of trainers is TRAINERS: method name -> train(teacher, cfg,
+adversarial methods of the seed documents. The one table of trainers is TRAINERS: method name -> train(teacher, config,
 run, data=None)."""
 from . import adversarial, consistency, guidance_distill, kd, noise_lora, progressive, score
 

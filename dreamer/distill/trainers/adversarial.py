@@ -109,21 +109,21 @@ class GanSettings:
 
 
 class GanTerm:
-    """Real images (cfg.data: the world's training images or teacher samples) vs generator samples, judged by heads
+    """Real images (config.data: the world's training images or teacher samples) vs generator samples, judged by heads
     on the frozen teacher UNet's encoder.
 
     DMD2 puts its classifier on the fake score's bottleneck; here the features are the frozen teacher's (as ADD),
     so the fake score stays a pure denoiser and the heads alone learn real vs fake (hinge losses above).
     """
 
-    def __init__(self, teacher, gen: Student, cfg, g: torch.Generator, world=None):
-        self.s, self.ac = cfg.gan, teacher.alphas_cumprod
-        self.data = data_pool(teacher, gen, cfg, g, world)
+    def __init__(self, teacher, gen: Student, config, g: torch.Generator, world=None):
+        self.s, self.ac = config.gan, teacher.alphas_cumprod
+        self.data = data_pool(teacher, gen, config, g, world)
         self.data.x0 = self.data.x0.to(self.data.conds.device)      # pixel teachers: renders come from the CPU
         self.disc = make_discriminator(teacher, AddSettings(head_width=self.s.head_width), self.data.conds.shape[-1])
-        self.opt = make_optimizer(self.disc.params, cfg, lr=self.s.lr_disc)
-        self.max_norm = cfg.max_grad_norm
-        self.bad = StepGuard(limit=cfg.max_bad_steps, what="discriminator update")  # D updates dropped (NaN / inf)
+        self.opt = make_optimizer(self.disc.params, config, lr=self.s.lr_disc)
+        self.max_norm = config.max_grad_norm
+        self.bad = StepGuard(limit=config.max_bad_steps, what="discriminator update")  # D updates dropped (NaN / inf)
         self.updates = 0                                  # D updates attempted: the guard's step index
 
     def _judge(self, x: torch.Tensor, cond: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -143,29 +143,29 @@ class GanTerm:
         return hinge_g_loss(self._judge(x0, cond, g)), None if norm is None else d_loss.item()
 
 
-def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Student:
+def train(teacher, config, run: DistillRun, data: Data | None = None) -> Student:
     """ADD: alternate one hinge discriminator step and one student step (adversarial + lambda * distillation)."""
-    s = cfg.add
-    torch.manual_seed(cfg.seed)             # the discriminator heads' initialisation: seeded, the same on every rank
-    ac, g = teacher.alphas_cumprod, torch.Generator().manual_seed(cfg.seed)
-    gen = make_generator(teacher, cfg.timesteps, cfg.lora_rank, run.meta, sampler="renoise")
-    data = data or data_pool(teacher, gen, cfg, g, run.world)
+    s = config.add
+    torch.manual_seed(config.seed)          # the discriminator heads' initialisation: seeded, the same on every rank
+    ac, g = teacher.alphas_cumprod, torch.Generator().manual_seed(config.seed)
+    gen = make_generator(teacher, config.timesteps, config.lora_rank, run.meta, sampler="renoise")
+    data = data or data_pool(teacher, gen, config, g, run.world)
     disc = make_discriminator(teacher, s, data.conds.shape[-1])
-    opt_g, opt_d = make_optimizer(gen.params, cfg), make_optimizer(disc.params, cfg, lr=s.lr_disc)
-    gcfg = GuidanceConfig(method="sds", cfg_scale=scale_of(teacher, cfg), weighting=s.weighting,
-                          t_min=cfg.guidance.t_min, t_max=cfg.guidance.t_max)
+    opt_g, opt_d = make_optimizer(gen.params, config), make_optimizer(disc.params, config, lr=s.lr_disc)
+    gcfg = GuidanceConfig(method="sds", cfg_scale=scale_of(teacher, config), weighting=s.weighting,
+                          t_min=config.guidance.t_min, t_max=config.guidance.t_max)
     sched = torch.tensor(gen.timesteps)
-    for step in range(1, cfg.steps + 1):
-        x_real, cond = data.batch(cfg.batch, g)
-        t = sched[randint_rows(len(sched), cfg.batch, g)]                  # data parallel: this rank's rows
+    for step in range(1, config.steps + 1):
+        x_real, cond = data.batch(config.batch, g)
+        t = sched[randint_rows(len(sched), config.batch, g)]               # data parallel: this rank's rows
         x_fake = gen.x0(add_noise(x_real, randn_rows(x_real.shape, g), t, ac), t, cond)  # [B,C,h,w]
         d_loss = hinge_d_loss(disc(x_real, cond), disc(x_fake.detach(), cond))
-        run.step(d_loss, opt_d, cfg.max_grad_norm)
+        run.step(d_loss, opt_d, config.max_grad_norm)
         adv = hinge_g_loss(disc(x_fake, cond))
         dist = score_distillation_step(teacher, x_fake, Prompts(cond, data.uncond.expand(len(cond), -1, -1)), gcfg, g)
         loss = adv + s.distill_weight * dist.loss / x_fake[0].numel()      # d = per-pixel mean squared distance
-        gnorm = run.step(loss, opt_g, cfg.max_grad_norm)
+        gnorm = run.step(loss, opt_g, config.max_grad_norm)
         run.log({"d_loss": d_loss.item(), "g_adv": adv.item(), "distill": dist.loss.item(), "grad_norm": gnorm},
-                last=step == cfg.steps)
+                last=step == config.steps)
         run.maybe_save(gen, step)
     return gen

@@ -60,27 +60,27 @@ def consistency_pair(teacher, gen: Student, target: Student, x0: torch.Tensor, c
     return gen.x0(x_t, t, cond), y
 
 
-def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Student:
+def train(teacher, config, run: DistillRun, data: Data | None = None) -> Student:
     """Consistency distillation; returns the consistency generator (renoise sampler, boundary scalings)."""
-    s = cfg.consistency
-    T, g = len(teacher.alphas_cumprod), torch.Generator().manual_seed(cfg.seed)
-    gen = make_generator(teacher, cfg.timesteps, cfg.lora_rank, run.meta, sampler="renoise",
+    s = config.consistency
+    T, g = len(teacher.alphas_cumprod), torch.Generator().manual_seed(config.seed)
+    gen = make_generator(teacher, config.timesteps, config.lora_rank, run.meta, sampler="renoise",
                          boundary=s.boundary_scale)
-    data = data or data_pool(teacher, gen, cfg, g, run.world)
+    data = data or data_pool(teacher, gen, config, g, run.world)
     target = gen
     if s.ema > 0:
         target = copy.copy(gen)
         target.unet = copy.deepcopy(gen.unet).requires_grad_(False)
-    opt = make_optimizer(gen.params, cfg)
-    clip, scale = teacher_clip(teacher), scale_of(teacher, cfg)
-    for step in range(1, cfg.steps + 1):
-        x0, cond = data.batch(cfg.batch, g)
-        t = randint_rows(T // s.skip + 1, cfg.batch, g, low=1) * s.skip - 1     # grid 19, 39, ..., 999
+    opt = make_optimizer(gen.params, config)
+    clip, scale = teacher_clip(teacher), scale_of(teacher, config)
+    for step in range(1, config.steps + 1):
+        x0, cond = data.batch(config.batch, g)
+        t = randint_rows(T // s.skip + 1, config.batch, g, low=1) * s.skip - 1  # grid 19, 39, ..., 999
         pred, y = consistency_pair(teacher, gen, target, x0, cond, data.uncond, t, s.skip, scale, clip, g)
         loss = pseudo_huber(pred, y, s.huber_c)
-        gnorm = run.step(loss, opt, cfg.max_grad_norm)
+        gnorm = run.step(loss, opt, config.max_grad_norm)
         if target is not gen:
             ema_update(target.unet, gen.unet, s.ema)
-        run.log({"loss": loss.item(), "grad_norm": gnorm}, last=step == cfg.steps)
+        run.log({"loss": loss.item(), "grad_norm": gnorm}, last=step == config.steps)
         run.maybe_save(gen, step)
     return gen

@@ -37,25 +37,25 @@ def student_and_target(teacher, gen: Student, x0: torch.Tensor, cond: torch.Tens
     return gen.eps(x_t, t, cond, w), target
 
 
-def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Student:
+def train(teacher, config, run: DistillRun, data: Data | None = None) -> Student:
     """Stage-one guidance distillation; returns the w-conditioned generator (DDIM sampler, guidance = cfg scale)."""
-    s = cfg.guidance_distill
-    g = torch.Generator().manual_seed(cfg.seed)
-    gen = make_generator(teacher, uniform_timesteps(s.sample_steps, len(teacher.alphas_cumprod)), cfg.lora_rank,
+    s = config.guidance_distill
+    g = torch.Generator().manual_seed(config.seed)
+    gen = make_generator(teacher, uniform_timesteps(s.sample_steps, len(teacher.alphas_cumprod)), config.lora_rank,
                          run.meta, sampler="ddim", guidance_dim=s.embed_dim)
-    gen.guidance = scale_of(teacher, cfg)
-    data = data or data_pool(teacher, gen, cfg, g, run.world)
-    opt = make_optimizer(gen.params, cfg)
+    gen.guidance = scale_of(teacher, config)
+    data = data or data_pool(teacher, gen, config, g, run.world)
+    opt = make_optimizer(gen.params, config)
     ac = teacher.alphas_cumprod
-    for step in range(1, cfg.steps + 1):
-        x0, cond = data.batch(cfg.batch, g)
-        gc = cfg.guidance
-        t = rows(lambda m: sample_timesteps(m, gc.t_min, gc.t_max, len(ac), g), cfg.batch)  # data parallel:
-        w = s.scale_min + (s.scale_max - s.scale_min) * rows(lambda m: torch.rand(m, generator=g), cfg.batch)
+    for step in range(1, config.steps + 1):
+        x0, cond = data.batch(config.batch, g)
+        gc = config.guidance
+        t = rows(lambda m: sample_timesteps(m, gc.t_min, gc.t_max, len(ac), g), config.batch)  # data parallel:
+        w = s.scale_min + (s.scale_max - s.scale_min) * rows(lambda m: torch.rand(m, generator=g), config.batch)
         noise = randn_rows(x0.shape, g)                                     # this rank's rows of each draw
         pred, target = student_and_target(teacher, gen, x0, cond, data.uncond.expand(len(x0), -1, -1), t, w, noise)
         loss = weighted_mse(pred, target, native_weight(teacher.prediction_type, ac[t].to(pred)))
-        gnorm = run.step(loss, opt, cfg.max_grad_norm)
-        run.log({"loss": loss.item(), "grad_norm": gnorm}, last=step == cfg.steps)
+        gnorm = run.step(loss, opt, config.max_grad_norm)
+        run.log({"loss": loss.item(), "grad_norm": gnorm}, last=step == config.steps)
         run.maybe_save(gen, step)
     return gen

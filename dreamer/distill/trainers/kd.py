@@ -39,14 +39,15 @@ class ReflowSettings:
     save_reflow: bool = True       # also write OUT/reflow/ (the reflowed model, DDIM-sampled, 4 trained steps)
 
 
-def fit_pairs(gen: Student, z, x0, idx, conds, iters: int, cfg, run: DistillRun, g: torch.Generator, tag: str) -> None:
+def fit_pairs(gen: Student, z, x0, idx, conds, iters: int, config, run: DistillRun, g: torch.Generator,
+              tag: str) -> None:
     """KD (Luhman & Luhman 2021, eq. 6 with L2): min ||G(z, t*, y) - x0||^2 over the fixed pairs."""
-    opt = make_optimizer(gen.params, cfg)
+    opt = make_optimizer(gen.params, config)
     for it in range(1, iters + 1):
-        j = randint_rows(len(z), cfg.batch, g)              # data parallel: this rank's rows of the global draw
-        t = torch.full((cfg.batch,), gen.t_star, dtype=torch.long)
+        j = randint_rows(len(z), config.batch, g)           # data parallel: this rank's rows of the global draw
+        t = torch.full((config.batch,), gen.t_star, dtype=torch.long)
         loss = F.mse_loss(gen.x0(z[j], t, conds[idx[j]]), x0[j])
-        gnorm = run.step(loss, opt, cfg.max_grad_norm)
+        gnorm = run.step(loss, opt, config.max_grad_norm)
         run.log({"phase": tag, "loss": loss.item(), "grad_norm": gnorm}, last=it == iters)
 
 
@@ -63,51 +64,51 @@ def path_noise(z: torch.Tensor, x0: torch.Tensor, ac: torch.Tensor) -> torch.Ten
     return (z - a * x0) / s
 
 
-def fit_reflow(gen: Student, z, x0, idx, conds, iters: int, cfg, run: DistillRun, g: torch.Generator) -> None:
+def fit_reflow(gen: Student, z, x0, idx, conds, iters: int, config, run: DistillRun, g: torch.Generator) -> None:
     """Stage 2: t ~ U[t_min, t_max] T on the straight paths between the teacher's pairs."""
-    opt = make_optimizer(gen.params, cfg)
+    opt = make_optimizer(gen.params, config)
     z = path_noise(z, x0, gen.alphas_cumprod)
     for it in range(1, iters + 1):
-        j = randint_rows(len(z), cfg.batch, g)
-        gc = cfg.guidance
-        t = rows(lambda m: sample_timesteps(m, gc.t_min, gc.t_max, len(gen.alphas_cumprod), g), cfg.batch)
+        j = randint_rows(len(z), config.batch, g)
+        gc = config.guidance
+        t = rows(lambda m: sample_timesteps(m, gc.t_min, gc.t_max, len(gen.alphas_cumprod), g), config.batch)
         loss = reflow_loss(gen, x0[j], z[j], conds[idx[j]], t)
-        gnorm = run.step(loss, opt, cfg.max_grad_norm)
+        gnorm = run.step(loss, opt, config.max_grad_norm)
         run.log({"phase": "reflow", "loss": loss.item(), "grad_norm": gnorm}, last=it == iters)
 
 
-def _teacher_pairs(teacher, gen: Student, cfg, g: torch.Generator, world=None):
-    """cfg.regression_pairs DDIM pairs per caption, on at most cfg.data_size captions (pool_captions)."""
+def _teacher_pairs(teacher, gen: Student, config, g: torch.Generator, world=None):
+    """config.regression_pairs DDIM pairs per caption, on at most config.data_size captions (pool_captions)."""
     from ..captions import encode_texts
 
-    conds = encode_texts(teacher, pool_captions(run_prompts(cfg, gen, world), cfg.data_size, g))
-    uncond = teacher.encode_prompt([cfg.uncond_prompt])
-    z, x0, idx = regression_pairs(teacher, gen, conds, uncond, cfg, scale_of(teacher, cfg), g)
+    conds = encode_texts(teacher, pool_captions(run_prompts(config, gen, world), config.data_size, g))
+    uncond = teacher.encode_prompt([config.uncond_prompt])
+    z, x0, idx = regression_pairs(teacher, gen, conds, uncond, config, scale_of(teacher, config), g)
     return z, x0, idx, conds
 
 
-def run_prompts(cfg, gen: Student, world=None) -> list[str]:
+def run_prompts(config, gen: Student, world=None) -> list[str]:
     from ..captions import run_captions
 
-    return list(run_captions(cfg) or gen.meta.get("prompts") or default_prompts(world))
+    return list(run_captions(config) or gen.meta.get("prompts") or default_prompts(world))
 
 
-def train_kd(teacher, cfg, run: DistillRun, data=None) -> Student:
-    """One-step KD on teacher DDIM pairs (cfg.regression_pairs per prompt, cfg.regression_ddim_steps steps)."""
-    g = torch.Generator().manual_seed(cfg.seed)
-    gen = make_generator(teacher, [len(teacher.alphas_cumprod) - 1], cfg.lora_rank, run.meta, sampler="ddim")
-    z, x0, idx, conds = _teacher_pairs(teacher, gen, cfg, g, run.world)
-    fit_pairs(gen, z, x0, idx, conds, cfg.steps, cfg, run, g, "kd")
+def train_kd(teacher, config, run: DistillRun, data=None) -> Student:
+    """One-step KD on teacher DDIM pairs (config.regression_pairs per prompt, config.regression_ddim_steps steps)."""
+    g = torch.Generator().manual_seed(config.seed)
+    gen = make_generator(teacher, [len(teacher.alphas_cumprod) - 1], config.lora_rank, run.meta, sampler="ddim")
+    z, x0, idx, conds = _teacher_pairs(teacher, gen, config, g, run.world)
+    fit_pairs(gen, z, x0, idx, conds, config.steps, config, run, g, "kd")
     return gen
 
 
-def train_reflow(teacher, cfg, run: DistillRun, data=None) -> Student:
+def train_reflow(teacher, config, run: DistillRun, data=None) -> Student:
     """Teacher pairs -> one reflow round -> pairs from the reflowed ODE -> one-step KD."""
-    s, T = cfg.reflow, len(teacher.alphas_cumprod)
-    g = torch.Generator().manual_seed(cfg.seed)
-    gen = make_generator(teacher, uniform_timesteps(4, T), cfg.lora_rank, run.meta, sampler="ddim")
-    z, x0, idx, conds = _teacher_pairs(teacher, gen, cfg, g, run.world)
-    fit_reflow(gen, z, x0, idx, conds, s.reflow_iters, cfg, run, g)
+    s, T = config.reflow, len(teacher.alphas_cumprod)
+    g = torch.Generator().manual_seed(config.seed)
+    gen = make_generator(teacher, uniform_timesteps(4, T), config.lora_rank, run.meta, sampler="ddim")
+    z, x0, idx, conds = _teacher_pairs(teacher, gen, config, g, run.world)
+    fit_reflow(gen, z, x0, idx, conds, s.reflow_iters, config, run, g)
     if s.save_reflow:
         run.save(gen, "reflow")
     z2 = torch.randn(z.shape, generator=g)
@@ -116,5 +117,5 @@ def train_reflow(teacher, cfg, run: DistillRun, data=None) -> Student:
                                              uniform_timesteps(s.ode_steps, T), gen.alphas_cumprod, ddim=True,
                                              clip=teacher_clip(teacher)), len(z2), 64, z2.device)
     gen.timesteps = [T - 1]
-    fit_pairs(gen, z2, x2, idx, conds, s.distill_iters, cfg, run, g, "distill")
+    fit_pairs(gen, z2, x2, idx, conds, s.distill_iters, config, run, g, "distill")
     return gen

@@ -26,24 +26,24 @@ class NoiseLoraSettings:
     aligned: bool = True           # t ~ the few-step schedule (`timesteps`); False: t ~ U[t_min, t_max] T
 
 
-def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Student:
+def train(teacher, config, run: DistillRun, data: Data | None = None) -> Student:
     """Noise-matching LoRA; returns the student (renoise sampler on `timesteps`)."""
-    s = cfg.noise_lora
-    ac, g = teacher.alphas_cumprod, torch.Generator().manual_seed(cfg.seed)
-    gen = make_generator(teacher, cfg.timesteps, cfg.lora_rank, run.meta, sampler="renoise")
-    data = data or data_pool(teacher, gen, cfg, g, run.world)
-    opt = make_optimizer(gen.params, cfg)
-    scale, sched, gc = scale_of(teacher, cfg), torch.tensor(gen.timesteps), cfg.guidance
-    for step in range(1, cfg.steps + 1):
-        x0, cond = data.batch(cfg.batch, g)
-        t = (sched[randint_rows(len(sched), cfg.batch, g)] if s.aligned       # data parallel: own rows
-             else rows(lambda m: sample_timesteps(m, gc.t_min, gc.t_max, len(ac), g), cfg.batch))
+    s = config.noise_lora
+    ac, g = teacher.alphas_cumprod, torch.Generator().manual_seed(config.seed)
+    gen = make_generator(teacher, config.timesteps, config.lora_rank, run.meta, sampler="renoise")
+    data = data or data_pool(teacher, gen, config, g, run.world)
+    opt = make_optimizer(gen.params, config)
+    scale, sched, gc = scale_of(teacher, config), torch.tensor(gen.timesteps), config.guidance
+    for step in range(1, config.steps + 1):
+        x0, cond = data.batch(config.batch, g)
+        t = (sched[randint_rows(len(sched), config.batch, g)] if s.aligned    # data parallel: own rows
+             else rows(lambda m: sample_timesteps(m, gc.t_min, gc.t_max, len(ac), g), config.batch))
         x_t = add_noise(x0, randn_rows(x0.shape, g), t, ac)
         with torch.no_grad():
             eps_cfg, _ = teacher_cfg(teacher, x_t, t, Prompts(cond, data.uncond.expand(len(cond), -1, -1)), scale)
         w = min_snr_weight(ac[t].to(x_t), s.snr_gamma)
         loss = weighted_mse(gen.eps(x_t, t, cond), eps_cfg, w)
-        gnorm = run.step(loss, opt, cfg.max_grad_norm)
-        run.log({"loss": loss.item(), "grad_norm": gnorm}, last=step == cfg.steps)
+        gnorm = run.step(loss, opt, config.max_grad_norm)
+        run.log({"loss": loss.item(), "grad_norm": gnorm}, last=step == config.steps)
         run.maybe_save(gen, step)
     return gen

@@ -71,28 +71,28 @@ def two_step_target(denoise, x_t: torch.Tensor, i: torch.Tensor, grid2: list[int
         return ddim_target(x_t, x, t, t_end, ac), t
 
 
-def train(teacher, cfg, run: DistillRun, data: Data | None = None) -> Student:
+def train(teacher, config, run: DistillRun, data: Data | None = None) -> Student:
     """All halving stages; returns the last student (DDIM sampler, its N-step grid as timesteps)."""
-    s = cfg.progressive
+    s = config.progressive
     stages = halving(s.teacher_steps, s.end_steps)
-    T, ac, g = len(teacher.alphas_cumprod), teacher.alphas_cumprod, torch.Generator().manual_seed(cfg.seed)
-    gen = make_generator(teacher, uniform_timesteps(stages[0], T), cfg.lora_rank, run.meta, sampler="ddim")
-    data = data or data_pool(teacher, gen, cfg, g, run.world)
-    clip, scale = teacher_clip(teacher), scale_of(teacher, cfg)
+    T, ac, g = len(teacher.alphas_cumprod), teacher.alphas_cumprod, torch.Generator().manual_seed(config.seed)
+    gen = make_generator(teacher, uniform_timesteps(stages[0], T), config.lora_rank, run.meta, sampler="ddim")
+    data = data or data_pool(teacher, gen, config, g, run.world)
+    clip, scale = teacher_clip(teacher), scale_of(teacher, config)
     prev = None                                            # previous student (frozen); None: the real teacher
     for n in stages:
         grid2, gen.timesteps = uniform_timesteps(2 * n, T), uniform_timesteps(n, T)
-        opt = make_optimizer(gen.params, cfg)
+        opt = make_optimizer(gen.params, config)
         for it in range(1, s.iters_per_stage + 1):
-            x0, cond = data.batch(cfg.batch, g)
+            x0, cond = data.batch(config.batch, g)
             den = (teacher_denoiser(teacher, cond, data.uncond, scale) if prev is None
                    else (lambda x, t, c=cond, p=prev: p.x0(x, t, c)))
-            i = randint_rows(n, cfg.batch, g)                    # data parallel: this rank's rows of the draws
+            i = randint_rows(n, config.batch, g)                 # data parallel: this rank's rows of the draws
             t0 = torch.tensor(gen.timesteps)[i]
             x_t = add_noise(x0, randn_rows(x0.shape, g), t0, ac)
             target, t = two_step_target(den, x_t, i, grid2, ac, clip)
             loss = weighted_mse(gen.x0(x_t, t, cond), target, truncated_snr_weight(ac[t]))
-            gnorm = run.step(loss, opt, cfg.max_grad_norm)
+            gnorm = run.step(loss, opt, config.max_grad_norm)
             run.log({"stage": n, "loss": loss.item(), "grad_norm": gnorm}, last=it == s.iters_per_stage)
         if s.save_stages:
             run.save(gen, f"stage-{n}")

@@ -31,12 +31,12 @@ from .toolkit import (DistillRun, ddim_sample, default_prompts, make_optimizer, 
 METHODS = ("dmd", "diff_instruct", "sds")
 
 
-def guidance_config(cfg, default_cfg: float = 1.0) -> GuidanceConfig:
-    """The GuidanceConfig of a distillation method (cfg.guidance, method and CFG resolved): DMD = normalised
+def guidance_config(config, default_cfg: float = 1.0) -> GuidanceConfig:
+    """The GuidanceConfig of a distillation method (config.guidance, method and CFG resolved): DMD = normalised
     gradient, Diff-Instruct = w(t)-weighted; the fake score's updates run inside the step unless aux_fresh_batches."""
-    g = cfg.guidance
-    return replace(g, method=cfg.method, cfg_scale=default_cfg if g.cfg_scale is None else g.cfg_scale,
-                   t_lognormal=tuple(g.t_lognormal), aux_updates=0 if cfg.aux_fresh_batches else g.aux_updates,
+    g = config.guidance
+    return replace(g, method=config.method, cfg_scale=default_cfg if g.cfg_scale is None else g.cfg_scale,
+                   t_lognormal=tuple(g.t_lognormal), aux_updates=0 if config.aux_fresh_batches else g.aux_updates,
                    aux_shared_pass=False)  # fake score: own t draws (DMD2)
 
 
@@ -52,30 +52,30 @@ class DistillState:
     uncond: torch.Tensor                 # [1,L,D]
     rng: torch.Generator
     pairs: tuple | None = None           # (z, x0, prompt idx) for the regression loss
-    ema: list[torch.Tensor] | None = None  # EMA of gen.params (cfg.ema_decay > 0), same order
-    gan: GanTerm | None = None           # cfg.gan.weight > 0: real renders vs samples, DMD2's GAN term (D: gan.bad)
+    ema: list[torch.Tensor] | None = None  # EMA of gen.params (config.ema_decay > 0), same order
+    gan: GanTerm | None = None           # config.gan.weight > 0: real renders vs samples, DMD2's GAN term (D: gan.bad)
     step: int = 0
     bad: StepGuard = field(default_factory=StepGuard)  # the guarded step: generator updates dropped (NaN / inf)
 
 
-def generator_batch(state: DistillState, cfg) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
+def generator_batch(state: DistillState, config) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
     """x0 = G(x_{t_k}, t_k, y) with grad, y, k and x_{t_k}; x_{t_k} from the student's own k earlier steps (DMD2
     backward simulation)."""
     gen, g = state.gen, state.rng
-    idx = randint_rows(len(state.conds), cfg.batch, g)                         # data parallel: this rank's rows
+    idx = randint_rows(len(state.conds), config.batch, g)                      # data parallel: this rank's rows
     cond = state.conds[idx]                                                    # [B,L,D]
-    z = randn_rows(gen.sample_shape(cfg.batch), g).to(cond.device)             # [B,C,h,w]
+    z = randn_rows(gen.sample_shape(config.batch), g).to(cond.device)          # [B,C,h,w]
     k = int(torch.randint(0, len(gen.timesteps), (), generator=g))
     with torch.no_grad():
         x_t = rollout(lambda x, t: gen.x0(x, t, cond), z, gen.timesteps, gen.alphas_cumprod, g, until=k,
                       clip=gen.clip)
-    t = torch.full((cfg.batch,), gen.timesteps[k], dtype=torch.long, device=cond.device)
+    t = torch.full((config.batch,), gen.timesteps[k], dtype=torch.long, device=cond.device)
     return gen.x0(x_t, t, cond).float(), cond, k, x_t.float()
 
 
-def step_guidance(gcfg: GuidanceConfig, cfg, k: int) -> GuidanceConfig:
+def step_guidance(gcfg: GuidanceConfig, config, k: int) -> GuidanceConfig:
     """The GuidanceConfig for samples of few-step step k: the real score's CFG may differ per step."""
-    return replace(gcfg, cfg_scale=cfg.step_cfg_scales[k]) if cfg.step_cfg_scales else gcfg
+    return replace(gcfg, cfg_scale=config.step_cfg_scales[k]) if config.step_cfg_scales else gcfg
 
 
 def dm_loss(out, x0: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -84,47 +84,47 @@ def dm_loss(out, x0: torch.Tensor, reduction: str) -> torch.Tensor:
     return out.loss if reduction == "per_image" else out.loss / x0[0].numel()
 
 
-def fresh_aux_updates(state: DistillState, cfg) -> None:
-    """cfg.guidance.aux_updates fake-score steps, each on its own generator batch (new z, prompts, k), as DMD2."""
-    for _ in range(cfg.guidance.aux_updates if state.fake is not None else 0):
+def fresh_aux_updates(state: DistillState, config) -> None:
+    """config.guidance.aux_updates fake-score steps, each on its own generator batch (new z, prompts, k), as DMD2."""
+    for _ in range(config.guidance.aux_updates if state.fake is not None else 0):
         with torch.no_grad():
-            x0, cond, _, _ = generator_batch(state, cfg)
+            x0, cond, _, _ = generator_batch(state, config)
         state.fake.train_step(x0, cond, generator=state.rng)
 
 
-def distill_step(state: DistillState, teacher, cfg, gcfg: GuidanceConfig) -> dict:
-    """One generator update, and cfg.guidance.aux_updates fake-score updates: inside score_distillation_step on this
-    update's batch, or (cfg.aux_fresh_batches) after it, each on a fresh batch."""
-    x0, cond, k, x_t = generator_batch(state, cfg)
+def distill_step(state: DistillState, teacher, config, gcfg: GuidanceConfig) -> dict:
+    """One generator update, and config.guidance.aux_updates fake-score updates: inside score_distillation_step on this
+    update's batch, or (config.aux_fresh_batches) after it, each on a fresh batch."""
+    x0, cond, k, x_t = generator_batch(state, config)
     prompts = Prompts(cond, state.uncond.expand(len(cond), -1, -1))
-    gk = step_guidance(gcfg, cfg, k)
+    gk = step_guidance(gcfg, config, k)
     out = score_distillation_step(teacher, x0, prompts, gk, state.rng, aux=state.fake)
-    if cfg.aux_fresh_batches:
-        fresh_aux_updates(state, cfg)
-    loss = dm_loss(out, x0, cfg.dm_loss)
+    if config.aux_fresh_batches:
+        fresh_aux_updates(state, config)
+    loss = dm_loss(out, x0, config.dm_loss)
     reg, rreg = torch.zeros(()), None
-    if cfg.regression_weight > 0 and state.pairs is not None:
+    if config.regression_weight > 0 and state.pairs is not None:
         z, x_ref, pidx = state.pairs
-        j = randint_rows(len(z), cfg.batch, state.rng)
-        t = torch.full((cfg.batch,), state.gen.t_star, dtype=torch.long, device=z.device)
+        j = randint_rows(len(z), config.batch, state.rng)
+        t = torch.full((config.batch,), state.gen.t_star, dtype=torch.long, device=z.device)
         reg = F.mse_loss(state.gen.x0(z[j], t, state.conds[pidx[j]]), x_ref[j])
-        loss = loss + cfg.regression_weight * reg
-    if cfg.rollout_regression_weight > 0 and k > 0:   # anchor step k on the teacher's ODE from the student's x_tk
-        x_ref = ddim_sample(teacher, cond, prompts.uncond, gk.cfg_scale, cfg.rollout_regression_ddim_steps, x_t,
+        loss = loss + config.regression_weight * reg
+    if config.rollout_regression_weight > 0 and k > 0:  # anchor step k on the teacher's ODE from the student's x_tk
+        x_ref = ddim_sample(teacher, cond, prompts.uncond, gk.cfg_scale, config.rollout_regression_ddim_steps, x_t,
                             teacher_clip(teacher), t_start=state.gen.timesteps[k])
         rreg = 0.5 * (x0 - x_ref).square().flatten(1).sum(1).mean()   # per image, the DM loss's own scale
-        loss = loss + cfg.rollout_regression_weight * rreg
+        loss = loss + config.rollout_regression_weight * rreg
     gan = None
     if state.gan is not None:
         gan = state.gan.step(x0, cond, state.rng)                    # (adversarial loss, D loss; None: D skipped)
-        loss = loss + cfg.gan.weight * gan[0]
+        loss = loss + config.gan.weight * gan[0]
     d_skipped = {"d_skipped": True} if gan is not None and gan[1] is None else {}   # the D update's guard skipped it
     state.step += 1
-    gnorm = state.bad.step(state.step, loss, state.opt, cfg.max_grad_norm, guidance=out, params=state.gen.params)
+    gnorm = state.bad.step(state.step, loss, state.opt, config.max_grad_norm, guidance=out, params=state.gen.params)
     if gnorm is None:                                  # skipped (and warned): no update, optimizer state untouched
         return {"step": state.step, "loss": None, "skipped": True, **d_skipped}
     if state.ema is not None:
-        ema_lerp_(state.ema, state.gen.params, cfg.ema_decay)
+        ema_lerp_(state.ema, state.gen.params, config.ema_decay)
     m = {"step": state.step, "loss": out.loss.item(), "reg": reg.item(), "grad_norm": gnorm,
          "grad_abs": out.grad.abs().mean().item()}
     if rreg is not None:
@@ -134,72 +134,72 @@ def distill_step(state: DistillState, teacher, cfg, gcfg: GuidanceConfig) -> dic
     return m
 
 
-def init_state(teacher, cfg, teacher_ref: str | None = None, world=None) -> DistillState:
+def init_state(teacher, config, teacher_ref: str | None = None, world=None) -> DistillState:
     """Student (teacher copy), fake score, optimiser, prompt embeddings and (if asked) regression pairs; world:
-    the run's (default: cfg.teacher's, run_world), for captions when cfg gives none and the GAN's data: shapes."""
-    torch.manual_seed(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
-    world = world if world is not None else run_world(cfg.teacher)
-    prompts = run_captions(cfg) or default_prompts(world)
-    gen = make_generator(teacher, cfg.timesteps, cfg.lora_rank, run_meta(cfg, teacher_ref, prompts))
-    if cfg.resolution:
+    the run's (default: config.teacher's, run_world), for captions when config gives none and the GAN's data: shapes."""
+    torch.manual_seed(config.seed)
+    g = torch.Generator().manual_seed(config.seed)
+    world = world if world is not None else run_world(config.teacher)
+    prompts = run_captions(config) or default_prompts(world)
+    gen = make_generator(teacher, config.timesteps, config.lora_rank, run_meta(config, teacher_ref, prompts))
+    if config.resolution:
         vae = getattr(teacher, "vae", None)
-        gen.size = cfg.resolution // (2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1)
-    gc = guidance_config(cfg, teacher.default_cfg)
-    fake = (FakeScore(teacher, lr=gc.aux_lr, betas=tuple(cfg.adam_betas), max_grad_norm=gc.aux_max_grad_norm,
+        gen.size = config.resolution // (2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 1)
+    gc = guidance_config(config, teacher.default_cfg)
+    fake = (FakeScore(teacher, lr=gc.aux_lr, betas=tuple(config.adam_betas), max_grad_norm=gc.aux_max_grad_norm,
                       loss_space=gc.aux_target, lora_rank=gc.aux_rank,
-                      gradient_checkpointing=cfg.gradient_checkpointing, fsdp=cfg.fsdp)
+                      gradient_checkpointing=config.gradient_checkpointing, fsdp=config.fsdp)
             if needs_aux(gc) else None)
-    if cfg.gradient_checkpointing:
+    if config.gradient_checkpointing:
         gen.unet.enable_gradient_checkpointing()
-    if cfg.fsdp:
+    if config.fsdp:
         shard_unet(gen.unet)                      # before the optimizer: the parameters become DTensors
-    opt = make_optimizer(gen.params, cfg)        # AdamW(lr_gen, adam_betas, weight_decay), as every trainer's
-    conds = PromptBank(teacher, prompts, cfg.prompt_cache)
-    uncond = teacher.encode_prompt([cfg.uncond_prompt])
+    opt = make_optimizer(gen.params, config)     # AdamW(lr_gen, adam_betas, weight_decay), as every trainer's
+    conds = PromptBank(teacher, prompts, config.prompt_cache)
+    uncond = teacher.encode_prompt([config.uncond_prompt])
     state = DistillState(gen, fake, opt, conds, uncond, g,
-                         bad=StepGuard(limit=cfg.max_bad_steps, what="generator update"))
-    if cfg.ema_decay > 0:
+                         bad=StepGuard(limit=config.max_bad_steps, what="generator update"))
+    if config.ema_decay > 0:
         state.ema = [p.detach().clone() for p in gen.params]
-    if cfg.regression_weight > 0:
-        state.pairs = regression_pairs(teacher, gen, conds, uncond, cfg, gc.cfg_scale, g)
-    if cfg.gan.weight > 0:
-        state.gan = GanTerm(teacher, gen, cfg, g, world)
+    if config.regression_weight > 0:
+        state.pairs = regression_pairs(teacher, gen, conds, uncond, config, gc.cfg_scale, g)
+    if config.gan.weight > 0:
+        state.gan = GanTerm(teacher, gen, config, g, world)
     return state
 
 
-def train_score(teacher, cfg, run: DistillRun, data=None) -> Student:
+def train_score(teacher, config, run: DistillRun, data=None) -> Student:
     """DMD / Diff-Instruct / SDS generator training through guidance.score_distillation_step; resumable: every
     generator save (and the last step) also writes OUT/checkpoint.pt (state_dict), run.resume continues from one."""
-    state = init_state(teacher, cfg, run.meta.get("teacher"), run.world)
+    state = init_state(teacher, config, run.meta.get("teacher"), run.world)
     state.bad.kept = run.kept                     # what a stopped run keeps: the run folder's last generator
     if state.gan is not None:
         state.gan.bad.kept = run.kept
     if run.resume is not None:
         load_state_dict(state, run.resume)
-    gcfg = guidance_config(cfg, teacher.default_cfg)
-    while state.step < cfg.steps:
-        with autocast(cfg):
-            m = distill_step(state, teacher, cfg, gcfg)   # a skipped update warns; max_bad_steps in a row raise
-        run.log({k: v for k, v in m.items() if k != "step"}, last=state.step == cfg.steps)
-        saving_ema = state.ema is not None and cfg.save_every and state.step % cfg.save_every == 0
+    gcfg = guidance_config(config, teacher.default_cfg)
+    while state.step < config.steps:
+        with autocast(config):
+            m = distill_step(state, teacher, config, gcfg)  # a skipped update warns; max_bad_steps in a row raise
+        run.log({k: v for k, v in m.items() if k != "step"}, last=state.step == config.steps)
+        saving_ema = state.ema is not None and config.save_every and state.step % config.save_every == 0
         if saving_ema:
             swap_ema(state)                       # save the EMA weights, then train on
         run.maybe_save(state.gen, state.step)
         if saving_ema:
             swap_ema(state)
-        if (cfg.save_every and state.step % cfg.save_every == 0) or state.step == cfg.steps:
+        if (config.save_every and state.step % config.save_every == 0) or state.step == config.steps:
             run.save_state(state_dict(state))
     if state.ema is not None:
         swap_ema(state)                           # the returned (and saved) generator carries the EMA weights
     return state.gen
 
 
-def autocast(cfg) -> torch.autocast:
-    """cfg.mixed_precision = bf16: every UNet pass (teacher, generator, fake score) in bfloat16 autocast; the fp32
+def autocast(config) -> torch.autocast:
+    """config.mixed_precision = bf16: every UNet pass (teacher, generator, fake score) in bfloat16 autocast; the fp32
     master weights, optimizer states and losses are unchanged (torch.autocast, Micikevicius et al. 2018)."""
-    return torch.autocast(device_type=torch.device(cfg.device).type, dtype=torch.bfloat16,
-                          enabled=cfg.mixed_precision == "bf16")
+    return torch.autocast(device_type=torch.device(config.device).type, dtype=torch.bfloat16,
+                          enabled=config.mixed_precision == "bf16")
 
 
 def state_dict(state: DistillState) -> dict:

@@ -1,6 +1,6 @@
 """What every distillation trainer shares: prompts, teacher DDIM / denoiser, data pools, weights, the run log.
 
-A trainer is `train(teacher, cfg: DistillConfig, run: DistillRun, data: Data | None = None) -> Student`; the
+A trainer is `train(teacher, config: DistillConfig, run: DistillRun, data: Data | None = None) -> Student`; the
 table of trainers is `dreamer.distill.trainers.TRAINERS`. Every update goes through `DistillRun.step` (the guarded
 optimizer step of dreamer.common.run_folder: a non-finite loss or gradient skips the update and is counted).
 Teachers are used only through their protocol (`eps` via `guidance.teacher_cfg`, `alphas_cumprod`, `encode_prompt`,
@@ -89,17 +89,17 @@ def ddim_sample(teacher, cond: torch.Tensor, uncond: torch.Tensor, cfg: float, s
                        teacher.alphas_cumprod, ddim=True, clip=clip)
 
 
-def regression_pairs(teacher, gen: Student, conds: torch.Tensor, uncond: torch.Tensor, cfg, scale: float,
+def regression_pairs(teacher, gen: Student, conds: torch.Tensor, uncond: torch.Tensor, config, scale: float,
                      g: torch.Generator, chunk: int = 64) -> tuple[torch.Tensor, ...]:
     """Teacher ODE pairs (DMD1 regression, Luhman & Luhman KD, reflow): z [N,C,h,w], x0 [N,C,h,w], prompt idx [N]."""
     from ...common.progress import bar
 
-    idx = torch.arange(len(conds)).repeat_interleave(cfg.regression_pairs)
+    idx = torch.arange(len(conds)).repeat_interleave(config.regression_pairs)
     z = torch.randn(gen.sample_shape(len(idx)), generator=g).to(conds.device)
     _, world = rank_world()
-    with bar(desc=f"teacher DDIM-{cfg.regression_ddim_steps} pairs", total=-(-len(idx) // world), unit="pair") as b:
+    with bar(desc=f"teacher DDIM-{config.regression_ddim_steps} pairs", total=-(-len(idx) // world), unit="pair") as b:
         def pairs(i: int, j: int) -> torch.Tensor:                              # x0 [j-i,C,h,w]
-            x0 = ddim_sample(teacher, conds[idx[i:j]], uncond, scale, cfg.regression_ddim_steps, z[i:j],
+            x0 = ddim_sample(teacher, conds[idx[i:j]], uncond, scale, config.regression_ddim_steps, z[i:j],
                              teacher_clip(teacher))
             b.update(j - i)
             return x0
@@ -164,19 +164,19 @@ class Data:
         return self.x0[j], self.conds[self.idx[j]]
 
 
-def data_pool(teacher, gen: Student, cfg, g: torch.Generator, world=None) -> Data:
-    """cfg.data = "shapes": the world's training images (World.training_images) encoded by the teacher; "teacher":
+def data_pool(teacher, gen: Student, config, g: torch.Generator, world=None) -> Data:
+    """config.data = "shapes": the world's training images (World.training_images) encoded by the teacher; "teacher":
     teacher DDIM samples (data-free). world: the run's (DistillRun.world); data: shapes needs one."""
     from ...common.progress import phase
 
-    if cfg.data == "shapes" and world is None:
+    if config.data == "shapes" and world is None:
         raise ConfigError("data: shapes (the world's training images) needs a teacher with a world (teacher.json "
                           "names none); use data=teacher (the teacher's own samples)")
-    uncond = teacher.encode_prompt([cfg.uncond_prompt])
-    if cfg.data == "shapes":
+    uncond = teacher.encode_prompt([config.uncond_prompt])
+    if config.data == "shapes":
         factor = getattr(teacher, "vae_scale_factor", 1) if getattr(teacher, "vae", None) is not None else 1
-        with phase(f"rendering {cfg.data_size} {world.name} training images"):
-            rgb, names = world.training_images(cfg.data_size, gen.sample_shape(1)[-1] * factor, g)
+        with phase(f"rendering {config.data_size} {world.name} training images"):
+            rgb, names = world.training_images(config.data_size, gen.sample_shape(1)[-1] * factor, g)
             prompts = list(dict.fromkeys(names))
             pos = {p: i for i, p in enumerate(prompts)}
             with torch.no_grad():                                               # data parallel: chunks split
@@ -185,27 +185,27 @@ def data_pool(teacher, gen: Student, cfg, g: torch.Generator, world=None) -> Dat
         return Data(x0, torch.tensor([pos[p] for p in names]), prompts, conds, uncond)
     from ..captions import encode_texts, run_captions
 
-    prompts = pool_captions(run_captions(cfg) or default_prompts(world), cfg.data_size, g)
+    prompts = pool_captions(run_captions(config) or default_prompts(world), config.data_size, g)
     conds = encode_texts(teacher, prompts)
-    reps = max(1, -(-cfg.data_size // len(prompts)))
-    _, x0, idx = regression_pairs(teacher, gen, conds, uncond, _With(cfg, regression_pairs=reps),
-                                  scale_of(teacher, cfg), g)
+    reps = max(1, -(-config.data_size // len(prompts)))
+    _, x0, idx = regression_pairs(teacher, gen, conds, uncond, _With(config, regression_pairs=reps),
+                                  scale_of(teacher, config), g)
     return Data(x0, idx, prompts, conds, uncond)
 
 
 class _With:
-    """cfg with a few attributes replaced (read-only view)."""
+    """config with a few attributes replaced (read-only view)."""
 
-    def __init__(self, cfg, **kw):
-        self._cfg, self._kw = cfg, kw
+    def __init__(self, config, **kw):
+        self._config, self._kw = config, kw
 
     def __getattr__(self, k):
-        return self._kw[k] if k in self._kw else getattr(self._cfg, k)
+        return self._kw[k] if k in self._kw else getattr(self._config, k)
 
 
-def scale_of(teacher, cfg) -> float:
+def scale_of(teacher, config) -> float:
     """The teacher CFG scale of a recipe (None: the teacher's default)."""
-    scale = cfg.guidance.cfg_scale
+    scale = config.guidance.cfg_scale
     return float(teacher.default_cfg if scale is None else scale)
 
 
@@ -215,25 +215,25 @@ def weighted_mse(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Ten
     return (w.to(a) * (a - b).pow(2).flatten(1).mean(1)).mean()
 
 
-def make_optimizer(params, cfg, lr: float | None = None) -> torch.optim.Optimizer:
-    """Every trainer's optimizer: AdamW with lr (default cfg.lr_gen), cfg.adam_betas and cfg.weight_decay."""
-    return torch.optim.AdamW(params, lr=cfg.lr_gen if lr is None else lr, betas=tuple(cfg.adam_betas),
-                             weight_decay=cfg.weight_decay)
+def make_optimizer(params, config, lr: float | None = None) -> torch.optim.Optimizer:
+    """Every trainer's optimizer: AdamW with lr (default config.lr_gen), config.adam_betas and config.weight_decay."""
+    return torch.optim.AdamW(params, lr=config.lr_gen if lr is None else lr, betas=tuple(config.adam_betas),
+                             weight_decay=config.weight_decay)
 
 
 # ----------------------------------------------------------------------------------------------- run folder
-def run_meta(cfg, teacher_ref: str | None, prompts=None, world=None) -> dict:
+def run_meta(config, teacher_ref: str | None, prompts=None, world=None) -> dict:
     """What generator.json records about a run: teacher, its text encoder, the method, the prompts (a caption
     file: its path, count and first 64 captions; none: the world's, default_prompts)."""
     from ..captions import run_captions
 
-    prompts = prompts or run_captions(cfg) or default_prompts(world)
+    prompts = prompts or run_captions(config) or default_prompts(world)
     from ...common.teacher_source import teacher_name
 
-    meta = {"teacher": teacher_name(teacher_ref or cfg.teacher), "text_encoder": _text_encoder_ref(teacher_ref),
-            "method": cfg.method, "prompts": list(prompts[:64] if cfg.prompts_file else prompts)}
-    if cfg.prompts_file:
-        meta.update(prompts_file=str(cfg.prompts_file), n_prompts=len(prompts))
+    meta = {"teacher": teacher_name(teacher_ref or config.teacher), "text_encoder": _text_encoder_ref(teacher_ref),
+            "method": config.method, "prompts": list(prompts[:64] if config.prompts_file else prompts)}
+    if config.prompts_file:
+        meta.update(prompts_file=str(config.prompts_file), n_prompts=len(prompts))
     return meta
 
 
@@ -249,16 +249,16 @@ def _text_encoder_ref(teacher_ref: str | None) -> str | None:
 
 class DistillRun(RunFolder):
     """A distillation run folder (dreamer.common.run_folder.RunFolder: checkpoint, log.jsonl, clock, the guarded step
-    every trainer takes, skips counted in `bad`, cfg.max_bad_steps in a row stop the run) with the run's generator
-    folders, its meta and world, and every cfg.log_every-th log line passed to `log`."""
+    every trainer takes, skips counted in `bad`, config.max_bad_steps in a row stop the run) with the run's generator
+    folders, its meta and world, and every config.log_every-th log line passed to `log`."""
 
-    def __init__(self, out: str | Path, cfg, scheduler=None, log: Callable[[str], None] = print,
+    def __init__(self, out: str | Path, config, scheduler=None, log: Callable[[str], None] = print,
                  meta: dict | None = None, world=None):
         # data parallel: rank 0 alone writes the log, checkpoints and generator
-        super().__init__(Path(out), StepGuard(limit=cfg.max_bad_steps, what="update", kept=self.kept),
+        super().__init__(Path(out), StepGuard(limit=config.max_bad_steps, what="update", kept=self.kept),
                          main=rank_world()[0] == 0)
-        self.cfg, self.scheduler, self._print = cfg, scheduler, log
-        self.world = world if world is not None else run_world(cfg.teacher)   # prompts and data: shapes
+        self.config, self.scheduler, self._print = config, scheduler, log
+        self.world = world if world is not None else run_world(config.teacher)  # prompts and data: shapes
         self.meta = dict(meta or {})           # recorded in generator.json (teacher, text encoder, method, ...)
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -301,7 +301,7 @@ class DistillRun(RunFolder):
         if not self.main:
             return
         self.append_log(m)
-        if self.step_count % max(self.cfg.log_every, 1) == 0 or last:
+        if self.step_count % max(self.config.log_every, 1) == 0 or last:
             self._print(json.dumps(m))
 
     def save(self, gen: Student, name: str = "generator") -> Path:
@@ -315,5 +315,5 @@ class DistillRun(RunFolder):
         return _generator.save_atomic(replace(gen, unet=unet), self.out / name, self.scheduler)
 
     def maybe_save(self, gen: Student, step: int) -> None:
-        if self.cfg.save_every and step % self.cfg.save_every == 0:
+        if self.config.save_every and step % self.config.save_every == 0:
             self.save(gen)

@@ -74,11 +74,11 @@ def test_dmd_two_ranks_of_batch_1_equal_one_process_of_batch_2(tiny_sd_dir, tmp_
       than 50 % of it away (seen: 0.3 % against 148 %; 0.004 % and 0.11 % of entries past 1e-5 on two CPUs). A 10 %
       miss needs rounding to carry a hundredth of the update's energy: that is other data, not another order."""
     torch.set_num_threads(1)
-    cfg = dmd_cfg(tiny_sd_dir, 2)
+    config = dmd_cfg(tiny_sd_dir, 2)
     step = torch.optim.AdamW.step
     try:
         firsts = record_first_gradients()
-        ref = distill(cfg, tmp_path / "one", log=lambda s: None)
+        ref = distill(config, tmp_path / "one", log=lambda s: None)
     finally:
         torch.optim.AdamW.step = step
     half = distill(dmd_cfg(tiny_sd_dir, 1), tmp_path / "half", log=lambda s: None)
@@ -93,8 +93,8 @@ def test_dmd_two_ranks_of_batch_1_equal_one_process_of_batch_2(tiny_sd_dir, tmp_
     assert _max_diff(r0, r1) == 0.0                       # the ranks stay in step exactly
     flat = lambda ps: torch.cat([p.detach().double().flatten() for p in ps])
     dp, one, other, init = flat(r0), flat(ref.params), flat(half.params), flat(make_initial(tiny_sd_dir))
-    reach = cfg.lr_gen * sum(adam_step_bound(cfg.adam_betas, t) for t in range(1, cfg.steps + 1))
-    ulps = cfg.steps * 2.0 ** -23 * float(init.abs().max() + reach)     # float32 rounding of p - lr u, each step
+    reach = config.lr_gen * sum(adam_step_bound(config.adam_betas, t) for t in range(1, config.steps + 1))
+    ulps = config.steps * 2.0 ** -23 * float(init.abs().max() + reach)  # float32 rounding of p - lr u, each step
     assert float((one - init).abs().max()) <= reach + ulps  # each run moves an entry by at most Adam's reach
     assert float((dp - one).abs().max()) <= 2 * (reach + ulps), float((dp - one).abs().max())
     assert _rel(dp, one, init) < 0.1 and _rel(other, one, init) > 0.5, (_rel(dp, one, init), _rel(other, one, init))
@@ -168,13 +168,13 @@ def test_regression_trainer_two_ranks_equal_one_process_of_twice_the_batch(metho
     one process of batch 8 ends (<= 1e-5), and not where one process of batch 4 ends (the ranks saw different
     rows)."""
     torch.set_num_threads(1)
-    cfg = toy_cfg(method, 8)
-    ref = TRAINERS[method](toy_teacher(method), cfg, quiet_run(tmp_path / "one", cfg))
+    config = toy_cfg(method, 8)
+    ref = TRAINERS[method](toy_teacher(method), config, quiet_run(tmp_path / "one", config))
     r0, r1 = _ranks(toy_ranks, method)
     assert _max_diff(r0, r1) == 0.0
     assert _max_diff(r0, ref.params) <= 1e-5, _max_diff(r0, ref.params)
-    cfg = toy_cfg(method, 4)
-    half = TRAINERS[method](toy_teacher(method), cfg, quiet_run(tmp_path / "h", cfg))
+    config = toy_cfg(method, 4)
+    half = TRAINERS[method](toy_teacher(method), config, quiet_run(tmp_path / "h", config))
     assert _max_diff(r0, half.params) > 1e-4
 
 

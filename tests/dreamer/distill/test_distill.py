@@ -36,16 +36,16 @@ def _cfg(method, g=(), **kw):
 
 @pytest.mark.parametrize("method", ["dmd", "diff_instruct"])
 def test_loop_updates_generator_and_fake_not_teacher(teacher, tiny_sd_dir, method):
-    cfg = _cfg(method, teacher=str(tiny_sd_dir), regression_weight=0.25 if method == "dmd" else 0.0,
-               regression_pairs=1, regression_ddim_steps=3)
+    config = _cfg(method, teacher=str(tiny_sd_dir), regression_weight=0.25 if method == "dmd" else 0.0,
+                  regression_pairs=1, regression_ddim_steps=3)
     before_teacher = copy.deepcopy(teacher.unet.state_dict())
-    state = init_state(teacher, cfg, str(tiny_sd_dir))
+    state = init_state(teacher, config, str(tiny_sd_dir))
     gen0 = [p.detach().clone() for p in state.gen.params]
     fake0 = [p.detach().clone() for p in state.fake.params]
-    gcfg = guidance_config(cfg, teacher.default_cfg)
+    gcfg = guidance_config(config, teacher.default_cfg)
     assert gcfg.method == method and gcfg.aux_updates == 2
     for _ in range(2):
-        m = distill_step(state, teacher, cfg, gcfg)
+        m = distill_step(state, teacher, config, gcfg)
         assert m["grad_norm"] > 0 and all(torch.isfinite(torch.tensor(v)) for v in m.values())
     if method == "dmd":
         assert state.pairs is not None and m["reg"] > 0
@@ -58,24 +58,24 @@ def test_loop_updates_generator_and_fake_not_teacher(teacher, tiny_sd_dir, metho
 
 def test_per_step_cfg(teacher, tiny_sd_dir, monkeypatch):
     """step_cfg_scales[k] is the real score's CFG in the shared guidance step for samples of few-step step k."""
-    cfg = _cfg("dmd", teacher=str(tiny_sd_dir), step_cfg_scales=[3.0, 1.5], g=dict(aux_updates=0))
-    state = init_state(teacher, cfg, str(tiny_sd_dir))
-    gcfg = guidance_config(cfg, teacher.default_cfg)
+    config = _cfg("dmd", teacher=str(tiny_sd_dir), step_cfg_scales=[3.0, 1.5], g=dict(aux_updates=0))
+    state = init_state(teacher, config, str(tiny_sd_dir))
+    gcfg = guidance_config(config, teacher.default_cfg)
     seen, real_batch, real_step = [], distill_mod.generator_batch, distill_mod.score_distillation_step
 
-    def batch(state, cfg):
-        x0, cond, k, x_t = real_batch(state, cfg)
+    def batch(state, config):
+        x0, cond, k, x_t = real_batch(state, config)
         seen.append([k])
         return x0, cond, k, x_t
 
-    def step(teacher, x0, prompts, cfg, *a, **kw):
-        seen[-1].append(cfg.cfg_scale)
-        return real_step(teacher, x0, prompts, cfg, *a, **kw)
+    def step(teacher, x0, prompts, config, *a, **kw):
+        seen[-1].append(config.cfg_scale)
+        return real_step(teacher, x0, prompts, config, *a, **kw)
 
     monkeypatch.setattr(distill_mod, "generator_batch", batch)
     monkeypatch.setattr(distill_mod, "score_distillation_step", step)
     for _ in range(8):
-        distill_step(state, teacher, cfg, gcfg)
+        distill_step(state, teacher, config, gcfg)
     assert {tuple(s) for s in seen} == {(0, 3.0), (1, 1.5)}
     assert distill_mod.step_guidance(gcfg, _cfg("dmd"), 1) is gcfg  # none given: the one CFG for every step
 
@@ -94,12 +94,12 @@ def test_ema_generator(teacher, tiny_sd_dir, tmp_path, monkeypatch):
     """ema_decay: state.ema follows theta_ema <- d theta_ema + (1 - d) theta after every update; the saved and
     returned generator carries the EMA weights, the fake score keeps seeing the online generator."""
     d = 0.5
-    cfg = _cfg("dmd", teacher=str(tiny_sd_dir), ema_decay=d, steps=3, save_every=2)
-    state = init_state(teacher, cfg, str(tiny_sd_dir))
-    gcfg = guidance_config(cfg, teacher.default_cfg)
+    config = _cfg("dmd", teacher=str(tiny_sd_dir), ema_decay=d, steps=3, save_every=2)
+    state = init_state(teacher, config, str(tiny_sd_dir))
+    gcfg = guidance_config(config, teacher.default_cfg)
     expect = [p.detach().clone() for p in state.gen.params]
     for _ in range(3):
-        distill_step(state, teacher, cfg, gcfg)
+        distill_step(state, teacher, config, gcfg)
         expect = [d * e + (1 - d) * p.detach() for e, p in zip(expect, state.gen.params)]
     for e, m in zip(expect, state.ema):
         torch.testing.assert_close(m, e, rtol=1e-6, atol=1e-7)
@@ -113,8 +113,8 @@ def test_ema_generator(teacher, tiny_sd_dir, tmp_path, monkeypatch):
     online = {}
     real_step = distill_mod.distill_step
 
-    def step(state, teacher, cfg, gcfg):
-        out = real_step(state, teacher, cfg, gcfg)
+    def step(state, teacher, config, gcfg):
+        out = real_step(state, teacher, config, gcfg)
         online[state.step] = ([p.detach().clone() for p in state.gen.params], [e.clone() for e in state.ema])
         return out
     monkeypatch.setattr(distill_mod, "distill_step", step)
@@ -133,10 +133,10 @@ def test_gan_term(teacher, tiny_sd_dir, monkeypatch):
     import dreamer.distill.trainers.adversarial as adv_mod
 
     w = 7.0
-    cfg = _cfg("dmd", teacher=str(tiny_sd_dir), g=dict(aux_updates=0), data_size=4, max_grad_norm=0.0,
-               gan=GanSettings(weight=w, head_width=8, t_max=0.5))
+    config = _cfg("dmd", teacher=str(tiny_sd_dir), g=dict(aux_updates=0), data_size=4, max_grad_norm=0.0,
+                  gan=GanSettings(weight=w, head_width=8, t_max=0.5))
     before_teacher = copy.deepcopy(teacher.unet.state_dict())
-    state = init_state(teacher, cfg, str(tiny_sd_dir), world_of(DEFAULT_TEACHER))   # real data: shapes renders
+    state = init_state(teacher, config, str(tiny_sd_dir), world_of(DEFAULT_TEACHER))  # real data: shapes renders
     assert state.gan is not None and len(state.gan.data.x0) == 4
     heads0 = [p.detach().clone() for p in state.gan.disc.params]
     ts, seen = [], {}
@@ -162,7 +162,7 @@ def test_gan_term(teacher, tiny_sd_dir, monkeypatch):
     monkeypatch.setattr(distill_mod, "score_distillation_step", dm_without_loss)
     monkeypatch.setattr(state.opt, "step", lambda: seen.setdefault("grads", [p.grad.clone() for p in
                                                                                state.gen.params]))
-    m = distill_step(state, teacher, cfg, guidance_config(cfg, teacher.default_cfg))
+    m = distill_step(state, teacher, config, guidance_config(config, teacher.default_cfg))
     assert m["g_adv"] == seen["adv"] and m["d_loss"] > 0
     assert len(ts) == 3 and all(t is not None and int(t.max()) < 500 for t in ts)       # real, fake, generator
     assert any(not torch.equal(a, p) for a, p in zip(heads0, state.gan.disc.params))
@@ -177,14 +177,14 @@ def test_rollout_regression(teacher, tiny_sd_dir, monkeypatch):
     """rollout_regression_weight: samples of few-step step k >= 1 are pulled to the teacher's DDIM solution from the
     student's own x_tk: the generator's gradient is that of w * 0.5 ||G(x_tk) - DDIM(x_tk)||^2 (per image, mean)."""
     w = 3.0
-    cfg = _cfg("dmd", teacher=str(tiny_sd_dir), g=dict(aux_updates=0), max_grad_norm=0.0, rollout_regression_weight=w,
-               rollout_regression_ddim_steps=2)
-    state = init_state(teacher, cfg, str(tiny_sd_dir))
+    config = _cfg("dmd", teacher=str(tiny_sd_dir), g=dict(aux_updates=0), max_grad_norm=0.0,
+                  rollout_regression_weight=w, rollout_regression_ddim_steps=2)
+    state = init_state(teacher, config, str(tiny_sd_dir))
     seen, real_batch, real_sd = {}, distill_mod.generator_batch, distill_mod.score_distillation_step
 
-    def batch(state, cfg):
-        x0, cond, k, x_t = real_batch(state, cfg)
-        ref = ddim_sample(teacher, cond, state.uncond.expand(len(cond), -1, -1), cfg.guidance.cfg_scale, 2, x_t,
+    def batch(state, config):
+        x0, cond, k, x_t = real_batch(state, config)
+        ref = ddim_sample(teacher, cond, state.uncond.expand(len(cond), -1, -1), config.guidance.cfg_scale, 2, x_t,
                           t_start=state.gen.timesteps[k])
         reg = 0.5 * (x0 - ref).pow(2).sum((1, 2, 3)).mean()
         seen.update(k=k, reg=reg.item(), expect=torch.autograd.grad(w * reg, state.gen.params, retain_graph=True))
@@ -199,7 +199,7 @@ def test_rollout_regression(teacher, tiny_sd_dir, monkeypatch):
     monkeypatch.setattr(state.opt, "step", lambda: seen.update(grads=[p.grad.clone() for p in state.gen.params]))
     ks = set()
     for _ in range(12):
-        m = distill_step(state, teacher, cfg, guidance_config(cfg, teacher.default_cfg))
+        m = distill_step(state, teacher, config, guidance_config(config, teacher.default_cfg))
         ks.add(seen["k"])
         if seen["k"] == 0:       # step 0 is DMD1's (pairs from pure noise): no rollout term, so no gradient at all
             assert "rollout_reg" not in m and all(g.abs().sum() == 0 for g in seen["grads"])
@@ -231,10 +231,10 @@ def test_ddim_from_an_intermediate_step(teacher):
 
 def test_gan_off_builds_nothing(teacher, tiny_sd_dir):
     """gan.weight = 0 (the default): no real-data pool, no discriminator, and the run's random stream is untouched."""
-    cfg = _cfg("dmd", teacher=str(tiny_sd_dir))
-    state = init_state(teacher, cfg, str(tiny_sd_dir))
-    assert state.gan is None and cfg.gan.weight == 0
-    assert torch.equal(state.rng.get_state(), torch.Generator().manual_seed(cfg.seed).get_state())
+    config = _cfg("dmd", teacher=str(tiny_sd_dir))
+    state = init_state(teacher, config, str(tiny_sd_dir))
+    assert state.gan is None and config.gan.weight == 0
+    assert torch.equal(state.rng.get_state(), torch.Generator().manual_seed(config.seed).get_state())
 
 
 def test_ddim_matches_diffusers_scheduler():
@@ -268,18 +268,18 @@ def test_ddim_50_samples_the_gaussian():
 
 @pytest.mark.parametrize("name", ["distill-dmd", "distill-diff-instruct", "distill-dmd-sd15", "distill-dmd-sd21"])
 def test_recipes_load_and_validate(name):
-    cfg = load_distill_config(name)
-    assert cfg.method in distill_mod.METHODS
+    config = load_distill_config(name)
+    assert config.method in distill_mod.METHODS
     if "sd" in name.split("-")[-1]:
-        g = cfg.guidance
-        assert cfg.lr_gen == g.aux_lr == 1e-5 and g.cfg_scale == 1.75 and g.aux_updates >= 5
-        assert (g.t_min, g.t_max) == (0.02, 0.98) and cfg.resolution in (512, 768)
+        g = config.guidance
+        assert config.lr_gen == g.aux_lr == 1e-5 and g.cfg_scale == 1.75 and g.aux_updates >= 5
+        assert (g.t_min, g.t_max) == (0.02, 0.98) and config.resolution in (512, 768)
     assert load_distill_config(name, ["steps=3"]).steps == 3
 
 
 def test_recipe_dmd_sd21_inherits():
-    cfg = load_distill_config("distill-dmd-sd21")
-    assert cfg.resolution == 768 and "2-1" in cfg.teacher and cfg.guidance.cfg_scale == 1.75
+    config = load_distill_config("distill-dmd-sd21")
+    assert config.resolution == 768 and "2-1" in config.teacher and config.guidance.cfg_scale == 1.75
 
 
 @pytest.mark.parametrize("bad", [["method=gan"], ["timesteps=[499, 999]"], ["guidance.t_min=0.9", "guidance.t_max=0.1"],

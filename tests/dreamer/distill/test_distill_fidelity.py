@@ -52,8 +52,8 @@ def test_sd_recipes_mean_dmd2():
 
 @pytest.mark.parametrize("fresh", [False, True])
 def test_aux_updates_batches_and_clip(teacher, tiny_sd_dir, monkeypatch, fresh):
-    cfg = _cfg(teacher=str(tiny_sd_dir), aux_fresh_batches=fresh, g=dict(aux_max_grad_norm=10.0))
-    state = init_state(teacher, cfg, str(tiny_sd_dir))
+    config = _cfg(teacher=str(tiny_sd_dir), aux_fresh_batches=fresh, g=dict(aux_max_grad_norm=10.0))
+    state = init_state(teacher, config, str(tiny_sd_dir))
     seen, norms, gen_x0 = [], [], []
     real_train, real_batch, real_guarded = state.fake.train_step, score_mod.generator_batch, aux_mod.guarded_step
     monkeypatch.setattr(state.fake, "train_step", lambda x0, cond, **k: (seen.append(x0.clone()),
@@ -61,12 +61,12 @@ def test_aux_updates_batches_and_clip(teacher, tiny_sd_dir, monkeypatch, fresh):
     monkeypatch.setattr(aux_mod, "guarded_step", lambda loss, opt, max_norm, **k: (norms.append(max_norm),
                                                                                    real_guarded(loss, opt, max_norm,
                                                                                                 **k))[1])
-    def batch(state, cfg):
-        out = real_batch(state, cfg)
+    def batch(state, config):
+        out = real_batch(state, config)
         gen_x0.append(out[0].detach().clone())
         return out
     monkeypatch.setattr(score_mod, "generator_batch", batch)
-    distill_step(state, teacher, cfg, guidance_config(cfg, teacher.default_cfg))
+    distill_step(state, teacher, config, guidance_config(config, teacher.default_cfg))
     assert len(seen) == 3 and norms == [10.0] * 3
     if fresh:   # DMD2: each fake update its own generator batch, none the generator update's
         assert len(gen_x0) == 4 and all(torch.equal(s, x) for s, x in zip(seen, gen_x0[1:]))
@@ -107,8 +107,8 @@ def test_prompt_bank_encodes_per_batch_beyond_the_cache(teacher):
 def test_distill_from_a_caption_file(teacher, tiny_sd_dir, tmp_path):
     caps = tmp_path / "caps.jsonl"
     caps.write_text("\n".join(json.dumps({"caption": f"a red cube {i}"}) for i in range(70)))
-    cfg = _cfg(teacher=str(tiny_sd_dir), prompts=[], prompts_file=str(caps), prompt_cache=16, steps=1)
-    gen = distill(cfg, tmp_path / "run", log=lambda s: None)
+    config = _cfg(teacher=str(tiny_sd_dir), prompts=[], prompts_file=str(caps), prompt_cache=16, steps=1)
+    gen = distill(config, tmp_path / "run", log=lambda s: None)
     assert gen.meta["n_prompts"] == 70 and len(gen.meta["prompts"]) == 64 and gen.meta["prompts_file"] == str(caps)
 
 
@@ -123,9 +123,9 @@ def test_teacher_sample_pool_reads_only_data_size_captions_of_a_large_file(teach
     caps.write_text("\n".join(f"a red cube number {i}" for i in range(500)))
     reads, getitem = [], CaptionFile.__getitem__
     monkeypatch.setattr(CaptionFile, "__getitem__", lambda self, i: reads.append(i) or getitem(self, i))
-    cfg = _cfg(teacher=str(tiny_sd_dir), method="noise_lora", prompts=[], prompts_file=str(caps), data="teacher",
-               data_size=6, regression_ddim_steps=2)
-    data = data_pool(teacher, make_generator(teacher), cfg, torch.Generator().manual_seed(0))
+    config = _cfg(teacher=str(tiny_sd_dir), method="noise_lora", prompts=[], prompts_file=str(caps), data="teacher",
+                  data_size=6, regression_ddim_steps=2)
+    data = data_pool(teacher, make_generator(teacher), config, torch.Generator().manual_seed(0))
     assert len(data.prompts) == 6 == len(set(data.prompts)) and data.x0.shape[0] == 6 and len(reads) == 6
     assert data.conds.shape[0] == 6 and all(p.startswith("a red cube number ") for p in data.prompts)
     nums = [int(p.rsplit(" ", 1)[1]) for p in data.prompts]

@@ -69,10 +69,10 @@ def test_bf16_autocast_agrees_with_fp32(teacher, tiny_sd_dir):
         r = out_tol * float(o32.norm() / (o32 - target).norm())
         assert abs(float(l16 - l32)) / float(l32) < 2 * r + r * r
         assert not torch.equal(o16, o32)                                          # autocast did run in bf16
-    cfg = _cfg(tiny_sd_dir, mixed_precision="bf16", gradient_checkpointing=True, g=dict(aux_rank=2))
-    state = init_state(teacher, cfg, str(tiny_sd_dir))
-    with autocast(cfg):
-        m = distill_step(state, teacher, cfg, guidance_config(cfg, teacher.default_cfg))
+    config = _cfg(tiny_sd_dir, mixed_precision="bf16", gradient_checkpointing=True, g=dict(aux_rank=2))
+    state = init_state(teacher, config, str(tiny_sd_dir))
+    with autocast(config):
+        m = distill_step(state, teacher, config, guidance_config(config, teacher.default_cfg))
     assert m["grad_norm"] > 0 and all(torch.isfinite(p).all() for p in state.gen.params)
 
 

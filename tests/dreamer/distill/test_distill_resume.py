@@ -52,17 +52,17 @@ def test_resume_in_process_is_bit_identical(tiny_sd_dir, tmp_path, method, extra
     torch.set_num_threads(1)
     teacher = DiffusersTeacher.from_pretrained(tiny_sd_dir)
     from dreamer.common.config import from_dict, to_dict
-    cfg = from_dict(DistillConfig, {**to_dict(_cfg(tiny_sd_dir, method=method)), **extra})
+    config = from_dict(DistillConfig, {**to_dict(_cfg(tiny_sd_dir, method=method)), **extra})
     shapes = world_of(DEFAULT_TEACHER)                         # the GAN's real data: shapes renders
-    full = distill(cfg, tmp_path / "full", teacher=teacher, log=lambda s: None, world=shapes)
-    short = from_dict(DistillConfig, {**to_dict(cfg), "steps": 2})
+    full = distill(config, tmp_path / "full", teacher=teacher, log=lambda s: None, world=shapes)
+    short = from_dict(DistillConfig, {**to_dict(config), "steps": 2})
     distill(short, tmp_path / "split", teacher=teacher, log=lambda s: None, world=shapes)
-    resumed = distill(cfg, tmp_path / "split", teacher=teacher, log=lambda s: None, resume=True, world=shapes)
+    resumed = distill(config, tmp_path / "split", teacher=teacher, log=lambda s: None, resume=True, world=shapes)
     assert same(_state(tmp_path / "full"), _state(tmp_path / "split"))
     assert all(torch.equal(a, b) for a, b in zip(full.params, resumed.params))
     assert _log(tmp_path / "full") == _log(tmp_path / "split")
     with pytest.raises(CheckpointError, match=r"different config: 'lr_gen' \(saved"):
-        distill(from_dict(DistillConfig, {**to_dict(cfg), "lr_gen": 1.0}), tmp_path / "split", teacher=teacher,
+        distill(from_dict(DistillConfig, {**to_dict(config), "lr_gen": 1.0}), tmp_path / "split", teacher=teacher,
                 resume=True)
 
 

@@ -56,9 +56,9 @@ class ToyFakeScore:
 def train(method: str, steps: int = 1000, seed: int = 0) -> torch.Tensor:
     """Fraction of 2000 generator samples nearest to each mode [K]."""
     torch.manual_seed(seed)
-    cfg = DistillConfig(method=method, batch=256, steps=steps, lr_gen=1e-3,
-                        guidance=distill_guidance(aux_updates=5, cfg_scale=1.0),
-                        max_grad_norm=0.0)
+    config = DistillConfig(method=method, batch=256, steps=steps, lr_gen=1e-3,
+                           guidance=distill_guidance(aux_updates=5, cfg_scale=1.0),
+                           max_grad_norm=0.0)
     g = torch.Generator().manual_seed(seed)
     gen = ToyGenerator()
     cond = TEACHER.encode_prompt([""])                                  # unconditional: all-ones mask
@@ -68,11 +68,11 @@ def train(method: str, steps: int = 1000, seed: int = 0) -> torch.Tensor:
             with torch.no_grad():
                 x = gen.net(torch.randn(256, 2, generator=g))
             fake.train_step(x, cond.expand(256, -1, -1), generator=g)
-    opt = torch.optim.Adam(gen.params, lr=cfg.lr_gen, betas=cfg.adam_betas)
+    opt = torch.optim.Adam(gen.params, lr=config.lr_gen, betas=config.adam_betas)
     state = DistillState(gen, fake, opt, cond, cond, g)
-    gcfg = guidance_config(cfg, TEACHER.default_cfg)
+    gcfg = guidance_config(config, TEACHER.default_cfg)
     for _ in range(steps):
-        distill_step(state, TEACHER, cfg, gcfg)
+        distill_step(state, TEACHER, config, gcfg)
     with torch.no_grad():
         x = gen.net(torch.randn(2000, 2, generator=g))
     return torch.bincount(torch.cdist(x, MEANS).argmin(1), minlength=K).float() / len(x)

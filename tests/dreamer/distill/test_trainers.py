@@ -42,9 +42,9 @@ def _held_out(n=512, seed=1):
 def test_guidance_distillation_equals_cfg_on_held_out_inputs(tmp_path):
     """Meng et al. stage one: eps_student(x_t, t, y, w) == eps_u + w (eps_c - eps_u) for unseen x_t, prompts and w."""
     teacher = toy_setup(guidance_dim=256)
-    cfg = _toy_cfg("guidance", steps=400, guidance=distill_guidance(t_min=0.5, t_max=0.502),
-                   guidance_distill=GuidanceDistillSettings(scale_min=1.0, scale_max=4.0))
-    gen = guidance_distill.train(teacher, cfg, quiet_run(tmp_path, cfg))
+    config = _toy_cfg("guidance", steps=400, guidance=distill_guidance(t_min=0.5, t_max=0.502),
+                      guidance_distill=GuidanceDistillSettings(scale_min=1.0, scale_max=4.0))
+    gen = guidance_distill.train(teacher, config, quiet_run(tmp_path, config))
     x, mu, g = _held_out()
     t = torch.randint(500, 502, (len(x),), generator=g)
     w = 1.0 + 3.0 * torch.rand(len(x), generator=g)
@@ -82,9 +82,9 @@ def test_ddim_target_lands_on_the_two_step_output():
 def test_progressive_student_reproduces_two_teacher_ddim_steps(tmp_path):
     """Salimans & Ho: after training, one student DDIM step == two teacher (CFG 2) DDIM steps on held-out inputs."""
     teacher = toy_setup(default_cfg=2.0)
-    cfg = _toy_cfg("progressive", steps=1, progressive=ProgressiveSettings(teacher_steps=4, end_steps=2,
+    config = _toy_cfg("progressive", steps=1, progressive=ProgressiveSettings(teacher_steps=4, end_steps=2,
                                                                              iters_per_stage=300, save_stages=False))
-    gen = progressive.train(teacher, cfg, quiet_run(tmp_path, cfg))
+    gen = progressive.train(teacher, config, quiet_run(tmp_path, config))
     assert gen.timesteps == [999, 499] and gen.sampler == "ddim"
     x, mu, _ = _held_out()
     ac, uncond = teacher.alphas_cumprod, torch.zeros(1, 1, 8)
@@ -130,8 +130,8 @@ def test_consistency_function_equals_the_teacher_ode_solution(tmp_path):
     """Song et al.: trained self-consistency + boundary => f(x_t, t) = the teacher's discrete ODE (CFG 1.5 DDIM on the
     skip grid) solved from t down to 0, on held-out x_t, for every grid t."""
     teacher = toy_setup(default_cfg=1.5)
-    cfg = _toy_cfg("consistency", steps=800, consistency=ConsistencySettings(skip=250, ema=0.5, huber_c=0.0))
-    gen = consistency.train(teacher, cfg, quiet_run(tmp_path, cfg))
+    config = _toy_cfg("consistency", steps=800, consistency=ConsistencySettings(skip=250, ema=0.5, huber_c=0.0))
+    gen = consistency.train(teacher, config, quiet_run(tmp_path, config))
     x, mu, _ = _held_out()
     ac, den = teacher.alphas_cumprod, teacher_denoiser(teacher, mu, torch.zeros(1, 1, 8), 1.5)
     errs = []
@@ -158,8 +158,8 @@ def test_noise_lora_matches_cfg_eps_on_the_schedule_only(tmp_path):
     """The student's single pass equals the teacher's CFG-2.5 eps at the aligned timesteps on held-out inputs; the
     timesteps off the schedule are never trained (their parameters stay at their initial value)."""
     teacher = toy_setup(default_cfg=2.5)
-    cfg = _toy_cfg("noise_lora", steps=300, timesteps=[999, 749, 499, 249])
-    gen = noise_lora.train(teacher, cfg, quiet_run(tmp_path, cfg))
+    config = _toy_cfg("noise_lora", steps=300, timesteps=[999, 749, 499, 249])
+    gen = noise_lora.train(teacher, config, quiet_run(tmp_path, config))
     x, mu, g = _held_out()
     t = torch.tensor([999, 749, 499, 249])[torch.randint(0, 4, (len(x),), generator=g)]
     with torch.no_grad():
@@ -175,8 +175,8 @@ def test_noise_lora_matches_cfg_eps_on_the_schedule_only(tmp_path):
 def test_kd_student_is_the_teacher_ode_map(tmp_path):
     """Luhman & Luhman: the trained one-step G(z, 999, y) equals the CFG-2 teacher's DDIM-8 map on held-out z, y."""
     teacher = toy_setup(default_cfg=2.0)
-    cfg = _toy_cfg("kd", steps=400, regression_pairs=32)
-    gen = kd.train_kd(teacher, cfg, quiet_run(tmp_path, cfg))
+    config = _toy_cfg("kd", steps=400, regression_pairs=32)
+    gen = kd.train_kd(teacher, config, quiet_run(tmp_path, config))
     z, mu, _ = _held_out()
     ref = ddim_sample(teacher, mu, torch.zeros(1, 1, 8), 2.0, 8, z)
     with torch.no_grad():
@@ -190,12 +190,12 @@ def test_reflow_makes_the_teacher_paths_straight(tmp_path):
     from dreamer.distill.generator import make_generator
 
     teacher = toy_setup(default_cfg=2.0)
-    cfg = _toy_cfg("reflow", steps=1, regression_pairs=32, guidance=distill_guidance(t_min=0.499, t_max=0.5),
-                   reflow=ReflowSettings(reflow_iters=400, ode_steps=8, distill_iters=400, save_reflow=False))
-    run, g = quiet_run(tmp_path, cfg), torch.Generator().manual_seed(0)
+    config = _toy_cfg("reflow", steps=1, regression_pairs=32, guidance=distill_guidance(t_min=0.499, t_max=0.5),
+                      reflow=ReflowSettings(reflow_iters=400, ode_steps=8, distill_iters=400, save_reflow=False))
+    run, g = quiet_run(tmp_path, config), torch.Generator().manual_seed(0)
     gen = make_generator(teacher, [999])
-    z, x0, idx = regression_pairs(teacher, gen, teacher.encode_prompt(["a", "b"]), torch.zeros(1, 1, 8), cfg, 2.0, g)
-    kd.fit_reflow(gen, z, x0, idx, teacher.encode_prompt(["a", "b"]), 400, cfg, run, g)
+    z, x0, idx = regression_pairs(teacher, gen, teacher.encode_prompt(["a", "b"]), torch.zeros(1, 1, 8), config, 2.0, g)
+    kd.fit_reflow(gen, z, x0, idx, teacher.encode_prompt(["a", "b"]), 400, config, run, g)
     zh, mu, _ = _held_out()
     xh = ddim_sample(teacher, mu, torch.zeros(1, 1, 8), 2.0, 8, zh)
     t = torch.full((len(zh),), 499)
@@ -203,9 +203,9 @@ def test_reflow_makes_the_teacher_paths_straight(tmp_path):
     with torch.no_grad():
         straight = (gen.x0(x_t, t, mu) - xh).abs().max().item()
         before = make_generator(teacher, [999]).x0(x_t, t, mu) - xh
-    cfg.guidance.t_min, cfg.guidance.t_max, cfg.reflow.ode_steps = 0.999, 1.0, 1  # the affine toy learns per t:
-    #                                                                                train t = 999 only
-    final = kd.train_reflow(teacher, cfg, run)
+    config.guidance.t_min, config.guidance.t_max, config.reflow.ode_steps = 0.999, 1.0, 1  # the affine toy learns per
+    #                                                                                   t: train t = 999 only
+    final = kd.train_reflow(teacher, config, run)
     with torch.no_grad():
         one_step = (final.x0(zh, torch.full((len(zh),), 999), mu) - xh).abs().max().item()
     assert straight < 1e-4 and before.abs().max() > 0.1, (straight, before.abs().max())   # measured 2.4e-6 vs 13.5
@@ -277,10 +277,10 @@ def test_trainer_end_to_end_on_tiny_sd(recipe, tiny_sd_dir, tmp_path):
     before = copy.deepcopy(teacher.unet.state_dict())
     over = [f"{k}={v}" for k, v in SMOKE[recipe].items()]
     method = load_distill_config(f"distill-{recipe}").method
-    cfg = load_distill_config(f"distill-{recipe}",
-                              ["steps=2", "batch=2", "data_size=4", "threads=1", "save_every=0", "log_every=1",
-                               f"teacher={tiny_sd_dir}", "prompts=[a red cube, a blue sphere]", *over])
-    distill(cfg, tmp_path, teacher=teacher, log=lambda s: None, world=world_of(DEFAULT_TEACHER))  # data: shapes
+    config = load_distill_config(f"distill-{recipe}",
+                                 ["steps=2", "batch=2", "data_size=4", "threads=1", "save_every=0", "log_every=1",
+                                  f"teacher={tiny_sd_dir}", "prompts=[a red cube, a blue sphere]", *over])
+    distill(config, tmp_path, teacher=teacher, log=lambda s: None, world=world_of(DEFAULT_TEACHER))  # data: shapes
     gen = load_generator(tmp_path / "generator")
     assert gen.meta["method"] == method and gen.meta["teacher"] == str(tiny_sd_dir)
     cond = teacher.encode_prompt(["a red cube"] * 2)
@@ -297,16 +297,17 @@ def test_guidance_distilled_generator_is_a_teacher_for_the_other_trainers(tiny_s
 
     tiny = ["steps=1", "batch=2", "data_size=4", "threads=1", "log_every=1", "prompts=[a red cube]",
             "data=teacher", "regression_ddim_steps=2"]    # a non-shapes teacher: no shapes-world data
-    cfg = load_distill_config("distill-guidance", [*tiny, f"teacher={tiny_sd_dir}", "guidance.cfg_scale=4.0"])
-    distill(cfg, tmp_path / "gd", log=lambda s: None)
+    config = load_distill_config("distill-guidance", [*tiny, f"teacher={tiny_sd_dir}", "guidance.cfg_scale=4.0"])
+    distill(config, tmp_path / "gd", log=lambda s: None)
     teacher = load_any_teacher(str(tmp_path / "gd" / "generator"))
     assert isinstance(teacher, GeneratorTeacher) and teacher.default_cfg == 1.0 and teacher.guidance == 4.0
     x, t, cond = torch.randn(2, 4, 8, 8), torch.tensor([999, 10]), teacher.encode_prompt(["a red cube"] * 2)
     with torch.no_grad():
         assert torch.equal(teacher.eps(x, t, cond), teacher.gen.eps(x, t, cond, torch.full((2,), 4.0)))
-    cfg = load_distill_config("distill-progressive", [*tiny, f"teacher={tmp_path / 'gd' / 'generator'}",
-                                                      "progressive.teacher_steps=2", "progressive.iters_per_stage=1"])
-    distill(cfg, tmp_path / "pd", log=lambda s: None)
+    config = load_distill_config("distill-progressive", [*tiny, f"teacher={tmp_path / 'gd' / 'generator'}",
+                                                         "progressive.teacher_steps=2",
+                                                         "progressive.iters_per_stage=1"])
+    distill(config, tmp_path / "pd", log=lambda s: None)
     gen = load_generator(tmp_path / "pd" / "generator")
     assert gen.guidance == 4.0 and gen.unet.config.time_cond_proj_dim == 256
     assert gen.meta["teacher"] == str(tiny_sd_dir) and gen.meta["init"].endswith("generator")
@@ -316,5 +317,5 @@ def test_every_method_has_a_recipe_and_a_trainer():
     for name in TRAINERS:
         if name in ("sds",):
             continue
-        cfg = load_distill_config(f"distill-{name.replace('_', '-')}")
-        assert cfg.method == name and callable(TRAINERS[name])
+        config = load_distill_config(f"distill-{name.replace('_', '-')}")
+        assert config.method == name and callable(TRAINERS[name])
