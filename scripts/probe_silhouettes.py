@@ -33,8 +33,8 @@ def best_iou(masks: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:
     """Max IoU of each mask [N,H,W] over a bank [M,H,W] (both bool) -> [N]; an empty pair scores 0."""
     a, b = masks.flatten(1).float(), bank.flatten(1).float()                 # [N,P], [M,P]
     inter = a @ b.T                                                           # [N,M]
-    union = a.sum(1, keepdim=True) + b.sum(1)[None] - inter
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(inter)).amax(1)
+    union = a.sum(1, keepdim=True) + b.sum(1)[None] - inter                  # 0 only where inter is 0
+    return (inter / union.clamp(min=1)).amax(1)
 
 
 def gt_bank(colour: str, res: int, n: int, seed: int, threshold: float = 0.25) -> dict[str, torch.Tensor]:
@@ -88,18 +88,20 @@ def main(argv=None) -> None:
     from dreamer.distill.trainers.toolkit import ddim_sample, teacher_clip
 
     teacher = load_teacher(a.teacher)
-    res = teacher.unet.config.sample_size
+    c, res = teacher.unet.config.in_channels, teacher.unet.config.sample_size    # latent teachers: decoded larger
     uncond = teacher.encode_prompt([""] * a.n)
-    rows = []
+    rows, banks = [], {}                           # banks: one per colour (and decoded size), shared by its prompts
     for prompt in a.prompts:
         spec = parse_prompt(prompt)
-        bank = gt_bank(spec.colour, res, a.bank, a.seed + 1, a.threshold)
         texts = [f"{prompt}, {VIEW_SUFFIXES[i % len(VIEW_SUFFIXES)]}" for i in range(a.n)]
         cond = teacher.encode_prompt(texts)
         for scale in a.cfg:
-            z = torch.randn(a.n, 3, res, res, generator=torch.Generator().manual_seed(a.seed))
+            z = torch.randn(a.n, c, res, res, generator=torch.Generator().manual_seed(a.seed))
             imgs = teacher.decode(ddim_sample(teacher, cond, uncond, scale, a.steps, z, teacher_clip(teacher)))
-            names, ious = nearest(silhouettes(imgs, a.threshold), bank)
+            key = (spec.colour, imgs.shape[-1])
+            if key not in banks:
+                banks[key] = gt_bank(spec.colour, imgs.shape[-1], a.bank, a.seed + 1, a.threshold)
+            names, ious = nearest(silhouettes(imgs, a.threshold), banks[key])
             rows.append({"prompt": prompt, "cfg": scale, **summarise(spec.shape, names, ious)})
     print(json.dumps({"teacher": teacher_name(a.teacher), "ddim_steps": a.steps, "bank_views": a.bank,
                       "threshold": a.threshold, "seed": a.seed, "rows": rows}, indent=2))
