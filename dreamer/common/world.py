@@ -68,6 +68,11 @@ class World(Protocol):
         """The prompt's ground truth, or None when the world has none for it."""
 
 
+def shading_of(world: World | None) -> Shading:
+    """The image model training renders are shaded with: the world's, DEFAULT_SHADING for a teacher without one."""
+    return world.shading if world is not None else DEFAULT_SHADING
+
+
 def teacher_meta(teacher_dir: str | Path | None) -> dict:
     """The teacher.json of a local teacher folder ({} for None and folders without one)."""
     if teacher_dir is None:

@@ -18,7 +18,7 @@ from ..common.errors import NumericalFault
 from ..common.run_folder import CHECKPOINT, RunFolder, StepGuard, resume_checkpoint
 from ..common.teacher_source import load_teacher, teacher_world
 from ..common.view_prompts import VIEW_SUFFIXES, perp_neg_embeddings, view_prompt, warn_if_truncated
-from ..common.world import DEFAULT_SHADING
+from ..common.world import shading_of
 from .lighting import ambient_of, draw_shading
 from .recipe import RESUME_FREE_KEYS, GenerateConfig, validate_generate
 from .scenes import SCENES
@@ -116,7 +116,7 @@ class SceneRun:
         cam = c.camera
         cams = R.sample_orbit_cameras(cam.batch, cam.elev_range, cam.azim_range, cam.dist_range, cam.fov_range,
                                       cam.resolution, cam.resolution, self.rng, device=c.device)
-        shading = self.world.shading if self.world is not None else DEFAULT_SHADING
+        shading = shading_of(self.world)
         mode, light = draw_shading(c.shading, i, cams, self.rng, shading)
         out = self.scene.render(cams, i, self.rng, shading=mode, light=light, ambient=ambient_of(c.shading, shading))
         aux_kw = {"camera": R.camera_vector(cams)} if self.aux is not None else {}
@@ -201,10 +201,11 @@ def generate(config: GenerateConfig, out_dir: str | Path, resume: bool = False, 
     validate_generate(config)
     # before the (slow) teacher load: fail fast (the config must match up to RESUME_FREE_KEYS; a null ambient is the
     # world's, so a folder that wrote the world's value out resumes)
-    world = world if world is not None else teacher_world(config.teacher)
-    nulls = {"shading.ambient": (world.shading if world is not None else DEFAULT_SHADING).ambient}
-    sd = (resume_checkpoint(out_dir, config, RESUME_FREE_KEYS, CKPT_KEYS, missing_ok=True, nulls=nulls) if resume
-          else None)
+    sd = None
+    if resume:
+        world = world if world is not None else teacher_world(config.teacher)
+        nulls = {"shading.ambient": shading_of(world).ambient}
+        sd = resume_checkpoint(out_dir, config, RESUME_FREE_KEYS, CKPT_KEYS, missing_ok=True, nulls=nulls)
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     run = SceneRun(config, teacher, world, out_dir)
